@@ -1,0 +1,109 @@
+"""torch -> ONNX -> full-integer int8 TFLite.
+
+The route (RECIPES.md, measured): the dynamo ONNX exporter writes one self-contained file;
+onnx2tf turns a *copy* of it (it rewrites its input in place) into a SavedModel without running
+onnxsim; our own `TFLiteConverter` then quantises with real calibration windows and
+`TFLITE_BUILTINS_INT8` only, so an op without an int8 kernel fails the conversion loudly instead
+of becoming a Flex op. The flatbuffer is finally re-laid out with 16-byte aligned buffers by
+tflite-micro's align tool, so the C array can be used in place on the device.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from micronas.errors import ExportError
+
+from ._fdcapture import capture_fds
+
+log = logging.getLogger(__name__)
+
+
+def export_onnx(model, input_shape: tuple[int, int], path: Path, log_path: Path | None = None) -> None:
+    """Export an eval-mode torch model to a single-file ONNX model (dynamo exporter).
+
+    Args:
+        model: A `torch.nn.Module` taking (1, C, T) float input, batch norms already folded.
+        input_shape: (C, T).
+        path: Destination `.onnx`; written to a temporary file, then renamed.
+        log_path: Where the exporter's console output goes.
+
+    Raises:
+        ExportError: the exporter failed.
+    """
+    import torch
+
+    x = torch.zeros(1, *input_shape)  # (1, C, T)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with capture_fds(log_path):
+            torch.onnx.export(model, (x,), str(tmp), dynamo=True, external_data=False,
+                              input_names=["input"], output_names=["logits"])
+    except Exception as e:  # the exporter raises many types; all mean "could not export"
+        tmp.unlink(missing_ok=True)
+        raise ExportError(f"ONNX export failed: {type(e).__name__}: {e}",
+                          f"see {log_path}" if log_path else None) from e
+    os.replace(tmp, path)
+
+
+def onnx_to_int8_tflite(onnx_path: Path, calibration_ntc: np.ndarray, out_path: Path,
+                        log_path: Path | None = None) -> None:
+    """Convert an ONNX model to a full-integer int8 TFLite flatbuffer with 16-aligned buffers.
+
+    Args:
+        onnx_path: The model from `export_onnx` (input (1, C, T)).
+        calibration_ntc: Calibration windows, channel-last (N, T, C) float32, standardised like
+            the training data. The TFLite input becomes [1, T, C] int8.
+        out_path: Destination `.tflite`; written to a temporary file, then renamed.
+        log_path: Where onnx2tf's and TensorFlow's console output goes.
+
+    Raises:
+        ExportError: onnx2tf or the converter failed (for example an op with no int8 kernel).
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if calibration_ntc.ndim != 3 or len(calibration_ntc) == 0:
+        raise ExportError(f"calibration data has shape {calibration_ntc.shape}; expected (N>0, T, C)")
+    with tempfile.TemporaryDirectory(prefix="micronas-tflite-") as td:
+        work = Path(td)
+        onnx_copy = work / "model.onnx"
+        shutil.copyfile(onnx_path, onnx_copy)  # onnx2tf rewrites its input in place
+        saved_model = work / "saved_model"
+        try:
+            with capture_fds(log_path):
+                import onnx2tf
+                import tensorflow as tf
+
+                onnx2tf.convert(input_onnx_file_path=str(onnx_copy), output_folder_path=str(saved_model),
+                                not_use_onnxsim=True, non_verbose=True)
+                converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]
+                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+                converter.inference_input_type = tf.int8
+                converter.inference_output_type = tf.int8
+                calib = calibration_ntc.astype(np.float32)
+
+                def representative():
+                    for i in range(len(calib)):
+                        yield [calib[i : i + 1]]  # (1, T, C)
+
+                converter.representative_dataset = representative
+                flatbuffer = converter.convert()
+        except Exception as e:  # TF raises ConverterError, ValueError, RuntimeError...
+            raise ExportError(f"int8 TFLite conversion failed: {type(e).__name__}: {str(e)[:500]}",
+                              f"see {log_path}" if log_path else None) from e
+        unaligned = work / "unaligned.tflite"
+        unaligned.write_bytes(flatbuffer)
+        aligned = work / "aligned.tflite"
+        from tflite_micro.tensorflow.lite.micro.tools import tflite_flatbuffer_align_wrapper as align
+
+        align.align_tflite_model(str(unaligned), str(aligned))
+        tmp = out_path.with_name(out_path.name + ".tmp")
+        shutil.copyfile(aligned, tmp)
+        os.replace(tmp, out_path)
+    log.debug("wrote %s (%d bytes)", out_path, out_path.stat().st_size)

@@ -1,0 +1,202 @@
+"""Checks built into export: op list, interpreters, agreement, the TFLM arena.
+
+Two interpreters read the same int8 flatbuffer:
+
+* ai-edge-litert with `BUILTIN_WITHOUT_DEFAULT_DELEGATES` (TFLite's optimised builtin kernels,
+  no XNNPACK) — the golden TFLite reference;
+* tflite-micro's host interpreter (TFLM's reference int8 kernels, the semantics CMSIS-NN keeps
+  and the micronas C runtime must match bit for bit).
+
+Their outputs may differ by one LSB (the optimised kernels round some products differently);
+`compare_interpreters` reports the exact-match rate and the largest difference.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from micronas.errors import ExportError
+from search_space.registry import RUNTIME_OPS
+
+from ._fdcapture import capture_fds
+
+# Headroom for measuring; the arena is then measured exactly and reported.
+_MEASURE_ARENA_BYTES = 16 * 1024 * 1024
+_ARENA_TOTAL_RE = re.compile(r"Arena allocation total (\d+) bytes")
+
+
+@dataclass(frozen=True)
+class QuantParams:
+    """Scale and zero point of an int8 tensor, with its shape."""
+
+    scale: float
+    zero_point: int
+    shape: tuple[int, ...]
+
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        """float -> int8 as TFLite's reference QUANTIZE: float32 divide, round half away from zero."""
+        v = x.astype(np.float32) / np.float32(self.scale)
+        q = np.sign(v) * np.floor(np.abs(v) + np.float32(0.5))
+        return np.clip(q + self.zero_point, -128, 127).astype(np.int8)
+
+    def dequantize(self, q: np.ndarray) -> np.ndarray:
+        return (q.astype(np.float32) - self.zero_point) * np.float32(self.scale)
+
+
+def _litert(path: Path):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    it = Interpreter(model_path=str(path),
+                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    it.allocate_tensors()
+    return it
+
+
+def io_params(path: Path) -> tuple[QuantParams, QuantParams]:
+    """Input and output quantisation parameters of a single-input, single-output int8 model.
+
+    Raises:
+        ExportError: the model does not have exactly one int8 input and one int8 output.
+    """
+    it = _litert(path)
+    ins, outs = it.get_input_details(), it.get_output_details()
+    if len(ins) != 1 or len(outs) != 1:
+        raise ExportError(f"{path}: expected one input and one output, got {len(ins)} and {len(outs)}")
+    params = []
+    for d in (ins[0], outs[0]):
+        if d["dtype"] != np.int8:
+            raise ExportError(f"{path}: tensor {d['name']!r} is {np.dtype(d['dtype']).name}; expected int8")
+        scale, zp = d["quantization"]
+        params.append(QuantParams(float(scale), int(zp), tuple(int(s) for s in d["shape"])))
+    return params[0], params[1]
+
+
+def list_ops(path: Path) -> list[str]:
+    """The ordered list of op names in the flatbuffer's (single) subgraph."""
+    return [op["op_name"] for op in _litert(path)._get_ops_details()]
+
+
+def check_ops(ops: list[str], path: Path) -> None:
+    """Every op must be a registered runtime op (one the C runtime executes).
+
+    Raises:
+        ExportError: naming the unexpected ops (a Flex op, say) and the supported set.
+    """
+    unknown = sorted({op for op in ops if op not in RUNTIME_OPS})
+    if unknown:
+        raise ExportError(
+            f"{path.name} contains ops the micronas runtime does not support: {', '.join(unknown)}; "
+            f"supported: {', '.join(RUNTIME_OPS.names())}",
+            "change the architecture so it avoids these ops, or register the op and its kernel",
+        )
+
+
+def run_litert(path: Path, x_int8: np.ndarray) -> np.ndarray:
+    """Run every window (N, *input_shape[1:]) through LiteRT; returns (N, *output_shape[1:]) int8."""
+    it = _litert(path)
+    i, o = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
+    out = []
+    for x in x_int8:
+        it.set_tensor(i, x[None])
+        it.invoke()
+        out.append(it.get_tensor(o)[0].copy())
+    return np.stack(out)
+
+
+def run_tflm(flatbuffer: bytes, x_int8: np.ndarray, arena_bytes: int = _MEASURE_ARENA_BYTES) -> np.ndarray:
+    """Run every window through the tflite-micro host interpreter; returns int8 outputs."""
+    from tflite_micro import runtime
+
+    with capture_fds(fds=(2,)):
+        it = runtime.Interpreter.from_bytes(flatbuffer, arena_size=arena_bytes)
+    out = []
+    for x in x_int8:
+        it.set_input(x[None], 0)
+        it.invoke()
+        out.append(np.array(it.get_output(0))[0].copy())
+    return np.stack(out)
+
+
+def tflm_recorded_arena_bytes(flatbuffer: bytes, x_int8: np.ndarray) -> int:
+    """The arena total TFLM's RecordingMicroAllocator reports after one invoke.
+
+    This is the final head + tail. It leaves out the temporary scratch the memory planner
+    needs during AllocateTensors, so a model can need more than this (seen: 9,752 B needed,
+    7,248 B recorded). `tflm_arena_bytes` measures what is actually needed.
+
+    Raises:
+        ExportError: the interpreter did not report its allocation.
+    """
+    from tflite_micro import runtime
+
+    with capture_fds(fds=(2,)) as captured:
+        it = runtime.Interpreter.from_bytes(flatbuffer, arena_size=_MEASURE_ARENA_BYTES)
+        it.set_input(x_int8[:1], 0)
+        it.invoke()
+        it.print_allocations()
+    m = _ARENA_TOTAL_RE.search(captured[0])
+    if not m:
+        raise ExportError("tflite-micro did not report its arena allocation",
+                          f"its output was: {captured[0][:300]!r}")
+    return int(m.group(1))
+
+
+def tflm_arena_bytes(flatbuffer: bytes, x_int8: np.ndarray) -> int:
+    """The smallest arena with which TFLM constructs the interpreter and invokes, to the byte.
+
+    Bisection between the allocator's recorded total (a lower bound) and the first doubling of
+    it that works; about 15 interpreter constructions. Measured by the 64-bit host build, whose
+    persistent structs are larger than a Cortex-M's: an upper bound for the device.
+
+    Raises:
+        ExportError: the model does not run even with the measuring headroom.
+    """
+    lo = tflm_recorded_arena_bytes(flatbuffer, x_int8)
+    if tflm_fits(flatbuffer, x_int8, lo):
+        return lo
+    hi = lo
+    while not tflm_fits(flatbuffer, x_int8, hi):  # invariant: lo does not fit
+        lo, hi = hi, hi * 2
+        if hi > _MEASURE_ARENA_BYTES:
+            raise ExportError(f"TFLite Micro does not run this model even with a {_MEASURE_ARENA_BYTES:,}-byte arena")
+    while hi - lo > 1:  # lo fails, hi fits
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if tflm_fits(flatbuffer, x_int8, mid) else (mid, hi)
+    return hi
+
+
+def tflm_fits(flatbuffer: bytes, x_int8: np.ndarray, arena_bytes: int) -> bool:
+    """True when TFLM constructs and invokes with exactly `arena_bytes` of arena."""
+    from tflite_micro import runtime
+
+    with capture_fds(fds=(2,)):
+        try:
+            it = runtime.Interpreter.from_bytes(flatbuffer, arena_size=arena_bytes)
+            it.set_input(x_int8[:1], 0)
+            it.invoke()
+            return True
+        except RuntimeError:
+            return False
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How two int8 interpreters agree over a set of windows."""
+
+    windows: int
+    exact_rate: float  # fraction of windows whose whole output vector is identical
+    max_lsb_diff: int
+
+    def to_json(self) -> dict:
+        return {"windows": self.windows, "exact_match_rate": self.exact_rate, "max_lsb_diff": self.max_lsb_diff}
+
+
+def compare(a: np.ndarray, b: np.ndarray) -> Agreement:
+    """Compare two (N, ...) int8 output arrays window by window."""
+    diff = np.abs(a.astype(np.int32) - b.astype(np.int32)).reshape(len(a), -1)
+    return Agreement(len(a), float(np.mean(diff.max(axis=1) == 0)), int(diff.max(initial=0)))
+

@@ -1,0 +1,4 @@
+"""Allow `python -m micronas`."""
+from micronas.cli import main
+
+main()

@@ -1,0 +1,196 @@
+"""The `micronas` command line: a thin layer over `micronas.api`.
+
+Only typer, rich and the light micronas modules load at start-up; torch and the converters are
+imported by the commands that use them, so `micronas --help` answers at once.
+
+Exit codes: 0 ok, 1 a budget cannot be met or is exceeded, 2 usage/config/data/internal error,
+130 interrupted (Ctrl-C; re-running the same command resumes).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+
+from micronas import __version__
+from micronas.errors import EXIT_USAGE, MicronasError
+from micronas.units import SIZE_UNITS_HELP, Budgets, format_size
+
+EXIT_INTERRUPTED = 130
+
+app = typer.Typer(
+    name="micronas",
+    help="Find, train, quantise and ship an int8 time-series classifier that fits a microcontroller.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+RAM_HELP = f"RAM budget, e.g. 256k, 96KiB, 1.5M. {SIZE_UNITS_HELP}."
+FLASH_HELP = f"Flash budget, e.g. 512k, 1M. {SIZE_UNITS_HELP}."
+
+
+def _setup_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    for name in ("micronas", "search_space", "firmware_export", "latency_tables", "targets"):
+        lg = logging.getLogger(name)
+        lg.setLevel(logging.INFO)
+        lg.handlers[:] = [handler]
+        lg.propagate = False
+
+
+def _handled(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn errors into a one-screen message and the right exit code (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _setup_logging()
+        try:
+            return fn(*args, **kwargs)
+        except MicronasError as e:
+            err.print("error: " + e.message, markup=False, soft_wrap=True)
+            if e.hint:
+                err.print("  hint: " + e.hint, markup=False, soft_wrap=True)
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("interrupted; finished stages are kept, re-run the same command to resume", markup=False)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except typer.Exit:
+            raise
+        except Exception as e:  # a bug, not a user mistake: say so, keep the traceback out of the way
+            log_file = Path(os.environ.get("TMPDIR", "/tmp")) / "micronas-internal-error.log"
+            log_file.write_text(traceback.format_exc())
+            err.print(f"internal error: {type(e).__name__}: {e}", markup=False, soft_wrap=True)
+            err.print(f"  the traceback is in {log_file}; please report it with the command you ran",
+                      markup=False)
+            raise typer.Exit(EXIT_USAGE) from None
+
+    return wrapper
+
+
+def _echo_budgets(budgets: Budgets) -> None:
+    for line in budgets.describe():
+        out.print(line, markup=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"micronas {__version__}", markup=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+                                                    help="Print the version and exit.")] = None,
+) -> None:
+    """Find, train, quantise and ship an int8 time-series classifier that fits a microcontroller."""
+
+
+@app.command()
+@_handled
+def train(
+    out_dir: Annotated[Path, typer.Option("--out", help="Run directory to create (or resume).")],
+    data: Annotated[str, typer.Option(help="'basicmotions' (embedded default) or a .npz, .ts or .csv file.")]
+    = "basicmotions",
+    arch: Annotated[Optional[str], typer.Option(
+        help="arch.json path or a shipped arch name; default: 'default' adapted to the data's shape.")] = None,
+    epochs: Annotated[int, typer.Option(min=1, max=100000, help="Training epochs (fixed schedule).")] = 120,
+    seed: Annotated[int, typer.Option(min=0, help="Seed for the split, the weights and the batch order.")] = 0,
+    force: Annotated[bool, typer.Option(help="Retrain even if the run already holds a model.")] = False,
+) -> None:
+    """Train an architecture on a dataset (fp32); resumes an interrupted run."""
+    from micronas import api
+    from micronas.train import TrainConfig
+
+    cfg = TrainConfig(epochs=epochs, seed=seed)
+    step = max(1, epochs // 10)
+
+    def on_epoch(epoch: int, total: int, e: dict[str, float]) -> None:
+        if (epoch + 1) % step == 0 or epoch + 1 == total:
+            out.print(f"epoch {epoch + 1:>4}/{total}  train loss {e['train_loss']:.4f}  "
+                      f"val loss {e['val_loss']:.4f}  val acc {e['val_acc']:.3f}", markup=False)
+
+    out.print(f"training on {data} into {out_dir}", markup=False)
+    s = api.train(data, out_dir, arch=arch, cfg=cfg, force=force, on_epoch=on_epoch)
+    sp = s["split"]
+    out.print(f"split: {sp['train']} train / {sp['val']} val / {sp['test']} test windows"
+              + (" (by subject)" if sp["by_subject"] else ""), markup=False)
+    b = s["best"]
+    verb = "already trained (same settings); kept" if s["reused"] else "kept"
+    out.print(f"{verb} epoch {b['epoch'] + 1}: val acc {b['val_acc']:.3f}, val loss {b['val_loss']:.4f}",
+              markup=False)
+    out.print(f"model: {Path(s['run']) / 'model.pt'}\nnext: micronas export {s['run']}", markup=False)
+
+
+@app.command()
+@_handled
+def export(
+    run: Annotated[Path, typer.Argument(help="Run directory from `micronas train`.")],
+    ram: Annotated[Optional[str], typer.Option(help=RAM_HELP)] = None,
+    flash: Annotated[Optional[str], typer.Option(help=FLASH_HELP)] = None,
+) -> None:
+    """Export a trained run to ONNX, int8 TFLite and C arrays, verified on the test split.
+
+    Exits 1 when the measured TFLM arena exceeds --ram or the model exceeds --flash.
+    """
+    budgets = Budgets.parse(ram=ram, flash=flash)
+    _echo_budgets(budgets)
+    from micronas import api
+
+    metrics = api.export(run, budgets, on_stage=lambda s: out.print(f"- {s}", markup=False))
+    a = metrics["litert_vs_tflm"]
+    lines = [
+        f"accuracy (test, {metrics['test_windows']} windows): fp32 {metrics['accuracy_fp32']:.3f}, "
+        f"int8 {metrics['accuracy_int8']:.3f} (drop {metrics['int8_accuracy_drop'] * 100:+.1f} points)",
+        f"int8 vs fp32 argmax agreement: {metrics['argmax_agreement_int8_vs_fp32']:.3f}",
+        f"LiteRT vs TFLite Micro: {a['exact_match_rate'] * 100:.1f}% of windows bit-exact, "
+        f"max difference {a['max_lsb_diff']} LSB",
+        f"model: {format_size(metrics['tflite_bytes'])} int8 flatbuffer, "
+        f"{len(metrics['tflite_ops'])} ops",
+        f"TFLM arena: {format_size(metrics['tflm_arena_bytes'])} (measured, tflite-micro host interpreter)",
+        f"export took {metrics['export_seconds']:.1f} s",
+        f"artefacts in {Path(run)}: model.onnx, model_int8.tflite, c/model_data.h, c/model_data.c, metrics.json",
+    ]
+    for line in lines:
+        out.print(line, markup=False)
+
+
+@app.command()
+@_handled
+def data(
+    path: Annotated[str, typer.Argument(help="'basicmotions' or a .npz, .ts or .csv file.")] = "basicmotions",
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the split to show.")] = 0,
+) -> None:
+    """Check a data file and show what micronas reads from it (shape, classes, split)."""
+    from micronas.data import load_dataset, make_split
+
+    ds = load_dataset(path)
+    split = make_split(ds, seed=seed)
+    counts = {name: int((ds.y == i).sum()) for i, name in enumerate(ds.class_names)}
+    out.print(f"{ds.source}: {len(ds.X)} windows of {ds.n_channels} channels x {ds.length} samples", markup=False)
+    if ds.X_test is not None:
+        out.print(f"test set in the file: {len(ds.X_test)} windows", markup=False)
+    out.print("classes: " + ", ".join(f"{k} ({v})" for k, v in counts.items()), markup=False)
+    out.print(f"split (seed {seed}): {len(split.train)} train / {len(split.val)} val / {len(split.test)} test"
+              + (" by subject" if split.by_subject else ", stratified by class"), markup=False)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

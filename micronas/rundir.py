@@ -1,0 +1,139 @@
+"""Run directories: one explicit folder per run, one artefact per stage, nothing half-written.
+
+Every file is written to a temporary sibling and renamed into place, so an interrupted stage
+leaves either the old file or the new one, never a truncated one. `run.json` marks a folder as
+a micronas run and records the format version that wrote it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from micronas import __version__
+from micronas.errors import ConfigError
+
+RUN_FORMAT = "micronas.run/1"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same directory and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp creates 0600; artefacts are ordinary files
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class RunDir:
+    """A run directory.
+
+    Args:
+        path: The folder (created by `create`, required to exist by `open`).
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str]) -> RunDir:
+        """Create (or reuse) a run directory.
+
+        Raises:
+            ConfigError: the path exists and is a file, or a folder that is not a micronas run
+                and not empty (so we never write into someone's project folder by mistake).
+        """
+        p = Path(path)
+        if p.exists() and not p.is_dir():
+            raise ConfigError(f"--out {p} exists and is not a directory", "choose another --out")
+        run = cls(p)
+        if p.is_dir() and any(p.iterdir()) and not run.file("run.json").exists():
+            raise ConfigError(f"--out {p} is a non-empty folder that is not a micronas run",
+                              "choose a new or empty folder for --out")
+        p.mkdir(parents=True, exist_ok=True)
+        if not run.file("run.json").exists():
+            atomic_write_json(run.file("run.json"), {"format": RUN_FORMAT, "micronas_version": __version__})
+        run.check_format()
+        return run
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> RunDir:
+        """Open an existing run directory.
+
+        Raises:
+            ConfigError: missing folder, not a run, or written by an incompatible version.
+        """
+        p = Path(path)
+        if not p.is_dir():
+            raise ConfigError(f"run directory {p} does not exist",
+                              "create one with `micronas train --out RUN`")
+        run = cls(p)
+        if not run.file("run.json").exists():
+            raise ConfigError(f"{p} is not a micronas run directory (no run.json)",
+                              "pass the folder given to `micronas train --out`")
+        run.check_format()
+        return run
+
+    def check_format(self) -> None:
+        meta = self.read_json("run.json")
+        if not isinstance(meta, dict) or meta.get("format") != RUN_FORMAT:
+            got = meta.get("format") if isinstance(meta, dict) else meta
+            raise ConfigError(f"{self.path} was written in run format {got!r}; this micronas "
+                              f"({__version__}) reads {RUN_FORMAT!r}",
+                              "re-create the run with this version (`micronas train --out NEW`)")
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def has(self, name: str) -> bool:
+        return self.file(name).exists()
+
+    def read_json(self, name: str) -> Any:
+        """Read a JSON artefact.
+
+        Raises:
+            ConfigError: the file is missing or not valid JSON (names the file and what to run).
+        """
+        p = self.file(name)
+        if not p.exists():
+            raise ConfigError(f"{p} is missing", "the stage that writes it has not run; see `micronas --help`")
+        try:
+            return json.loads(p.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{p} is corrupt ({e})", "delete the run directory and re-run") from None
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        p = self.file(name)
+        atomic_write_json(p, obj)
+        return p

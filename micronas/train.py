@@ -1,0 +1,147 @@
+"""fp32 training of a fixed architecture, checkpointed every epoch so a killed run resumes.
+
+Checkpoint rule (one, documented): the weights of the epoch with the best validation accuracy;
+ties go to the lower validation loss, then to the earlier epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from micronas.errors import ConfigError
+from micronas.rundir import RunDir, atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of `micronas train`; recorded in config.json so a resume can check them."""
+
+    epochs: int = 120  # BasicMotions-sized data converges well within this on a fixed schedule
+    batch_size: int = 16  # small data: more steps per epoch beat larger batches
+    lr: float = 3e-3  # Adam, cosine-annealed to 0 over `epochs`
+    weight_decay: float = 1e-4  # light L2 keeps int8 weight ranges tight
+    seed: int = 0  # seeds the split, the weights and the batch order
+
+    def digest(self, extra: dict[str, Any]) -> str:
+        blob = json.dumps({"train": asdict(self), **extra}, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+EpochCallback = Callable[[int, int, dict[str, float]], None]
+
+
+def _evaluate(model, X, y) -> tuple[float, float]:
+    import torch
+    from torch.nn import functional as F
+
+    model.eval()
+    with torch.no_grad():
+        logits = model(X)  # (N, classes)
+        loss = float(F.cross_entropy(logits, y))
+        acc = float((logits.argmax(1) == y).float().mean())
+    return acc, loss
+
+
+def _save_checkpoint(run: RunDir, state: dict[str, Any]) -> None:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(run.file("checkpoint.pt"), buf.getvalue())
+
+
+def train(run: RunDir, build_model: Callable[[], Any], data: dict[str, tuple[np.ndarray, np.ndarray]],
+          cfg: TrainConfig, digest: str, on_epoch: EpochCallback | None = None) -> dict[str, Any]:
+    """Train a model on standardised data, resuming from `run/checkpoint.pt` when it matches.
+
+    Args:
+        run: The run directory (receives checkpoint.pt, model.pt, train_log.json).
+        build_model: Builds the network; called after seeding, so the initial weights depend
+            on `cfg.seed` only, not on what used the global RNG before.
+        data: {"train": (X, y), "val": (X, y)}, X (N, C, T) float32 standardised, y int64.
+        cfg: Training settings.
+        digest: Identifies the settings + arch + data; a checkpoint with another digest is
+            never resumed.
+        on_epoch: Called after every epoch with (epoch, epochs, log entry).
+
+    Returns:
+        The summary written to train_log.json.
+    """
+    import torch
+    from torch.nn import functional as F
+
+    torch.manual_seed(cfg.seed)
+    model = build_model()
+    Xtr, ytr = (torch.from_numpy(a) for a in data["train"])
+    Xva, yva = (torch.from_numpy(a) for a in data["val"])
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history: list[dict[str, float]] = []
+    best: dict[str, Any] = {"epoch": -1, "val_acc": -1.0, "val_loss": float("inf")}
+    best_state = None
+    start = 0
+
+    ckpt_path = run.file("checkpoint.pt")
+    if ckpt_path.exists():
+        try:
+            ckpt = torch.load(ckpt_path, weights_only=True)
+        except Exception as e:  # a corrupt checkpoint is not worth keeping
+            raise ConfigError(f"{ckpt_path} is corrupt ({type(e).__name__})",
+                              f"delete it to train from scratch: rm {ckpt_path}") from None
+        if ckpt.get("digest") == digest:
+            model.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            sched.load_state_dict(ckpt["scheduler"])
+            gen.set_state(ckpt["generator"])
+            torch.set_rng_state(ckpt["torch_rng"])
+            history, best, best_state = ckpt["history"], ckpt["best"], ckpt["best_state"]
+            start = int(ckpt["epoch"]) + 1
+            log.info("resuming training at epoch %d of %d from %s", start + 1, cfg.epochs, ckpt_path)
+
+    for epoch in range(start, cfg.epochs):
+        model.train()
+        order = torch.randperm(len(Xtr), generator=gen)
+        total, seen = 0.0, 0
+        for i in range(0, len(order), cfg.batch_size):
+            idx = order[i : i + cfg.batch_size]
+            if len(idx) < 2 and len(order) > 1:  # batch norm needs two samples
+                continue
+            opt.zero_grad()
+            loss = F.cross_entropy(model(Xtr[idx]), ytr[idx])
+            loss.backward()
+            opt.step()
+            total, seen = total + float(loss.detach()) * len(idx), seen + len(idx)
+        sched.step()
+        val_acc, val_loss = _evaluate(model, Xva, yva)
+        entry = {"epoch": epoch, "train_loss": total / max(seen, 1), "val_acc": val_acc, "val_loss": val_loss}
+        history.append(entry)
+        if (val_acc, -val_loss) > (best["val_acc"], -best["val_loss"]):
+            best = {"epoch": epoch, "val_acc": val_acc, "val_loss": val_loss}
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        _save_checkpoint(run, {
+            "digest": digest, "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(), "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+            "history": history, "best": best, "best_state": best_state,
+        })
+        if on_epoch:
+            on_epoch(epoch, cfg.epochs, entry)
+
+    buf = io.BytesIO()
+    torch.save(best_state, buf)
+    atomic_write_bytes(run.file("model.pt"), buf.getvalue())
+    summary = {"digest": digest, "checkpoint_rule": "best validation accuracy, ties: lower validation loss, "
+               "then earlier epoch", "best": best, "history": history}
+    run.write_json("train_log.json", summary)
+    ckpt_path.unlink(missing_ok=True)
+    return summary

@@ -1,0 +1,186 @@
+"""The op registry: the one place every stage asks about an op.
+
+Two kinds of entries live here, both looked up by name, never by if/elif chains:
+
+* search ops (`conv`, `dwsep`, `skip`, `dyconv`, ...): the choices a cell of the search space
+  can take, with their valid parameters and the torch module that implements them;
+* runtime ops (`CONV_2D`, `MEAN`, ...): the int8 TFLite builtins that the exported model may
+  contain, i.e. the set the micronas C runtime implements. The exporter rejects any other op.
+
+This module imports no torch (latency tables key on it); the torch modules are imported when
+`SearchOp.build` is called.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from micronas.errors import ConfigError, unknown_name_error
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """A name -> entry mapping; unknown names raise an error listing the known ones.
+
+    Args:
+        kind: What the entries are ("search op", "runtime op"), used in error messages.
+    """
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+
+    def add(self, name: str, entry: T) -> T:
+        if name in self._entries:
+            raise ValueError(f"{self.kind} {name!r} registered twice")
+        self._entries[name] = entry
+        return entry
+
+    def get(self, name: str) -> T:
+        """Return the entry called `name`.
+
+        Raises:
+            ConfigError: `name` is not registered; the message lists the known names and the
+                closest match.
+        """
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise unknown_name_error(self.kind, name, self._entries) from None
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+# --------------------------------------------------------------------------------------------
+# Search ops
+
+
+@dataclass(frozen=True)
+class SearchOp:
+    """One choice a layer of the network can take.
+
+    Attributes:
+        name: Registry name, used in arch.json (`"op": "dyconv"`).
+        summary: One line for docs and `--help`.
+        module: "package.module:Class" of the torch module; imported lazily by `build`.
+        kernels: Valid kernel sizes (empty: the op has no kernel).
+        strides: Valid strides.
+        experts: Valid expert counts (empty: the op takes no `experts`).
+        keeps_width: The op cannot change the channel count (skip).
+    """
+
+    name: str
+    summary: str
+    module: str
+    kernels: tuple[int, ...] = (3, 5, 7)
+    strides: tuple[int, ...] = (1, 2)
+    experts: tuple[int, ...] = ()
+    keeps_width: bool = False
+
+    def build(self, in_channels: int, **params: Any):
+        """Instantiate the torch module for this op (imports torch).
+
+        Args:
+            in_channels: Channels of the layer input.
+            **params: The layer's validated parameters (out, kernel, stride, experts).
+
+        Returns:
+            A `torch.nn.Module` mapping (B, in_channels, T) to (B, out, T').
+        """
+        module_name, cls_name = self.module.split(":")
+        cls: Callable[..., Any] = getattr(importlib.import_module(module_name), cls_name)
+        return cls(in_channels, **params)
+
+
+SEARCH_OPS: Registry[SearchOp] = Registry("search op")
+
+
+def register_search_op(op: SearchOp) -> SearchOp:
+    return SEARCH_OPS.add(op.name, op)
+
+
+register_search_op(SearchOp(
+    name="conv",
+    summary="plain 1-D convolution + batch norm (folded at export) + ReLU",
+    module="search_space.layers:ConvBlock",
+))
+register_search_op(SearchOp(
+    name="dwsep",
+    summary="depthwise-separable: depthwise k-tap conv + ReLU, pointwise 1x1 conv + ReLU",
+    module="search_space.layers:DWSepBlock",
+))
+register_search_op(SearchOp(
+    name="skip",
+    summary="identity (stride 1, same width): lets the search drop a cell",
+    module="search_space.layers:SkipBlock",
+    kernels=(),
+    strides=(1,),
+    keeps_width=True,
+))
+register_search_op(SearchOp(
+    name="dyconv",
+    summary="dynamic convolution (DY-Conv/CondConv), K experts mixed by input attention, split form",
+    module="search_space.layers:DyConvBlock",
+    experts=(2, 4),
+))
+
+
+# --------------------------------------------------------------------------------------------
+# Runtime ops
+
+
+@dataclass(frozen=True)
+class RuntimeOp:
+    """An int8 TFLite builtin op that the micronas C runtime executes.
+
+    Attributes:
+        name: The TFLite builtin name, exactly as the interpreter reports it.
+        summary: What the op is used for in micronas models.
+        produced_by: Search ops whose export emits this op (documentation and lowering tests).
+    """
+
+    name: str
+    summary: str
+    produced_by: tuple[str, ...] = field(default=())
+
+
+RUNTIME_OPS: Registry[RuntimeOp] = Registry("runtime op")
+
+
+def register_runtime_op(op: RuntimeOp) -> RuntimeOp:
+    return RUNTIME_OPS.add(op.name, op)
+
+
+for _name, _summary, _by in [
+    # onnx2tf 1.29.24 lowers a depthwise Conv1d to a grouped CONV_2D (filter [C, 1, K, 1]),
+    # which TFLM runs; DEPTHWISE_CONV_2D stays registered for models converted other ways.
+    ("CONV_2D", "1-D convolution as a [1, 1, T, C] x [O, 1, K, C/groups] conv, per-channel int8",
+     ("conv", "dwsep", "dyconv")),
+    ("DEPTHWISE_CONV_2D", "depthwise 1-D convolution", ()),
+    ("FULLY_CONNECTED", "classifier and attention MLPs", ("dyconv",)),
+    ("MEAN", "global average over time (head, attention input)", ("dyconv",)),
+    ("AVERAGE_POOL_2D", "average pooling over time", ()),
+    ("MAX_POOL_2D", "max pooling over time", ()),
+    ("ADD", "sum of expert outputs, residuals", ("dyconv",)),
+    ("MUL", "per-sample per-channel scaling by attention weights", ("dyconv",)),
+    ("SOFTMAX", "expert attention", ("dyconv",)),
+    ("LOGISTIC", "sigmoid channel attention", ()),
+    ("RESHAPE", "1-D <-> 2-D views around convolutions", ("conv", "dwsep", "dyconv")),
+    ("STRIDED_SLICE", "one expert's attention weight out of the softmax vector", ("dyconv",)),
+    ("PAD", "explicit zero-point padding before a strided convolution", ("conv", "dwsep", "dyconv")),
+]:
+    register_runtime_op(RuntimeOp(_name, _summary, _by))

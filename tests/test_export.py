@@ -1,0 +1,166 @@
+"""The export chain on a tiny model: artefacts, verification figures, C arrays, resume, budgets."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+from micronas import api
+from micronas.errors import BudgetError, ExportError
+from micronas.units import Budgets
+from search_space.registry import RUNTIME_OPS
+
+from .conftest import toolchain
+
+
+def test_metrics_hold_measured_figures(exported_run):
+    m = json.loads((exported_run / "metrics.json").read_text())
+    tflite = (exported_run / "model_int8.tflite").read_bytes()
+    assert m["tflite_bytes"] == len(tflite)
+    assert m["test_windows"] == 12  # 60 windows, stratified 20 % test
+    for key in ("accuracy_fp32", "accuracy_int8", "argmax_agreement_int8_vs_fp32"):
+        assert 0.0 <= m[key] <= 1.0
+    assert m["int8_accuracy_drop"] == pytest.approx(m["accuracy_fp32"] - m["accuracy_int8"])
+    assert m["litert_vs_tflm"]["windows"] == 12
+    assert m["litert_vs_tflm"]["max_lsb_diff"] <= 1
+    assert m["input"]["shape"] == [1, 37, 4] and m["output"]["shape"] == [1, 3]
+    # the dynamic conv survives conversion in its split form, and nothing unregistered appears
+    ops = m["tflite_ops"]
+    assert set(ops) <= set(RUNTIME_OPS.names())
+    assert ops.count("SOFTMAX") == 1 and ops.count("MUL") == 2 and "STRIDED_SLICE" in ops
+    assert ops[-1] == "FULLY_CONNECTED"
+
+
+def test_verification_figures_recomputed_independently(exported_run):
+    """Re-run both interpreters on the test split and compare with what export reported."""
+    from firmware_export import verify
+    from micronas.data import Split, Standardizer, arrays_for, load_dataset
+
+    m = json.loads((exported_run / "metrics.json").read_text())
+    cfg = json.loads((exported_run / "config.json").read_text())
+    ds = load_dataset(cfg["data"]["spec"])
+    split = Split.from_json(json.loads((exported_run / "split.json").read_text()))
+    std = Standardizer.from_json(json.loads((exported_run / "normalization.json").read_text()))
+    X, y = arrays_for(ds, split)["test"]
+    path = exported_run / "model_int8.tflite"
+    qin, _ = verify.io_params(path)
+    xq = qin.quantize(std.apply(X).transpose(0, 2, 1))
+    a, b = verify.run_litert(path, xq), verify.run_tflm(path.read_bytes(), xq)
+    assert verify.compare(a, b).to_json() == m["litert_vs_tflm"]
+    assert float(np.mean(b.argmax(1) == y)) == m["accuracy_int8"]
+
+
+def test_tflm_arena_is_the_smallest_that_works(exported_run):
+    """The reported arena agrees with a binary search over arena sizes, to the byte."""
+    from firmware_export import verify
+
+    m = json.loads((exported_run / "metrics.json").read_text())
+    buf = (exported_run / "model_int8.tflite").read_bytes()
+    x = np.zeros((1, 37, 4), np.int8)
+    arena = m["tflm_arena_bytes"]
+    assert verify.tflm_fits(buf, x, arena)
+    assert not verify.tflm_fits(buf, x, arena - 1)
+    assert m["tflm_arena_recorded_bytes"] <= arena
+
+
+def test_quantize_rounds_half_away_from_zero():
+    from firmware_export.verify import QuantParams
+
+    q = QuantParams(scale=0.5, zero_point=3, shape=(1,))
+    x = np.array([0.25, -0.25, 0.75, 100.0, -100.0], np.float32)  # exact halves in quant units
+    assert q.quantize(x).tolist() == [4, 2, 5, 127, -128]
+
+
+def _compile_shared(tmp_path, c_dir):
+    gcc = toolchain("gcc")
+    lib = tmp_path / "libmodel.so"
+    subprocess.run([gcc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-shared", "-fPIC",
+                    str(c_dir / "model_data.c"), "-o", str(lib)], check=True)
+    return ctypes.CDLL(str(lib))
+
+
+def test_c_array_equals_tflite_and_is_16_aligned(exported_run, tmp_path):
+    lib = _compile_shared(tmp_path, exported_run / "c")
+    tflite = (exported_run / "model_int8.tflite").read_bytes()
+    arr = (ctypes.c_ubyte * len(tflite)).in_dll(lib, "micronas_model_data")
+    assert bytes(arr) == tflite
+    assert ctypes.addressof(arr) % 16 == 0
+    labels = (ctypes.c_char_p * 3).in_dll(lib, "micronas_class_labels")
+    assert [s.decode() for s in labels] == ["high", "low", "mid"]
+    std = json.loads((exported_run / "normalization.json").read_text())
+    mean = (ctypes.c_float * 4).in_dll(lib, "micronas_input_mean")
+    assert list(mean) == list(np.array(std["mean"], np.float32))  # float32 round trip exact
+
+
+@pytest.mark.parametrize("compiler, flags", [
+    ("arm-none-eabi-gcc", ["-mcpu=cortex-m33", "-mthumb", "-std=c11"]),
+    ("arm-none-eabi-gcc", ["-mcpu=cortex-m4", "-mthumb", "-std=c99"]),
+    ("gcc", ["-std=c99", "-pedantic"]),
+    ("g++", ["-std=c++17", "-x", "c++"]),
+])
+def test_header_compiles(exported_run, tmp_path, compiler, flags):
+    cc = toolchain(compiler)
+    c_dir = exported_run / "c"
+    # a consumer that uses every declaration in the header
+    user = tmp_path / "user.c"
+    user.write_text('#include "model_data.h"\n'
+                    "int probe(void);\n"
+                    "int probe(void) {\n"
+                    "  return micronas_model_data[0] + (int)MICRONAS_TFLM_ARENA_BYTES\n"
+                    "    + micronas_class_labels[0][0] + micronas_quantize_input(1.0f, 0)\n"
+                    "    + (int)micronas_input_std[0] + MICRONAS_OUTPUT_ZERO_POINT;\n"
+                    "}\n")
+    for src in (c_dir / "model_data.c", user):
+        subprocess.run([cc, *flags, "-Wall", "-Wextra", "-Werror", "-I", str(c_dir), "-c", str(src),
+                        "-o", str(tmp_path / (src.stem + ".o"))], check=True)
+
+
+def test_c_arrays_are_deterministic(exported_run):
+    from firmware_export import carrays
+
+    header = (exported_run / "c" / "model_data.h").read_text()
+    assert "sha256" in header and "do not edit" in header
+    info = carrays.ModelInfo(37, 4, 0.1, -3, 0.05, 7, ("a", 'q"\\?é'), (0.0,) * 4, (1.0,) * 4, 1000)
+    buf = (exported_run / "model_int8.tflite").read_bytes()
+    assert carrays.render(buf, info) == carrays.render(buf, info)
+    assert carrays.c_string('q"\\?é') == r'"q\"\\\077\303\251"'
+
+
+def test_export_resumes_without_redoing_stages(run_copy):
+    """A second export skips the ONNX and TFLite stages (inputs unchanged) and writes the same bytes."""
+    before = (run_copy / "model_int8.tflite").read_bytes()
+    stages: list[str] = []
+    api.export(run_copy, on_stage=stages.append)
+    assert [s.split()[0] for s in stages] == ["verification", "C"]
+    assert (run_copy / "model_int8.tflite").read_bytes() == before
+
+
+def test_budget_over_is_exit_1_naming_both_figures(run_copy):
+    m = json.loads((run_copy / "metrics.json").read_text())
+    with pytest.raises(BudgetError) as e:
+        api.export(run_copy, Budgets(ram_bytes=1024, flash_bytes=m["tflite_bytes"] - 1))
+    assert e.value.exit_code == 1
+    msg = str(e.value)
+    assert f"{m['tflm_arena_bytes']:,} bytes" in msg and "1,024 bytes" in msg
+    assert f"{m['tflite_bytes']:,} bytes" in msg and f"{m['tflite_bytes'] - 1:,} bytes" in msg
+    after = json.loads((run_copy / "metrics.json").read_text())
+    assert after["budget_check"]["ram"] == {"budget_bytes": 1024, "measured_bytes": m["tflm_arena_bytes"],
+                                            "what": "TFLM arena", "ok": False}
+
+
+def test_budget_exactly_met_passes(run_copy):
+    m = json.loads((run_copy / "metrics.json").read_text())
+    out = api.export(run_copy, Budgets(ram_bytes=m["tflm_arena_bytes"], flash_bytes=m["tflite_bytes"]))
+    assert out["budget_check"]["ram"]["ok"] and out["budget_check"]["flash"]["ok"]
+
+
+def test_unsupported_op_is_named(exported_run):
+    from firmware_export import verify
+
+    with pytest.raises(ExportError) as e:
+        verify.check_ops(["CONV_2D", "FlexConv3D", "MEAN"], exported_run / "model_int8.tflite")
+    assert "FlexConv3D" in str(e.value) and "CONV_2D" in str(e.value)

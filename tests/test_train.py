@@ -1,0 +1,69 @@
+"""Training: reproducible, resumable after an interruption, and protective of existing runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from micronas import api
+from micronas.errors import ConfigError
+from micronas.train import TrainConfig
+
+
+def _state(run):
+    return torch.load(run / "model.pt", weights_only=True)
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tiny_npz, tiny_arch, tmp_path):
+    cfg = TrainConfig(epochs=6, seed=3)
+    api.train(tiny_npz, tmp_path / "straight", arch=tiny_arch, cfg=cfg)
+
+    seen = []
+
+    def stop_after_epoch_3(epoch, total, entry):
+        seen.append(epoch)
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        api.train(tiny_npz, tmp_path / "resumed", arch=tiny_arch, cfg=cfg, on_epoch=stop_after_epoch_3)
+    assert (tmp_path / "resumed" / "checkpoint.pt").exists()
+    assert not (tmp_path / "resumed" / "model.pt").exists()  # nothing half-finished is published
+
+    api.train(tiny_npz, tmp_path / "resumed", arch=tiny_arch, cfg=cfg, on_epoch=lambda e, t, _: seen.append(e))
+    assert seen == [0, 1, 2, 3, 4, 5]  # epochs 0-2 were not redone
+    a, b = _state(tmp_path / "straight"), _state(tmp_path / "resumed")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    log = json.loads((tmp_path / "resumed" / "train_log.json").read_text())
+    assert [h["epoch"] for h in log["history"]] == list(range(6))
+    assert not (tmp_path / "resumed" / "checkpoint.pt").exists()
+
+
+def test_same_settings_reuse_other_settings_refuse(tiny_npz, tiny_arch, tmp_path):
+    cfg = TrainConfig(epochs=2)
+    first = api.train(tiny_npz, tmp_path / "r", arch=tiny_arch, cfg=cfg)
+    again = api.train(tiny_npz, tmp_path / "r", arch=tiny_arch, cfg=cfg)
+    assert not first["reused"] and again["reused"] and again["best"] == first["best"]
+    with pytest.raises(ConfigError, match="trained with other settings"):
+        api.train(tiny_npz, tmp_path / "r", arch=tiny_arch, cfg=TrainConfig(epochs=2, seed=1))
+    forced = api.train(tiny_npz, tmp_path / "r", arch=tiny_arch, cfg=TrainConfig(epochs=2, seed=1), force=True)
+    assert not forced["reused"]
+
+
+def test_arch_must_match_the_data(tiny_npz, tmp_path):
+    from search_space import arch as A
+
+    (tmp_path / "a.json").write_text(A.load("default").dumps())  # 6 x 100, 4 classes
+    with pytest.raises(ConfigError) as e:
+        api.train(tiny_npz, tmp_path / "r", arch=tmp_path / "a.json", cfg=TrainConfig(epochs=1))
+    assert "expects 6 channels x 100 samples and 4 classes; the data has 4 x 37 and 3 classes" in str(e.value)
+
+
+def test_out_must_not_be_a_foreign_folder(tiny_npz, tmp_path):
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "main.c").write_text("int main(void){return 0;}")
+    with pytest.raises(ConfigError, match="not a micronas run"):
+        api.train(tiny_npz, tmp_path / "project", cfg=TrainConfig(epochs=1))
+    assert sorted(p.name for p in (tmp_path / "project").iterdir()) == ["main.c"]
