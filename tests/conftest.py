@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-# Small but not trivial: 3 classes that differ in frequency, 4 channels, odd length 37 (so the
-# stride-2 layers see odd and even lengths).
+# Small but learnable: 3 classes that differ in frequency and in which channel carries an offset;
+# 4 channels, odd length 37 (so the stride-2 layers see odd and even lengths).
 TINY_ARCH = {
     "format": "micronas.arch/1",
     "input_channels": 4,
@@ -29,6 +29,7 @@ def make_tiny(n: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     y = np.arange(n) % 3
     t = np.arange(37)
     X = np.stack([np.sin(2 * np.pi * (k + 1) * t / 37 + rng.uniform(0, 6, (4, 1))) for k in y])
+    X[np.arange(n), y] += 1.0  # class k: offset on channel k
     X = (X + 0.3 * rng.standard_normal(X.shape)).astype(np.float32)  # (N, 4, 37)
     return X, y
 

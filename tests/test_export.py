@@ -22,8 +22,9 @@ def test_metrics_hold_measured_figures(exported_run):
     tflite = (exported_run / "model_int8.tflite").read_bytes()
     assert m["tflite_bytes"] == len(tflite)
     assert m["test_windows"] == 12  # 60 windows, stratified 20 % test
-    for key in ("accuracy_fp32", "accuracy_int8", "argmax_agreement_int8_vs_fp32"):
-        assert 0.0 <= m[key] <= 1.0
+    # the tiny data is learnable: a broken chain (wrong layout, bad calibration) shows up here
+    assert m["accuracy_fp32"] >= 0.75 and m["accuracy_int8"] >= 0.75
+    assert m["argmax_agreement_int8_vs_fp32"] >= 0.9
     assert m["int8_accuracy_drop"] == pytest.approx(m["accuracy_fp32"] - m["accuracy_int8"])
     assert m["litert_vs_tflm"]["windows"] == 12
     assert m["litert_vs_tflm"]["max_lsb_diff"] <= 1
