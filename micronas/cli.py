@@ -34,8 +34,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 RAM_HELP = f"RAM budget, e.g. 256k, 96KiB, 1.5M. {SIZE_UNITS_HELP}."
 FLASH_HELP = f"Flash budget, e.g. 512k, 1M. {SIZE_UNITS_HELP}."
@@ -60,11 +60,13 @@ def _handled(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except MicronasError as e:
-            err.print("error: " + e.message, markup=False, soft_wrap=True)
+            sys.stdout.flush()  # keep what was printed before the error above it in a shared log
+            err.print("error: " + e.message, markup=False)
             if e.hint:
-                err.print("  hint: " + e.hint, markup=False, soft_wrap=True)
+                err.print("  hint: " + e.hint, markup=False)
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
+            sys.stdout.flush()
             err.print("interrupted; finished stages are kept, re-run the same command to resume", markup=False)
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except typer.Exit:
@@ -72,7 +74,8 @@ def _handled(fn: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as e:  # a bug, not a user mistake: say so, keep the traceback out of the way
             log_file = Path(os.environ.get("TMPDIR", "/tmp")) / "micronas-internal-error.log"
             log_file.write_text(traceback.format_exc())
-            err.print(f"internal error: {type(e).__name__}: {e}", markup=False, soft_wrap=True)
+            sys.stdout.flush()
+            err.print(f"internal error: {type(e).__name__}: {e}", markup=False)
             err.print(f"  the traceback is in {log_file}; please report it with the command you ran",
                       markup=False)
             raise typer.Exit(EXIT_USAGE) from None
@@ -93,8 +96,8 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
-                                                    help="Print the version and exit.")] = None,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
 ) -> None:
     """Find, train, quantise and ship an int8 time-series classifier that fits a microcontroller."""
 

@@ -28,7 +28,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from micronas.errors import ConfigError
+from micronas.errors import ConfigError, unknown_name_error
 
 from .registry import SEARCH_OPS
 
@@ -210,8 +210,9 @@ def load(spec: str | os.PathLike[str]) -> Arch:
         if not shipped.is_file():
             names = sorted(p.name[:-5] for p in (resources.files("search_space") / "archs").iterdir()
                            if p.name.endswith(".json"))
+            err = unknown_name_error("arch", name, names)
             raise ConfigError(f"arch {name!r} is neither a file nor a shipped arch; shipped: {', '.join(names)}",
-                              "pass a path to an arch.json")
+                              err.hint or "pass a path to an arch.json")
         text, src = shipped.read_text(), f"shipped arch {name!r}"
     else:
         path = Path(name)

@@ -907,7 +907,7 @@ def load_dataset(spec: str | os.PathLike[str]) -> Dataset:
     path = Path(spec)
     supported = ", ".join(SUPPORTED_SUFFIXES)
     hint = (f"give {DEFAULT_DATASET!r} or a file ending in {supported}; see "
-            "micronas.data.loaders for the layouts")
+            "the README's Data section for the layouts")
     if path.is_dir():
         raise DataError(f"{path}: is a directory, not a data file "
                         f"(supported: {supported})", hint)
