@@ -45,11 +45,12 @@ def export_onnx(model, input_shape: tuple[int, int], path: Path, log_path: Path 
         with capture_fds(log_path):
             torch.onnx.export(model, (x,), str(tmp), dynamo=True, external_data=False,
                               input_names=["input"], output_names=["logits"])
+        os.replace(tmp, path)
     except Exception as e:  # the exporter raises many types; all mean "could not export"
-        tmp.unlink(missing_ok=True)
         raise ExportError(f"ONNX export failed: {type(e).__name__}: {e}",
                           f"see {log_path}" if log_path else None) from e
-    os.replace(tmp, path)
+    finally:  # also on Ctrl-C: never leave a partial file beside the artefacts
+        tmp.unlink(missing_ok=True)
 
 
 def onnx_to_int8_tflite(onnx_path: Path, calibration_ntc: np.ndarray, out_path: Path,

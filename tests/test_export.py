@@ -165,3 +165,25 @@ def test_unsupported_op_is_named(exported_run):
     with pytest.raises(ExportError) as e:
         verify.check_ops(["CONV_2D", "FlexConv3D", "MEAN"], exported_run / "model_int8.tflite")
     assert "FlexConv3D" in str(e.value) and "CONV_2D" in str(e.value)
+
+
+def test_interrupted_export_leaves_nothing_partial_and_resumes(run_copy, monkeypatch):
+    from firmware_export import convert
+
+    (run_copy / "model_int8.tflite").unlink()
+    (run_copy / "model.onnx").unlink()
+    real = convert.onnx_to_int8_tflite
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(convert, "onnx_to_int8_tflite", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        api.export(run_copy)
+    assert (run_copy / "model.onnx").exists() and not (run_copy / "model_int8.tflite").exists()
+    assert not [p for p in run_copy.rglob("*") if p.name.endswith(".tmp")]
+
+    monkeypatch.setattr(convert, "onnx_to_int8_tflite", real)
+    stages: list[str] = []
+    api.export(run_copy, on_stage=stages.append)
+    assert [s.split()[0] for s in stages] == ["int8", "verification", "C"]  # ONNX not redone
