@@ -96,19 +96,19 @@ def check_ops(ops: list[str], path: Path) -> None:
 
 
 def run_litert(path: Path, x_int8: np.ndarray) -> np.ndarray:
-    """Run every window (N, *input_shape[1:]) through LiteRT; returns (N, *output_shape[1:]) int8."""
+    """Run every window (N, *input_shape[1:]) through LiteRT; returns (N, output elements) int8."""
     it = _litert(path)
     i, o = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
     out = []
     for x in x_int8:
         it.set_tensor(i, x[None])
         it.invoke()
-        out.append(it.get_tensor(o)[0].copy())
+        out.append(it.get_tensor(o).reshape(-1).copy())
     return np.stack(out)
 
 
 def run_tflm(flatbuffer: bytes, x_int8: np.ndarray, arena_bytes: int = _MEASURE_ARENA_BYTES) -> np.ndarray:
-    """Run every window through the tflite-micro host interpreter; returns int8 outputs."""
+    """Run every window through the tflite-micro host interpreter; returns (N, output elements) int8."""
     from tflite_micro import runtime
 
     with capture_fds(fds=(2,)):
@@ -117,7 +117,7 @@ def run_tflm(flatbuffer: bytes, x_int8: np.ndarray, arena_bytes: int = _MEASURE_
     for x in x_int8:
         it.set_input(x[None], 0)
         it.invoke()
-        out.append(np.array(it.get_output(0))[0].copy())
+        out.append(np.array(it.get_output(0)).reshape(-1).copy())
     return np.stack(out)
 
 

@@ -163,9 +163,15 @@ def export(
         f"max difference {a['max_lsb_diff']} LSB",
         f"model: {format_size(metrics['tflite_bytes'])} int8 flatbuffer, "
         f"{len(metrics['tflite_ops'])} ops",
+        f"micronas C runtime: arena {format_size(metrics['arena_bytes_planned'])} (planned, exact), "
+        f"const data {format_size(metrics['flash_bytes_weights'])}, {metrics['runtime_layers']} kernel calls, "
+        f"{metrics['macs']:,} MACs",
+        f"runtime vs TFLite Micro: {metrics['runtime_vs_tflm']['exact_match_rate'] * 100:.1f}% of "
+        f"{metrics['runtime_vs_tflm']['windows']} test windows bit-exact (host build, also under ASan/UBSan)",
         f"TFLM arena: {format_size(metrics['tflm_arena_bytes'])} (measured, tflite-micro host interpreter)",
         f"export took {metrics['export_seconds']:.1f} s",
-        f"artefacts in {Path(run)}: model.onnx, model_int8.tflite, c/model_data.h, c/model_data.c, metrics.json",
+        f"artefacts in {Path(run)}: model.onnx, model_int8.tflite, c/micronas_model.h (+ runtime), "
+        "c/model_data.h (TFLM), metrics.json",
     ]
     for line in lines:
         out.print(line, markup=False)

@@ -151,11 +151,14 @@ class RuntimeOp:
         name: The TFLite builtin name, exactly as the interpreter reports it.
         summary: What the op is used for in micronas models.
         produced_by: Search ops whose export emits this op (documentation and lowering tests).
+        emitter: "module:Class" of the code generator's emitter for this op (imported lazily by
+            `firmware_export.codegen`); empty while the C runtime has no kernel for it.
     """
 
     name: str
     summary: str
     produced_by: tuple[str, ...] = field(default=())
+    emitter: str = ""
 
 
 RUNTIME_OPS: Registry[RuntimeOp] = Registry("runtime op")
@@ -165,22 +168,23 @@ def register_runtime_op(op: RuntimeOp) -> RuntimeOp:
     return RUNTIME_OPS.add(op.name, op)
 
 
-for _name, _summary, _by in [
+_EMITTERS = "firmware_export.codegen."
+for _name, _summary, _by, _emitter in [
     # onnx2tf 1.29.24 lowers a depthwise Conv1d to a grouped CONV_2D (filter [C, 1, K, 1]),
     # which TFLM runs; DEPTHWISE_CONV_2D stays registered for models converted other ways.
     ("CONV_2D", "1-D convolution as a [1, 1, T, C] x [O, 1, K, C/groups] conv, per-channel int8",
-     ("conv", "dwsep", "dyconv")),
-    ("DEPTHWISE_CONV_2D", "depthwise 1-D convolution", ()),
-    ("FULLY_CONNECTED", "classifier and attention MLPs", ("dyconv",)),
-    ("MEAN", "global average over time (head, attention input)", ("dyconv",)),
-    ("AVERAGE_POOL_2D", "average pooling over time", ()),
-    ("MAX_POOL_2D", "max pooling over time", ()),
-    ("ADD", "sum of expert outputs, residuals", ("dyconv",)),
-    ("MUL", "per-sample per-channel scaling by attention weights", ("dyconv",)),
-    ("SOFTMAX", "expert attention", ("dyconv",)),
-    ("LOGISTIC", "sigmoid channel attention", ()),
-    ("RESHAPE", "1-D <-> 2-D views around convolutions", ("conv", "dwsep", "dyconv")),
-    ("STRIDED_SLICE", "one expert's attention weight out of the softmax vector", ("dyconv",)),
-    ("PAD", "explicit zero-point padding before a strided convolution", ("conv", "dwsep", "dyconv")),
+     ("conv", "dwsep", "dyconv"), "ops:Conv2D"),
+    ("DEPTHWISE_CONV_2D", "depthwise 1-D convolution", (), "ops:DepthwiseConv2D"),
+    ("FULLY_CONNECTED", "classifier and attention MLPs", ("dyconv",), "ops:FullyConnected"),
+    ("MEAN", "global average over time (head, attention input)", ("dyconv",), "ops_pool:Mean"),
+    ("AVERAGE_POOL_2D", "average pooling over time", (), "ops_pool:AveragePool2D"),
+    ("MAX_POOL_2D", "max pooling over time", (), "ops_pool:MaxPool2D"),
+    ("ADD", "sum of expert outputs, residuals", ("dyconv",), "ops_elementwise:Add"),
+    ("MUL", "per-sample per-channel scaling by attention weights", ("dyconv",), "ops_elementwise:Mul"),
+    ("SOFTMAX", "expert attention", ("dyconv",), "ops_activation:Softmax"),
+    ("LOGISTIC", "sigmoid channel attention", (), "ops_activation:Logistic"),
+    ("RESHAPE", "1-D <-> 2-D views around convolutions", ("conv", "dwsep", "dyconv"), "ops:Reshape"),
+    ("STRIDED_SLICE", "one expert's attention weight out of the softmax vector", ("dyconv",), "ops_shape:StridedSlice"),
+    ("PAD", "explicit zero-point padding before a strided convolution", ("conv", "dwsep", "dyconv"), "ops_shape:Pad"),
 ]:
-    register_runtime_op(RuntimeOp(_name, _summary, _by))
+    register_runtime_op(RuntimeOp(_name, _summary, _by, _EMITTERS + _emitter if _emitter else ""))

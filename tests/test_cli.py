@@ -52,10 +52,11 @@ def test_nonsense_budget_is_exit_2(exported_run, flag, value):
 
 
 def test_export_echoes_interpreted_budgets_and_exits_1_over_budget(run_copy):
-    p = run_cli("export", str(run_copy), "--ram", "2k", "--flash", "1.5MiB")
-    assert "RAM budget: 2,048 bytes (2 KiB)" in p.stdout
+    p = run_cli("export", str(run_copy), "--ram", "256B", "--flash", "1.5MiB")
+    assert "RAM budget: 256 bytes (0.25 KiB)" in p.stdout
     assert "flash budget: 1,572,864 bytes (1.5 MiB)" in p.stdout
-    assert_clean_failure(p, 1, "exceeds the RAM budget 2,048 bytes (2 KiB)")
+    assert_clean_failure(p, 1, "exceeds the RAM budget 256 bytes (0.25 KiB)")
+    assert "TFLite Micro would need" in p.stderr
     m = json.loads((run_copy / "metrics.json").read_text())
     assert m["budget_check"]["ram"]["ok"] is False and m["budget_check"]["flash"]["ok"] is True
 
@@ -65,6 +66,7 @@ def test_export_success_reports_figures(run_copy):
     assert p.returncode == 0, p.stderr
     m = json.loads((run_copy / "metrics.json").read_text())
     assert f"TFLM arena: {m['tflm_arena_bytes']:,} bytes" in p.stdout
+    assert f"arena {m['arena_bytes_planned']:,} bytes" in p.stdout and "bit-exact" in p.stdout
     assert f"model: {m['tflite_bytes']:,} bytes" in p.stdout
     assert "c/model_data.h" in p.stdout
 

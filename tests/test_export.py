@@ -136,26 +136,29 @@ def test_export_resumes_without_redoing_stages(run_copy):
     before = (run_copy / "model_int8.tflite").read_bytes()
     stages: list[str] = []
     api.export(run_copy, on_stage=stages.append)
-    assert [s.split()[0] for s in stages] == ["verification", "C"]
+    assert [s.split()[0] for s in stages] == ["verification", "C", "C"]  # C arrays, C runtime
     assert (run_copy / "model_int8.tflite").read_bytes() == before
 
 
 def test_budget_over_is_exit_1_naming_both_figures(run_copy):
     m = json.loads((run_copy / "metrics.json").read_text())
     with pytest.raises(BudgetError) as e:
-        api.export(run_copy, Budgets(ram_bytes=1024, flash_bytes=m["tflite_bytes"] - 1))
+        api.export(run_copy, Budgets(ram_bytes=512, flash_bytes=m["tflite_bytes"] - 1))
     assert e.value.exit_code == 1
     msg = str(e.value)
-    assert f"{m['tflm_arena_bytes']:,} bytes" in msg and "1,024 bytes" in msg
+    planned, tflm = m["arena_bytes_planned"], m["tflm_arena_bytes"]
+    assert f"runtime arena {planned:,} bytes" in msg and "RAM budget 512 bytes" in msg
+    assert f"TFLite Micro would need {tflm:,} bytes" in msg
     assert f"{m['tflite_bytes']:,} bytes" in msg and f"{m['tflite_bytes'] - 1:,} bytes" in msg
     after = json.loads((run_copy / "metrics.json").read_text())
-    assert after["budget_check"]["ram"] == {"budget_bytes": 1024, "measured_bytes": m["tflm_arena_bytes"],
-                                            "what": "TFLM arena", "ok": False}
+    assert after["budget_check"]["ram"] == {
+        "budget_bytes": 512, "measured_bytes": planned, "what": "micronas runtime arena (planned, exact)",
+        "ok": False, "tflm_arena_bytes": tflm, "tflm_ok": False}
 
 
 def test_budget_exactly_met_passes(run_copy):
     m = json.loads((run_copy / "metrics.json").read_text())
-    out = api.export(run_copy, Budgets(ram_bytes=m["tflm_arena_bytes"], flash_bytes=m["tflite_bytes"]))
+    out = api.export(run_copy, Budgets(ram_bytes=m["arena_bytes_planned"], flash_bytes=m["tflite_bytes"]))
     assert out["budget_check"]["ram"]["ok"] and out["budget_check"]["flash"]["ok"]
 
 
@@ -186,4 +189,18 @@ def test_interrupted_export_leaves_nothing_partial_and_resumes(run_copy, monkeyp
     monkeypatch.setattr(convert, "onnx_to_int8_tflite", real)
     stages: list[str] = []
     api.export(run_copy, on_stage=stages.append)
-    assert [s.split()[0] for s in stages] == ["int8", "verification", "C"]  # ONNX not redone
+    assert [s.split()[0] for s in stages] == ["int8", "verification", "C", "C"]  # ONNX not redone
+
+
+def test_exported_model_runtime_bit_exact_on_1000_random_windows(exported_run):
+    """The whole exported model (DY-Conv, dwsep, skip) through the generated C runtime."""
+    from .runtime_harness import compare
+
+    toolchain("gcc")
+    r = compare((exported_run / "model_int8.tflite").read_bytes(), n=1000, seed=7)
+    assert r.tflm_exact_rate == 1.0 and r.litert_max_lsb <= 1
+    m = json.loads((exported_run / "metrics.json").read_text())
+    assert m["runtime_vs_tflm"]["exact_match_rate"] == 1.0 and m["runtime_vs_tflm"]["windows"] == 12
+    assert r.arena_bytes == m["arena_bytes_planned"] <= m["arena_bytes_without_reuse"]
+    assert {"micronas_model.h", "micronas_model.c", "micronas_runtime.h", "mn_conv.c"} <= {
+        p.name for p in (exported_run / "c").iterdir()}

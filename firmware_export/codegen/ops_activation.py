@@ -1,0 +1,117 @@
+"""SOFTMAX and LOGISTIC emitters (int8 -> int8, output scale 1/256, zero point -128).
+
+TFLM runs both int8 -> int8 ops through its gemmlowp-style fixed-point reference kernels (no
+lookup table): the Prepare-time constants below are computed as TFLM's `CalculateSoftmaxParams`
+(softmax_common.cc) and `CalculateArithmeticOpDataLogistic` (logistic_common.cc) do, with the
+float32 scale and beta widened to double, and the kernels in runtime/mn_activation.c do the rest
+in integers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from micronas.errors import ExportError
+
+from ..tflite_graph import Op, Tensor
+from . import CodeGen
+from .ops import c_struct
+from .quant import quantize_multiplier_greater_than_one
+
+SOFTMAX_SCALED_DIFF_INTEGER_BITS = 5  # kScaledDiffIntegerBits: exp() input is Q5.26
+LOGISTIC_INPUT_INTEGER_BITS = 4  # kInputIntegerBits: logistic() input is Q4.27
+# Reciprocal of a sum of up to 511 exp() terms (each <= 1.0, Q12.19) keeps TFLM's output shift
+# within 31 bits (TFLITE_CHECK(exponent <= 31) in reference_ops::Softmax).
+SOFTMAX_MAX_DEPTH = 511
+
+
+def _check_output(op: Op, y: Tensor) -> None:
+    """TFLM requires int8 output scale exactly 1/256 (float32) and zero point -128."""
+    if y.dtype != np.int8 or np.float32(y.scale) != np.float32(1.0 / 256) or y.zero_point != -128:
+        raise ExportError(f"{op.name} output {y.name!r} has dtype {np.dtype(y.dtype).name}, scale {y.scale!r} "
+                          f"and zero point {y.zero_point}; TFLM's int8 kernel needs int8, scale 1/256 "
+                          "and zero point -128")
+
+
+def calculate_input_radius(input_integer_bits: int, input_left_shift: int, total_signed_bits: int = 31) -> int:
+    """TFLite's CalculateInputRadius: floor((2^ib - 1) * 2^(tsb - ib) / 2^shift) (exact in double)."""
+    return ((1 << input_integer_bits) - 1) * (1 << (total_signed_bits - input_integer_bits)) >> input_left_shift
+
+
+def softmax_params(beta: float, input_scale: float) -> tuple[int, int, int]:
+    """(input_multiplier, input_left_shift, diff_min) as TFLM's int8 softmax Prepare computes them.
+
+    PreprocessSoftmaxScaling: min(beta * scale * 2^(31 - 5), 2^31 - 1) in double, then
+    QuantizeMultiplierGreaterThanOne; diff_min = -CalculateInputRadius(5, left_shift).
+
+    Raises:
+        ExportError: the real multiplier is not above 1 (TFLM's Prepare would abort).
+    """
+    real = min(float(np.float32(beta)) * float(np.float32(input_scale))
+               * (1 << (31 - SOFTMAX_SCALED_DIFF_INTEGER_BITS)), (1 << 31) - 1.0)
+    if not real > 1.0:
+        raise ExportError(f"SOFTMAX beta {beta} times input scale {input_scale} is too small (or not positive) "
+                          "for TFLM's int8 softmax (beta * scale * 2^26 must exceed 1)")
+    multiplier, shift = quantize_multiplier_greater_than_one(real)
+    return multiplier, shift, -calculate_input_radius(SOFTMAX_SCALED_DIFF_INTEGER_BITS, shift)
+
+
+def logistic_params(input_scale: float) -> tuple[int, int, int]:
+    """(input_multiplier, input_left_shift, input_range_radius) as TFLM's int8 logistic Prepare.
+
+    frexp(scale * 2^(31 - 4)) and round(q * 2^31) (no renormalisation: q comes from a float32
+    scale, so q * 2^31 is an integer), radius CalculateInputRadius(4, left_shift, 31).
+
+    Raises:
+        ExportError: the scale is below 2^-28 (a negative shift, undefined in TFLM's radius).
+    """
+    q, shift = math.frexp(float(np.float32(input_scale)) * (1 << (31 - LOGISTIC_INPUT_INTEGER_BITS)))
+    if shift < 0 or q <= 0:
+        raise ExportError(f"LOGISTIC input scale {input_scale} is not supported by TFLM's int8 kernel")
+    multiplier = int(math.floor(q * (1 << 31) + 0.5))  # TfLiteRound of a positive value
+    return multiplier, shift, calculate_input_radius(LOGISTIC_INPUT_INTEGER_BITS, shift, 31)
+
+
+class Softmax:
+    """SOFTMAX over the last axis (TFLM reference_ops::Softmax<int8_t, int8_t>)."""
+
+    def emit(self, op: Op, cg: CodeGen) -> str:
+        x, y = cg.t(op.inputs[0]), cg.t(op.outputs[0])
+        if x.dtype != np.int8:
+            raise ExportError(f"SOFTMAX input {x.name!r} is {np.dtype(x.dtype).name}; expected int8")
+        _check_output(op, y)
+        if not x.shape:
+            raise ExportError(f"SOFTMAX input {x.name!r} is a scalar; TFLM needs at least one dimension")
+        depth = int(x.shape[-1])
+        if depth > SOFTMAX_MAX_DEPTH:
+            raise ExportError(f"SOFTMAX depth {depth} exceeds {SOFTMAX_MAX_DEPTH}: TFLM's int8 softmax can "
+                              "fail its output-shift check on longer rows")
+        outer = int(np.prod(x.shape[:-1], dtype=np.int64))
+        mult, shift, diff_min = softmax_params(float(op.options.get("beta", 1.0)), x.scale)
+        body, size = c_struct({"outer": outer, "depth": depth, "input_multiplier": mult,
+                               "input_left_shift": shift, "diff_min": diff_min})
+        p = cg.params("mn_softmax_params", body, size)
+        return f"mn_softmax_s8(&{p}, {cg.ptr(op.inputs[0])}, {cg.ptr(op.outputs[0])});"
+
+    def macs(self, op: Op, cg: CodeGen) -> int:
+        return 0
+
+
+class Logistic:
+    """LOGISTIC elementwise (TFLM reference_integer_ops::Logistic, int8)."""
+
+    def emit(self, op: Op, cg: CodeGen) -> str:
+        x, y = cg.t(op.inputs[0]), cg.t(op.outputs[0])
+        if x.dtype != np.int8:
+            raise ExportError(f"LOGISTIC input {x.name!r} is {np.dtype(x.dtype).name}; expected int8")
+        _check_output(op, y)
+        mult, shift, radius = logistic_params(x.scale)
+        body, size = c_struct({"size": int(np.prod(x.shape, dtype=np.int64)), "input_zero_point": x.zero_point,
+                               "input_range_radius": radius, "input_multiplier": mult, "input_left_shift": shift})
+        p = cg.params("mn_logistic_params", body, size)
+        return f"mn_logistic_s8(&{p}, {cg.ptr(op.inputs[0])}, {cg.ptr(op.outputs[0])});"
+
+    def macs(self, op: Op, cg: CodeGen) -> int:
+        return 0

@@ -1,0 +1,73 @@
+"""Build and run the generated C model on the host (gcc), as tests and `micronas export` do.
+
+Two builds: the release flags (`-O2 -Wall -Wextra -Werror`) and a sanitizer build
+(`-fsanitize=address,undefined`, any report is fatal). Both run the same driver
+(`host/mn_host_main.c`): windows in from a file, logits out to a file.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from micronas.errors import ExportError, ToolchainError
+
+WARN_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror"]
+RELEASE_FLAGS = ["-O2"]
+SANITIZE_FLAGS = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
+                  "-fno-sanitize-recover=all"]
+
+
+def model_sources(c_dir: Path) -> list[Path]:
+    """The generated model and runtime sources (not the TFLM C array)."""
+    return [c_dir / "micronas_model.c", *sorted(c_dir.glob("mn_*.c"))]
+
+
+def build(c_dir: Path, out: Path, sanitize: bool = False, extra: list[str] | None = None) -> Path:
+    """Compile the generated model in `c_dir` with the host driver into the executable `out`.
+
+    Raises:
+        ToolchainError: no host gcc.
+        ExportError: the generated code does not compile cleanly (the compiler's message).
+    """
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        raise ToolchainError("host gcc not found", "install it: apt-get install gcc")
+    driver = Path(str(resources.files("firmware_export") / "host" / "mn_host_main.c"))
+    cmd = [gcc, *WARN_FLAGS, *(SANITIZE_FLAGS if sanitize else RELEASE_FLAGS), *(extra or []),
+           "-I", str(c_dir), *map(str, model_sources(c_dir)), str(driver), "-o", str(out)]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise ExportError(f"the generated C in {c_dir} does not compile on the host:\n{p.stderr[-2000:]}")
+    return out
+
+
+def run(binary: Path, inputs: np.ndarray, output_bytes: int) -> np.ndarray:
+    """Run `inputs` (N, ...) int8 through a host build; returns (N, output_bytes) int8.
+
+    Raises:
+        ExportError: the program failed (a sanitizer report, say).
+    """
+    x = np.ascontiguousarray(inputs, np.int8).reshape(len(inputs), -1)
+    with tempfile.TemporaryDirectory(prefix="micronas-host-") as td:
+        fin, fout = Path(td) / "in.bin", Path(td) / "out.bin"
+        fin.write_bytes(x.tobytes())
+        p = subprocess.run([str(binary), str(fin), str(fout)], capture_output=True, text=True)
+        if p.returncode != 0:
+            raise ExportError(f"host run of the generated model failed (exit {p.returncode}):\n{p.stderr[-3000:]}")
+        out = np.frombuffer(fout.read_bytes(), np.int8)
+    if out.size != len(x) * output_bytes:
+        raise ExportError(f"host run wrote {out.size} bytes; expected {len(x) * output_bytes}")
+    return out.reshape(len(x), output_bytes)
+
+
+def build_and_run(c_dir: Path, inputs: np.ndarray, output_bytes: int, sanitize: bool = False) -> np.ndarray:
+    """Compile into a temporary directory and run once."""
+    with tempfile.TemporaryDirectory(prefix="micronas-build-") as td:
+        exe = build(c_dir, Path(td) / "model", sanitize=sanitize)
+        return run(exe, inputs, output_bytes)

@@ -1,0 +1,186 @@
+/*
+ * micronas int8 runtime: interpreter-free kernels called by generated model code.
+ *
+ * Arithmetic follows TensorFlow Lite Micro's int8 reference kernels (fixed-point multiplier and
+ * shift with gemmlowp rounding, zero points, activation clamps), so outputs are bit-exact with
+ * them. Every scale-dependent constant (multipliers, shifts, offsets, clamps) is computed by the
+ * code generator at export time and passed in a const params struct: there is no floating point
+ * and no allocation in the inference path.
+ *
+ * Layout: activations are channel-last, as TFLite stores them. A 1-D tensor of T steps and
+ * C channels is [T][C] (element t*C + c). Convolution filters are [out][k][in/groups].
+ *
+ * C99. Define MICRONAS_NO_SIMD to force the portable path on cores with the DSP extension.
+ */
+#ifndef MICRONAS_RUNTIME_H_
+#define MICRONAS_RUNTIME_H_
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MICRONAS_RUNTIME_VERSION "1"
+
+#if defined(__ARM_FEATURE_DSP) && (__ARM_FEATURE_DSP == 1) && !defined(MICRONAS_NO_SIMD)
+#define MICRONAS_SIMD 1
+#else
+#define MICRONAS_SIMD 0
+#endif
+
+/* ---- fixed-point helpers (TFLite/gemmlowp semantics) ------------------------------------ */
+
+/* round(a * b / 2^31) with round-half-away-from-zero on the 64-bit product; saturates the one
+ * overflowing case (INT32_MIN * INT32_MIN). */
+static inline int32_t mn_sat_round_doubling_high_mul(int32_t a, int32_t b) {
+    if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
+    int64_t ab = (int64_t)a * (int64_t)b;
+    int64_t nudge = ab >= 0 ? (1LL << 30) : (1 - (1LL << 30));
+    return (int32_t)((ab + nudge) / (1LL << 31)); /* C division truncates toward zero */
+}
+
+/* x / 2^exponent, rounding half away from zero. */
+static inline int32_t mn_rounding_divide_by_pot(int32_t x, int exponent) {
+    int32_t mask = (int32_t)((1LL << exponent) - 1);
+    int32_t remainder = x & mask;
+    int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+/* x * multiplier * 2^shift, multiplier a Q31 value in [0.5, 1): TFLite's default (double
+ * rounding) MultiplyByQuantizedMultiplier. */
+static inline int32_t mn_requantize(int32_t x, int32_t multiplier, int32_t shift) {
+    int left = shift > 0 ? shift : 0;
+    int right = shift > 0 ? 0 : -shift;
+    return mn_rounding_divide_by_pot(mn_sat_round_doubling_high_mul((int32_t)((uint32_t)x << left), multiplier),
+                                     right);
+}
+
+static inline int32_t mn_clamp(int32_t x, int32_t lo, int32_t hi) {
+    return x < lo ? lo : (x > hi ? hi : x);
+}
+
+/* ---- kernels --------------------------------------------------------------------------- */
+
+/* CONV_2D used as a 1-D convolution, also grouped (groups = in_ch / filter input depth).
+ * input [in_len][in_ch], filter [out_ch][kernel][in_ch/groups], bias [out_ch] (or NULL),
+ * output [out_len][out_ch]. Taps outside the input are skipped (TFLite padding semantics). */
+typedef struct {
+    int32_t in_len, in_ch, out_len, out_ch;
+    int32_t kernel, stride, dilation, pad_before, groups;
+    int32_t input_offset;  /* -input zero point */
+    int32_t output_offset; /* +output zero point */
+    int32_t act_min, act_max;
+    const int32_t *out_multiplier; /* [out_ch] */
+    const int32_t *out_shift;      /* [out_ch] */
+} mn_conv_params;
+void mn_conv_s8(const mn_conv_params *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
+                int8_t *output);
+
+/* DEPTHWISE_CONV_2D as 1-D: output channel c*depth_multiplier + m reads input channel c.
+ * filter [kernel][in_ch*depth_multiplier], output [out_len][in_ch*depth_multiplier]. */
+typedef struct {
+    int32_t in_len, in_ch, out_len, depth_multiplier;
+    int32_t kernel, stride, dilation, pad_before;
+    int32_t input_offset, output_offset;
+    int32_t act_min, act_max;
+    const int32_t *out_multiplier, *out_shift; /* [in_ch*depth_multiplier] */
+} mn_dwconv_params;
+void mn_dwconv_s8(const mn_dwconv_params *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
+                  int8_t *output);
+
+/* FULLY_CONNECTED: input [batches][in_features], weights [out_features][in_features].
+ * per_channel != 0: out_multiplier/out_shift have out_features entries, else one. */
+typedef struct {
+    int32_t batches, in_features, out_features;
+    int32_t input_offset, filter_offset, output_offset;
+    int32_t act_min, act_max;
+    int32_t per_channel;
+    const int32_t *out_multiplier, *out_shift;
+} mn_fc_params;
+void mn_fc_s8(const mn_fc_params *p, const int8_t *input, const int8_t *weights, const int32_t *bias,
+              int8_t *output);
+
+/* MEAN over the middle axis of [outer][reduce][inner] -> [outer][inner], as TFLM's
+ * QuantizedMeanOrSum (used for every int8 MEAN, equal quantisation included; see mn_pool.c). */
+typedef struct {
+    int32_t outer, reduce, inner;
+    int32_t input_zero_point, output_zero_point;
+    int32_t multiplier, shift; /* in_scale/out_scale with 1/reduce folded in, as TFLM folds it */
+} mn_mean_params;
+void mn_mean_s8(const mn_mean_params *p, const int8_t *input, int8_t *output);
+
+/* AVERAGE_POOL_2D / MAX_POOL_2D as 1-D: input [in_len][ch] -> [out_len][ch]. */
+typedef struct {
+    int32_t in_len, ch, out_len;
+    int32_t filter, stride, pad_before;
+    int32_t act_min, act_max;
+} mn_pool_params;
+void mn_avgpool_s8(const mn_pool_params *p, const int8_t *input, int8_t *output);
+void mn_maxpool_s8(const mn_pool_params *p, const int8_t *input, int8_t *output);
+
+/* Broadcasting shapes for binary elementwise ops: out_dims is 4-D; in1_strides/in2_strides
+ * are element strides per output dimension, 0 where that input is broadcast. */
+typedef struct {
+    int32_t out_dims[4];
+    int32_t in1_strides[4], in2_strides[4];
+} mn_broadcast;
+
+/* ADD: TFLite's left-shift-20 int8 add. */
+typedef struct {
+    mn_broadcast shape;
+    int32_t input1_offset, input2_offset, output_offset;
+    int32_t left_shift;
+    int32_t input1_multiplier, input1_shift;
+    int32_t input2_multiplier, input2_shift;
+    int32_t output_multiplier, output_shift;
+    int32_t act_min, act_max;
+} mn_add_params;
+void mn_add_s8(const mn_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *output);
+
+/* MUL: (in1 + off1) * (in2 + off2) requantised. */
+typedef struct {
+    mn_broadcast shape;
+    int32_t input1_offset, input2_offset, output_offset;
+    int32_t output_multiplier, output_shift;
+    int32_t act_min, act_max;
+} mn_mul_params;
+void mn_mul_s8(const mn_mul_params *p, const int8_t *in1, const int8_t *in2, int8_t *output);
+
+/* SOFTMAX over the last axis of [outer][depth]; int8 output with scale 1/256, zero point -128. */
+typedef struct {
+    int32_t outer, depth;
+    int32_t input_multiplier, input_left_shift;
+    int32_t diff_min;
+} mn_softmax_params;
+void mn_softmax_s8(const mn_softmax_params *p, const int8_t *input, int8_t *output);
+
+/* LOGISTIC elementwise; int8 output with scale 1/256, zero point -128. */
+typedef struct {
+    int32_t size;
+    int32_t input_zero_point, input_range_radius;
+    int32_t input_multiplier, input_left_shift;
+} mn_logistic_params;
+void mn_logistic_s8(const mn_logistic_params *p, const int8_t *input, int8_t *output);
+
+/* PAD (4-D, constant value) and STRIDED_SLICE (4-D, resolved begin and step): copies. */
+typedef struct {
+    int32_t in_dims[4];
+    int32_t pad_before[4], pad_after[4];
+    int32_t pad_value;
+} mn_pad_params;
+void mn_pad_s8(const mn_pad_params *p, const int8_t *input, int8_t *output);
+
+typedef struct {
+    int32_t out_dims[4];
+    int32_t in_strides[4]; /* element strides of the input per dimension */
+    int32_t begin[4], step[4];
+} mn_slice_params;
+void mn_strided_slice_s8(const mn_slice_params *p, const int8_t *input, int8_t *output);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MICRONAS_RUNTIME_H_ */

@@ -1,0 +1,46 @@
+"""Every runtime op, in isolation, bit-exact with TFLM on 1,000 random inputs.
+
+Parametrised over the runtime-op registry: an op registered without cases fails
+`test_every_runtime_op_has_cases`, so a new op is tested everywhere. Each case builds a
+single-op flatbuffer with its own shapes and quantisation parameters (stride 2, odd lengths,
+single channel, activations), generates the C model, compiles it on the host (release and
+sanitizer builds) and compares with the tflite-micro host interpreter and with ai-edge-litert.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from search_space.registry import RUNTIME_OPS
+
+from .conftest import toolchain
+from .runtime_cases import CASES
+from .runtime_harness import compare
+
+for _mod in sorted(Path(__file__).parent.glob("runtime_cases_*.py")):
+    importlib.import_module(f"tests.{_mod.stem}")
+RATES_FILE = os.environ.get("MICRONAS_RUNTIME_RATES")  # optional: collect the figures for the note
+
+
+def test_every_runtime_op_has_cases():
+    missing = [n for n in RUNTIME_OPS.names() if RUNTIME_OPS.get(n).emitter and n not in CASES]
+    assert not missing, f"runtime ops without bit-exactness cases: {missing}"
+
+
+@pytest.mark.parametrize("op, name", [(op, n) for op in RUNTIME_OPS.names() for n in CASES.get(op, {})])
+def test_runtime_op_bit_exact_with_tflm(op, name):
+    toolchain("gcc")
+    if not RUNTIME_OPS.get(op).emitter:
+        pytest.fail(f"{op} has test cases but no emitter in the registry")
+    r = compare(CASES[op][name]())
+    assert r.tflm_exact_rate == 1.0
+    assert r.litert_max_lsb <= 1, f"LiteRT differs by {r.litert_max_lsb} LSB"
+    assert r.arena_bytes <= r.naive_bytes
+    if RATES_FILE:
+        with open(RATES_FILE, "a") as f:
+            f.write(json.dumps({"op": op, "case": name, **vars(r)}) + "\n")
