@@ -9,6 +9,8 @@ constants equal TFLM's.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from micronas.errors import ExportError
@@ -93,73 +95,88 @@ def _require_const(op: Op, cg: CodeGen, i: int, what: str) -> Tensor:
     return t
 
 
-class Conv2D:
-    """CONV_2D as a 1-D (optionally grouped) convolution."""
+@dataclass(frozen=True)
+class Conv1D:
+    """The 1-D geometry of a CONV_2D / DEPTHWISE_CONV_2D op (time on H or W)."""
 
-    def _geometry(self, op: Op, cg: CodeGen):
-        x, y = cg.t(op.inputs[0]), cg.t(op.outputs[0])
-        w = _require_const(op, cg, 1, "filter")
-        in_len, in_ch, axis = spatial_1d(x, "CONV_2D input")
-        out_len, out_ch, _ = spatial_1d(y, "CONV_2D output")
-        o_ch, kh, kw, cf = w.shape
-        o = op.options
-        if axis == "W":
-            kernel, stride, dilation, other_k = kw, o["strideW"], o["dilationWFactor"], kh
-        else:
-            kernel, stride, dilation, other_k = kh, o["strideH"], o["dilationHFactor"], kw
-        if other_k != 1 or o_ch != out_ch or in_ch % cf:
-            raise ExportError(f"CONV_2D filter {list(w.shape)} does not fit a 1-D conv of {in_ch} -> {out_ch} channels")
-        pad = same_pad_before(in_len, kernel, stride, dilation, out_len) if o["padding"] == PADDING_SAME else 0
-        return x, w, y, in_len, in_ch, out_len, out_ch, kernel, stride, dilation, pad, in_ch // cf
+    in_len: int
+    in_ch: int
+    out_len: int
+    out_ch: int
+    kernel: int
+    stride: int
+    dilation: int
+    pad_before: int
+
+
+def conv_1d(op: Op, cg: CodeGen, kh: int, kw: int) -> Conv1D:
+    """Read the 1-D geometry of a convolution whose filter has spatial size (kh, kw).
+
+    Raises:
+        ExportError: the filter is 2-D, or a tensor is not a 1-D time series.
+    """
+    in_len, in_ch, axis = spatial_1d(cg.t(op.inputs[0]), f"{op.name} input")
+    out_len, out_ch, _ = spatial_1d(cg.t(op.outputs[0]), f"{op.name} output")
+    o = op.options
+    if axis == "W":
+        kernel, stride, dilation, other_k = kw, o["strideW"], o["dilationWFactor"], kh
+    else:
+        kernel, stride, dilation, other_k = kh, o["strideH"], o["dilationHFactor"], kw
+    if other_k != 1:
+        raise ExportError(f"{op.name} filter is {kh} x {kw}; the runtime runs 1-D convolutions over time")
+    pad = same_pad_before(in_len, kernel, stride, dilation, out_len) if o["padding"] == PADDING_SAME else 0
+    return Conv1D(in_len, in_ch, out_len, out_ch, kernel, stride, dilation, pad)
+
+
+def _conv_quant_fields(op: Op, cg: CodeGen, w: Tensor) -> dict[str, object]:
+    """Offsets, clamps and per-channel requantisation shared by both convolutions."""
+    x, y = cg.t(op.inputs[0]), cg.t(op.outputs[0])
+    mults, shifts = per_channel_multipliers(x, w, y)
+    act_min, act_max = activation_range(op.options["fusedActivationFunction"], y.scale, y.zero_point)
+    return {"input_offset": -x.zero_point, "output_offset": y.zero_point, "act_min": act_min,
+            "act_max": act_max, "out_multiplier": cg.i32(mults), "out_shift": cg.i32(shifts)}
+
+
+class Conv2D:
+    """CONV_2D as a 1-D (optionally grouped) convolution: filter [O, 1, K, C/groups]."""
 
     def emit(self, op: Op, cg: CodeGen) -> str:
-        x, w, y, in_len, in_ch, out_len, out_ch, kernel, stride, dilation, pad, groups = self._geometry(op, cg)
-        mults, shifts = per_channel_multipliers(x, w, y)
-        act_min, act_max = activation_range(op.options["fusedActivationFunction"], y.scale, y.zero_point)
+        w = _require_const(op, cg, 1, "filter")
+        o_ch, kh, kw, cf = w.shape
+        g = conv_1d(op, cg, kh, kw)
+        if o_ch != g.out_ch or g.in_ch % cf:
+            raise ExportError(f"CONV_2D filter {list(w.shape)} does not fit {g.in_ch} -> {g.out_ch} channels")
         body, size = c_struct({
-            "in_len": in_len, "in_ch": in_ch, "out_len": out_len, "out_ch": out_ch,
-            "kernel": kernel, "stride": stride, "dilation": dilation, "pad_before": pad, "groups": groups,
-            "input_offset": -x.zero_point, "output_offset": y.zero_point,
-            "act_min": act_min, "act_max": act_max,
-            "out_multiplier": cg.i32(mults), "out_shift": cg.i32(shifts),
+            "in_len": g.in_len, "in_ch": g.in_ch, "out_len": g.out_len, "out_ch": g.out_ch,
+            "kernel": g.kernel, "stride": g.stride, "dilation": g.dilation, "pad_before": g.pad_before,
+            "groups": g.in_ch // cf, **_conv_quant_fields(op, cg, w),
         })
         p = cg.params("mn_conv_params", body, size)
         return f"mn_conv_s8(&{p}, {cg.ptr(op.inputs[0])}, {cg.const(w.data)}, {_bias(op, cg)}, {cg.ptr(op.outputs[0])});"
 
     def macs(self, op: Op, cg: CodeGen) -> int:
-        _, w, _, _, _, out_len, out_ch, kernel, *_rest, groups = self._geometry(op, cg)
-        return out_len * out_ch * kernel * w.shape[3]
+        w = cg.t(op.inputs[1])
+        g = conv_1d(op, cg, w.shape[1], w.shape[2])
+        return g.out_len * g.out_ch * g.kernel * w.shape[3]
 
 
 class DepthwiseConv2D:
-    """DEPTHWISE_CONV_2D as 1-D."""
+    """DEPTHWISE_CONV_2D as 1-D: filter [1, 1, K, C * depth_multiplier]."""
 
     def emit(self, op: Op, cg: CodeGen) -> str:
-        x, y = cg.t(op.inputs[0]), cg.t(op.outputs[0])
         w = _require_const(op, cg, 1, "filter")
-        in_len, in_ch, axis = spatial_1d(x, "DEPTHWISE_CONV_2D input")
-        out_len, out_ch, _ = spatial_1d(y, "DEPTHWISE_CONV_2D output")
         _, kh, kw, wc = w.shape
-        o = op.options
-        if axis == "W":
-            kernel, stride, dilation, other_k = kw, o["strideW"], o["dilationWFactor"], kh
-        else:
-            kernel, stride, dilation, other_k = kh, o["strideH"], o["dilationHFactor"], kw
-        mult = out_ch // in_ch
-        if other_k != 1 or wc != out_ch or mult * in_ch != out_ch:
-            raise ExportError(f"DEPTHWISE_CONV_2D filter {list(w.shape)} does not fit {in_ch} -> {out_ch} channels")
-        pad = same_pad_before(in_len, kernel, stride, dilation, out_len) if o["padding"] == PADDING_SAME else 0
-        mults, shifts = per_channel_multipliers(x, w, y)
-        act_min, act_max = activation_range(o["fusedActivationFunction"], y.scale, y.zero_point)
+        g = conv_1d(op, cg, kh, kw)
+        mult = g.out_ch // g.in_ch
+        if wc != g.out_ch or mult * g.in_ch != g.out_ch:
+            raise ExportError(f"DEPTHWISE_CONV_2D filter {list(w.shape)} does not fit {g.in_ch} -> {g.out_ch} channels")
         body, size = c_struct({
-            "in_len": in_len, "in_ch": in_ch, "out_len": out_len, "depth_multiplier": mult,
-            "kernel": kernel, "stride": stride, "dilation": dilation, "pad_before": pad,
-            "input_offset": -x.zero_point, "output_offset": y.zero_point,
-            "act_min": act_min, "act_max": act_max,
-            "out_multiplier": cg.i32(mults), "out_shift": cg.i32(shifts),
+            "in_len": g.in_len, "in_ch": g.in_ch, "out_len": g.out_len, "depth_multiplier": mult,
+            "kernel": g.kernel, "stride": g.stride, "dilation": g.dilation, "pad_before": g.pad_before,
+            **_conv_quant_fields(op, cg, w),
         })
         p = cg.params("mn_dwconv_params", body, size)
-        filt = cg.const(w.data.reshape(kernel, out_ch))
+        filt = cg.const(w.data.reshape(g.kernel, g.out_ch))
         return f"mn_dwconv_s8(&{p}, {cg.ptr(op.inputs[0])}, {filt}, {_bias(op, cg)}, {cg.ptr(op.outputs[0])});"
 
     def macs(self, op: Op, cg: CodeGen) -> int:
