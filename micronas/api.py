@@ -18,6 +18,7 @@ Each stage writes its artefact into an explicit run directory:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -312,6 +313,7 @@ def export(run_path: str | os.PathLike[str], budgets: Budgets = Budgets(),
                                       "requantisation tables, kernel params); runtime code not included",
         "flash_bytes_weights_unshared": gen.const_bytes_before_sharing,
         "runtime_layers": len(gen.layers),
+        "runtime_layer_ops": [layer.op for layer in gen.layers],
         "macs": sum(layer.macs for layer in gen.layers),
         "runtime_vs_tflm": runtime_vs_tflm.to_json(),
         "runtime_vs_litert": verify.compare(runtime_out, litert_out).to_json(),
@@ -345,3 +347,179 @@ def export(run_path: str | os.PathLike[str], budgets: Budgets = Budgets(),
     if over:
         raise BudgetError("; ".join(over), "raise the budget, or train a smaller architecture (--arch)")
     return metrics
+
+
+# ---------------------------------------------------------------------------------------------
+# profile
+
+ICOUNT_SHIFT = 7  # QEMU -icount shift: 128 ns per guest instruction (deterministic, sub-tick resolution)
+
+
+def _device_windows(run: RunDir, n: int) -> tuple[np.ndarray, Any]:
+    """The first `n` test windows, quantised for the model input (N, T*C) int8, and the input params."""
+    from firmware_export import verify
+
+    _config, _arch, ds, split, std = _load_run(run)
+    X, _y = arrays_for(ds, split)["test"]
+    qin, _qout = verify.io_params(run.file("model_int8.tflite"))
+    x_q = qin.quantize(std.apply(X[:n]).transpose(0, 2, 1))  # (N, T, C) int8
+    return x_q.reshape(len(x_q), -1), qin
+
+
+def effective_budgets(run_path: str | os.PathLike[str], given: Budgets | None) -> Budgets:
+    """Budgets given on the command line, falling back to those recorded by `export`."""
+    run = RunDir.open(run_path)
+    recorded = Budgets.from_json(run.read_json("metrics.json").get("budgets", {})) if run.has("metrics.json") \
+        else Budgets()
+    given = given or Budgets()
+    return Budgets(given.latency_s if given.latency_s is not None else recorded.latency_s,
+                   given.ram_bytes if given.ram_bytes is not None else recorded.ram_bytes,
+                   given.flash_bytes if given.flash_bytes is not None else recorded.flash_bytes)
+
+
+def profile(run_path: str | os.PathLike[str], target: str | None = None, port: str | None = None,
+            windows: int = 20, budgets: Budgets | None = None, flash_cmd: str | None = None,
+            on_stage: StageCallback | None = None) -> dict[str, Any]:
+    """Build the profiling firmware for a run's model, run it on a board, write profile.json.
+
+    Emulated (QEMU, the board's core) unless `port` is given; then the firmware must already be on
+    the board, or `flash_cmd` / pyocd programs it first.
+
+    Args:
+        run_path: An exported run (c/micronas_model.c exists).
+        target: Board name; default: the board recorded in the run, else the default board.
+        port: A pyserial URL of a real board (/dev/ttyACM0, socket://..., hwgrep://VID:PID).
+        windows: Test windows sent to the device and compared bit for bit.
+        budgets: Budgets to check; those not given fall back to the ones recorded by export.
+        flash_cmd: Flash command template with {elf}/{bin} (real boards only).
+        on_stage: Progress callback.
+
+    Returns:
+        The profile written to profile.json.
+
+    Raises:
+        ConfigError: the run is not exported, or a budget is above what the board has.
+        DeviceError: the device or emulator failed, or its outputs differ from the host's.
+        BudgetError: a measured figure exceeds a budget (profile.json is still written).
+    """
+    from firmware_export import hostbuild, verify
+    from targets import boards, build, flash, protocol, qemu
+
+    stage = on_stage or (lambda _s: None)
+    run = RunDir.open(run_path)
+    if not run.has("metrics.json") or not run.has("c/micronas_model.c"):
+        raise ConfigError(f"{run.path} has not been exported", f"run: micronas export {run.path}")
+    metrics = run.read_json("metrics.json")
+    board = boards.get(target) if target else boards.default_board()
+    budgets = effective_budgets(run_path, budgets)
+    for what, value, have in (("RAM", budgets.ram_bytes, board.sram_bytes), ("flash", budgets.flash_bytes, board.flash_bytes)):
+        if value is not None and value > have:
+            raise ConfigError(f"the {what} budget {format_size(value)} is more than {board.name} has "
+                              f"({format_size(have)})", f"lower --{what.lower()} or choose another --target")
+    emulated = port is None
+    kind = "emulated" if emulated else "board"
+    out_dir = run.file(f"firmware/{board.name}-{kind}")
+    stage(f"firmware for {board.name} ({'QEMU ' + board.qemu.machine if emulated else 'real board'}), "
+          "arm-none-eabi-gcc")
+    image = build.build_firmware(board, run.file("c"), out_dir, emulated=emulated)
+
+    x, _qin = _device_windows(run, windows)
+    out_bytes = int(metrics["output"]["shape"][-1])
+    stage(f"reference outputs: host build of the generated C and TFLite Micro ({len(x)} windows)")
+    host_out = hostbuild.build_and_run(run.file("c"), x, out_bytes)
+    tflm_out = verify.run_tflm(run.file("model_int8.tflite").read_bytes(),
+                               x.reshape(len(x), *metrics["input"]["shape"][1:]))
+
+    if not emulated and flash_cmd is not None:
+        stage(f"flashing {board.name}")
+        flash.flash(board, image.elf, image.bin, flash_cmd)
+    ctx = qemu.EmulatedBoard(board.qemu.machine, image.elf, out_dir, icount_shift=ICOUNT_SHIFT) if emulated else None
+    device_out = []
+    with ctx if ctx is not None else contextlib.nullcontext() as emu:
+        url = emu.url if emu is not None else port
+        stage(f"profiling over {url}")
+        with protocol.DeviceClient.open(url) as dev:
+            hello = dev.hello()
+            if hello.arena_bytes != metrics["arena_bytes_planned"] or hello.output_bytes != out_bytes:
+                raise ConfigError(f"the device at {url} runs another model (arena {hello.arena_bytes} B, "
+                                  f"{hello.output_bytes} outputs; this run: {metrics['arena_bytes_planned']} B, "
+                                  f"{out_bytes})", "flash this run's firmware: " + str(image.elf))
+            window_ticks = []
+            for w in x:  # counts depend on the data (clamps, max, softmax cut-off): time every window
+                dev.set_input(w.tobytes())
+                window_ticks.append(dev.invoke(1).min_ticks)
+                device_out.append(np.frombuffer(dev.get_output(), np.int8))
+            repeat = dev.invoke(count=3)  # the last window again: the same count every time
+            dev.invoke(1, per_layer=True)
+            layers = dev.get_layers()
+            mem = dev.get_memory()
+    device_out = np.stack(device_out)
+    mismatch_host = int((device_out != host_out).any(axis=1).sum())
+    mismatch_tflm = int((device_out != tflm_out).any(axis=1).sum())
+
+    if hello.timer_kind == 1:
+        def count(ticks: float) -> float:
+            return qemu.instructions_from_ticks(ticks, hello.timer_hz, ICOUNT_SHIFT)
+        unit, source = "instructions", (f"measured on the emulated core: QEMU {board.qemu.machine} instruction count "
+                                        f"(-icount shift={ICOUNT_SHIFT}), not cycles; latency assumes one instruction "
+                                        f"per cycle at the board clock {board.clock_hz / 1e6:g} MHz")
+    else:
+        def count(ticks: float) -> float:
+            return float(ticks)
+        unit, source = "cycles", f"measured on the board: DWT cycle counter at {board.clock_hz / 1e6:g} MHz"
+    total = count(float(np.mean(window_ticks)))
+    last = count(window_ticks[-1])  # the window the per-layer run used
+    names = [f"{i}:{n}" for i, n in enumerate(metrics.get("runtime_layer_ops", []))]
+    per_layer = [{"index": i, "name": names[i] if i < len(names) else str(i), unit: round(count(t), 1)}
+                 for i, t in enumerate(layers)]
+    layer_sum = sum(entry[unit] for entry in per_layer)
+    latency_ms = total / board.clock_hz * 1e3
+    result: dict[str, Any] = {
+        "micronas_version": __version__,
+        "board": board.name, "core": board.core, "clock_hz": board.clock_hz,
+        "where": f"emulated: QEMU {board.qemu.machine}" if emulated else f"real board over {port}",
+        "timer_kind": unit, "count_source": source,
+        f"total_{unit}": round(total, 1),
+        f"total_{unit}_min_max": [round(count(min(window_ticks)), 1), round(count(max(window_ticks)), 1)],
+        f"total_{unit}_note": f"mean over the {len(x)} test windows (counts depend on the data)",
+        f"per_layer_{unit}": per_layer,
+        f"per_layer_sum_{unit}": round(layer_sum, 1),
+        f"per_layer_window_total_{unit}": round(last, 1),
+        "per_layer_sum_over_total": round(layer_sum / last, 5) if last else None,
+        "repeat_min_max_ticks": [repeat.min_ticks, repeat.max_ticks],
+        "repeat_equals_first_run": repeat.min_ticks == window_ticks[-1],
+        "measured_latency_ms": round(latency_ms, 4),
+        "windows": len(x),
+        "outputs_equal_host_runtime": mismatch_host == 0,
+        "outputs_equal_tflm": mismatch_tflm == 0,
+        "arena_bytes_measured": mem.arena_high_water,
+        "arena_bytes_planned": metrics["arena_bytes_planned"],
+        "stack_high_water_bytes": mem.stack_high_water,
+        "stack_bytes_reserved": mem.stack_bytes,
+        "elf": {"text_bytes": image.text_bytes, "data_bytes": image.data_bytes, "bss_bytes": image.bss_bytes},
+        "flash_bytes": image.flash_bytes,
+        "ram_bytes": image.ram_bytes,
+        "ram_source": "ELF data + bss (includes the arena and the reserved stack)",
+        "budgets": budgets.to_json(),
+    }
+    over = []
+    if budgets.latency_s is not None and latency_ms > budgets.latency_s * 1e3:
+        over.append(f"latency {latency_ms:.3f} ms ({unit}) exceeds the latency budget {budgets.latency_s * 1e3:.3f} ms")
+    if budgets.ram_bytes is not None and image.ram_bytes > budgets.ram_bytes:
+        over.append(f"device RAM {format_size(image.ram_bytes)} exceeds the RAM budget {format_size(budgets.ram_bytes)}")
+    if budgets.flash_bytes is not None and image.flash_bytes > budgets.flash_bytes:
+        over.append(f"firmware flash {format_size(image.flash_bytes)} exceeds the flash budget "
+                    f"{format_size(budgets.flash_bytes)}")
+    result["over_budget"] = over
+    run.write_json("profile.json", result)
+    if mismatch_host or mismatch_tflm:
+        raise ExportError(f"the device's outputs differ from the host runtime on {mismatch_host} and from TFLite Micro "
+                          f"on {mismatch_tflm} of {len(x)} windows", "this is a micronas bug; please report it")
+    if mem.arena_high_water != metrics["arena_bytes_planned"]:
+        raise ExportError(f"the arena high-water mark on the device ({mem.arena_high_water} B) differs from the "
+                          f"planned arena ({metrics['arena_bytes_planned']} B)", "this is a micronas bug; please report it")
+    if over:
+        raise BudgetError("; ".join(over), "relax the budget or choose a smaller architecture")
+    return result
+
+

@@ -179,6 +179,68 @@ def export(
 
 @app.command()
 @_handled
+def profile(
+    run: Annotated[Path, typer.Argument(help="Exported run directory (`micronas export`).")],
+    target: Annotated[Optional[str], typer.Option(help="Board name (see `micronas boards`); default nucleo-l552ze-q.")]
+    = None,
+    port: Annotated[Optional[str], typer.Option(
+        help="pyserial URL of a real board (/dev/ttyACM0, socket://host:port, hwgrep://0483:374b). "
+             "Without it the board's core is emulated by QEMU.")] = None,
+    windows: Annotated[int, typer.Option(min=1, max=10000, help="Test windows checked bit for bit on the device.")]
+    = 20,
+    latency: Annotated[Optional[str], typer.Option(help="Latency budget, e.g. 50ms, 0.05s, 500us.")] = None,
+    ram: Annotated[Optional[str], typer.Option(help=RAM_HELP)] = None,
+    flash: Annotated[Optional[str], typer.Option(help=FLASH_HELP)] = None,
+    flash_cmd: Annotated[Optional[str], typer.Option(
+        help="With --port: program the board first with this command ({elf} / {bin} placeholders); "
+             "runs as an argument list, not through a shell.")] = None,
+) -> None:
+    """Run the model on a board (emulated unless --port) and measure latency, arena and stack.
+
+    Exits 1 when a budget (given here or recorded by export) is exceeded on the device.
+    """
+    from micronas import api
+
+    budgets = api.effective_budgets(run, Budgets.parse(latency=latency, ram=ram, flash=flash))
+    _echo_budgets(budgets)  # including those recorded by `micronas export`
+    p = api.profile(run, target=target, port=port, windows=windows, budgets=budgets, flash_cmd=flash_cmd,
+                    on_stage=lambda s: out.print(f"- {s}", markup=False))
+    unit = p["timer_kind"]
+    out.print(f"{p['board']} ({p['where']}): {p[f'total_{unit}']:,.0f} {unit} per inference (mean of "
+              f"{p['windows']} windows) "
+              f"-> {p['measured_latency_ms']:.3f} ms at {p['clock_hz'] / 1e6:g} MHz", markup=False)
+    out.print(f"  source: {p['count_source']}", markup=False)
+    out.print(f"  per-layer sum / total: {p['per_layer_sum_over_total']:.4f}", markup=False)
+    out.print(f"  outputs on {p['windows']} test windows equal the host runtime and TFLite Micro: "
+              f"{p['outputs_equal_host_runtime'] and p['outputs_equal_tflm']}", markup=False)
+    out.print(f"  arena high-water {p['arena_bytes_measured']:,} B (planned {p['arena_bytes_planned']:,} B), "
+              f"stack high-water {p['stack_high_water_bytes']:,} B", markup=False)
+    out.print(f"  firmware: flash {format_size(p['flash_bytes'])}, RAM {format_size(p['ram_bytes'])} (ELF)",
+              markup=False)
+    out.print(f"profile: {Path(run) / 'profile.json'}", markup=False)
+
+
+@app.command()
+@_handled
+def boards() -> None:
+    """List the known boards and the serial devices connected now."""
+    from targets import boards as board_registry
+    from targets import protocol
+
+    for b in board_registry.all_boards().values():
+        mark = " (default)" if b.default else ""
+        out.print(f"{b.name}{mark}: {b.core}, {b.clock_hz / 1e6:g} MHz, {format_size(b.sram_bytes)} SRAM, "
+                  f"{format_size(b.flash_bytes)} flash; emulated by QEMU {b.qemu.machine}", markup=False)
+    ports = protocol.list_ports()
+    if not ports:
+        out.print("no serial devices connected (profiling runs on the emulated core without --port)", markup=False)
+    for port in ports:
+        hint = f" [{port.probe}]" if port.probe else ""
+        out.print(f"  {port.device}: {port.description}{hint}", markup=False)
+
+
+@app.command()
+@_handled
 def data(
     path: Annotated[str, typer.Argument(help="'basicmotions' or a .npz, .ts or .csv file.")] = "basicmotions",
     seed: Annotated[int, typer.Option(min=0, help="Seed of the split to show.")] = 0,

@@ -28,7 +28,7 @@ def test_planner_reuses_a_dead_buffer_exactly():
     bufs = [planner.Buffer(0, 100, -1, 0), planner.Buffer(1, 200, 0, 1), planner.Buffer(2, 100, 1, 2)]
     p = planner.plan(bufs)
     assert p.offsets == {1: 0, 0: 208, 2: 208}
-    assert p.arena_bytes == 320 and p.naive_bytes == 432
+    assert p.arena_bytes == 308 and p.naive_bytes == 432  # ends at c's last byte, no padding
 
 
 def test_planner_best_fit_takes_the_tightest_gap():
@@ -50,7 +50,8 @@ def test_planner_never_overlaps_and_never_exceeds_the_sum(specs):
     assert p.arena_bytes <= p.naive_bytes
     steps = range(min(b.first for b in bufs), max(b.last for b in bufs) + 1)
     live_peak = max(sum(planner._align(b.size) for b in bufs if b.first <= s <= b.last) for s in steps)
-    assert p.arena_bytes >= live_peak  # no plan can beat the most that is alive at once
+    # live buffers occupy disjoint aligned slots; only the topmost one's padding is not counted
+    assert p.arena_bytes >= live_peak - (planner.ALIGN - 1)
     assert all(off % planner.ALIGN == 0 for off in p.offsets.values())
 
 

@@ -10,7 +10,9 @@ source, whose lifetime grows to cover the view's readers.
 
 Placement: buffers in decreasing size (ties: earlier first use, then lower id); each goes into
 the smallest gap, among the buffers already placed whose lifetimes overlap its own, that holds
-it (best fit), or above all of them. Offsets are aligned to `ALIGN` bytes.
+it (best fit), or above all of them. Offsets are aligned to `ALIGN` bytes. The arena ends at the
+last byte of the highest buffer (no trailing padding): exactly the high-water mark of the
+bytes the kernels write.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ class Buffer:
 @dataclass(frozen=True)
 class Plan:
     offsets: dict[int, int]  # buffer id -> byte offset
-    arena_bytes: int  # peak: the highest end of any buffer, aligned
+    arena_bytes: int  # peak: the highest end of any buffer (its unpadded size), so the last
+    # arena byte is one a kernel writes and a canary high-water mark on the device equals it
     naive_bytes: int  # sum of all buffer sizes (aligned): what no reuse would need
 
 
@@ -67,7 +70,7 @@ def plan(buffers: list[Buffer]) -> Plan:
             best_off = cursor
         offsets[b.id] = best_off
         placed.append((best_off, size, b))
-    arena = max((off + sz for off, sz, _ in placed), default=0)
+    arena = max((off + b.size for off, _, b in placed), default=0)
     return Plan(offsets, arena, sum(_align(b.size) for b in buffers))
 
 

@@ -137,6 +137,8 @@ int micronas_invoke(const int8_t *input, int8_t *output) {
     return 0;
 }
 
+int8_t *micronas_arena(void) { return mn_arena; }
+
 const char *const micronas_model_layer_names[MICRONAS_NUM_LAYERS] = {
     "0:CONV_2D",
     "1:CONV_2D",

@@ -43,6 +43,10 @@ extern "C" {
  * MICRONAS_OUTPUT_BYTES int8 logits. Not reentrant (one static arena). Returns 0. */
 int micronas_invoke(const int8_t *input, int8_t *output);
 
+/* The static activation arena (MICRONAS_ARENA_BYTES bytes), for tools that fill it with a
+ * canary to measure its high-water mark; applications never need it. */
+int8_t *micronas_arena(void);
+
 extern const char *const micronas_model_class_labels[MICRONAS_NUM_CLASSES];
 extern const char *const micronas_model_layer_names[MICRONAS_NUM_LAYERS];
 extern const float micronas_model_input_mean[MICRONAS_MODEL_INPUT_CHANNELS];

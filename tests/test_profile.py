@@ -1,0 +1,78 @@
+"""`micronas profile` end to end on the emulated board (QEMU), as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from micronas import api
+from micronas.errors import BudgetError, ConfigError
+from micronas.units import Budgets
+
+from .conftest import toolchain
+from .test_cli import assert_clean_failure, run_cli
+
+
+@pytest.fixture(scope="module")
+def profiled(exported_run, tmp_path_factory):
+    toolchain("arm-none-eabi-gcc")
+    toolchain("qemu-system-arm")
+    run = tmp_path_factory.mktemp("profile") / "run"
+    shutil.copytree(exported_run, run)
+    return run, api.profile(run, windows=12)
+
+
+def test_profile_measures_and_checks_everything(profiled):
+    run, p = profiled
+    m = json.loads((run / "metrics.json").read_text())
+    assert p == json.loads((run / "profile.json").read_text())
+    assert p["board"] == "nucleo-l552ze-q" and p["where"] == "emulated: QEMU mps2-an505"
+    assert p["timer_kind"] == "instructions" and "not cycles" in p["count_source"]
+    assert p["outputs_equal_host_runtime"] and p["outputs_equal_tflm"] and p["windows"] == 12
+    assert p["arena_bytes_measured"] == p["arena_bytes_planned"] == m["arena_bytes_planned"]
+    assert len(p["per_layer_instructions"]) == m["runtime_layers"]
+    assert abs(p["per_layer_sum_over_total"] - 1) < 0.01  # per-layer counts sum to the whole within 1 %
+    assert p["repeat_min_max_ticks"][0] == p["repeat_min_max_ticks"][1]  # deterministic repeats
+    assert p["repeat_equals_first_run"]
+    lo, hi = p["total_instructions_min_max"]
+    assert lo <= p["total_instructions"] <= hi
+    assert p["measured_latency_ms"] == pytest.approx(p["total_instructions"] / 110e6 * 1e3, rel=1e-3)
+    assert 0 < p["stack_high_water_bytes"] < p["stack_bytes_reserved"]
+    assert p["flash_bytes"] == p["elf"]["text_bytes"] + p["elf"]["data_bytes"]
+    assert p["ram_bytes"] >= p["arena_bytes_planned"] + p["stack_bytes_reserved"]
+
+
+def test_same_binary_twice_gives_identical_counts(profiled):
+    run, first = profiled
+    again = api.profile(run, windows=12)
+    assert again["total_instructions"] == first["total_instructions"]
+    assert again["per_layer_instructions"] == first["per_layer_instructions"]
+
+
+def test_latency_over_budget_exits_1_and_still_writes_the_profile(profiled):
+    run, p = profiled
+    (run / "profile.json").unlink()
+    with pytest.raises(BudgetError) as e:
+        api.profile(run, windows=1, budgets=Budgets(latency_s=1e-6))
+    assert e.value.exit_code == 1 and "exceeds the latency budget 0.001 ms" in str(e.value)
+    assert json.loads((run / "profile.json").read_text())["over_budget"]
+
+
+def test_budget_above_the_board_names_both_figures(profiled):
+    run, _ = profiled
+    with pytest.raises(ConfigError) as e:
+        api.profile(run, target="nucleo-f446re", budgets=Budgets(ram_bytes=256 * 1024))
+    assert "262,144 bytes (256 KiB) is more than nucleo-f446re has (131,072 bytes (128 KiB))" in str(e.value)
+
+
+def test_cli_profile_and_a_port_that_does_not_exist(profiled):
+    run, p = profiled
+    ok = run_cli("profile", str(run), "--windows", "12")
+    assert ok.returncode == 0, ok.stderr
+    assert f"{p['total_instructions']:,.0f} instructions per inference (mean of 12 windows)" in ok.stdout
+    bad = run_cli("profile", str(run), "--port", "/dev/ttyDOESNOTEXIST", "--windows", "1")
+    assert_clean_failure(bad, 2, "/dev/ttyDOESNOTEXIST")
+    unknown = run_cli("profile", str(run), "--target", "nucleo-f446")
+    assert_clean_failure(unknown, 2, "did you mean 'nucleo-f446re'?")
