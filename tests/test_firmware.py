@@ -23,6 +23,8 @@ from micronas.errors import ExportError, ToolchainError
 from targets import boards
 from targets.build import build_firmware
 
+from .protocol_sim import crc_bitwise
+from .protocol_sim import frame as encode_test_frame
 from .conftest import toolchain
 from .test_codegen import reference_model
 
@@ -115,19 +117,6 @@ def test_compile_error_carries_the_compiler_message(model_dir, tmp_path):
 
 # ---- the emulated boards -------------------------------------------------------------------------
 
-def _crc16(data: bytes) -> int:
-    crc = 0xFFFF
-    for b in data:
-        crc ^= b << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
-    return crc
-
-
-def _frame(seq: int, type_: int, payload: bytes = b"") -> bytes:
-    body = struct.pack("<HBB", len(payload), seq, type_) + payload
-    return b"\xa5" + body + struct.pack("<H", _crc16(body))
-
 
 class Device:
     """A minimal client: one request, one reply, checked CRC and SEQ."""
@@ -151,13 +140,13 @@ class Device:
         n, seq, type_ = struct.unpack("<HBB", head)
         payload = self._read(n)
         (crc,) = struct.unpack("<H", self._read(2))
-        assert crc == _crc16(head + payload), "reply with a bad CRC"
+        assert crc == crc_bitwise(head + payload), "reply with a bad CRC"
         return seq, type_, payload
 
     def request(self, type_: int, payload: bytes = b"") -> tuple[int, bytes]:
         """(reply type, payload) of one request; asserts the SEQ is echoed."""
         self.seq = (self.seq + 1) & 0xFF
-        self.send_raw(_frame(self.seq, type_, payload))
+        self.send_raw(encode_test_frame(self.seq, type_, payload))
         seq, rtype, body = self.reply()
         assert seq == self.seq
         return rtype, body
@@ -293,7 +282,7 @@ def test_memory_high_water(device):
 
 def test_bad_frames_are_answered_or_skipped(device):
     _, dev = device
-    frame = bytearray(_frame(0x42, HELLO))
+    frame = bytearray(encode_test_frame(0x42, HELLO))
     frame[-1] ^= 0x01
     dev.send_raw(bytes(frame))
     seq, rtype, body = dev.reply()
