@@ -255,7 +255,12 @@ def test_layer_ticks_add_up_to_the_whole_model(device):
     layers = dev.layers()
     assert all(t > 0 for t in layers)
     assert lo == hi == sum(layers) and total == 2 * sum(layers) and count == 2
-    assert abs(sum(layers) - whole) <= 0.01 * whole, (layers, whole)
+    # The whole-model count also holds what no layer does: copying the input into the arena and
+    # the output out of it, and the calls: a fixed 203 ticks here (~63 instructions), 1.4 % of
+    # this tiny model but 0.01 % of the default one (the 1 % check on a real model is in
+    # test_profile.py). Everything else is in the layers.
+    overhead = whole - sum(layers)
+    assert 0 <= overhead <= 256, (layers, whole)
 
 
 def test_the_same_invoke_gives_the_same_ticks(device):

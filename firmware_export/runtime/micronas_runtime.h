@@ -31,13 +31,14 @@ extern "C" {
 
 /* ---- fixed-point helpers (TFLite/gemmlowp semantics) ------------------------------------ */
 
-/* round(a * b / 2^31) with round-half-away-from-zero on the 64-bit product; saturates the one
- * overflowing case (INT32_MIN * INT32_MIN). */
+/* gemmlowp's SaturatingRoundingDoublingHighMul: (a*b + nudge) / 2^31 truncated toward zero, nudge
+ * 2^30 for a*b >= 0 and 1 - 2^30 below; saturates the one overflowing case (INT32_MIN * INT32_MIN).
+ * For a negative numerator, truncation is floor((n + 2^31 - 1) / 2^31), and n + 2^31 - 1 is
+ * again a*b + 2^30: both cases are floor((a*b + 2^30) / 2^31), an arithmetic shift (SMULL, ADDS,
+ * ADC and two shifts on Arm; no 64-bit division sequence). */
 static inline int32_t mn_sat_round_doubling_high_mul(int32_t a, int32_t b) {
     if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
-    int64_t ab = (int64_t)a * (int64_t)b;
-    int64_t nudge = ab >= 0 ? (1LL << 30) : (1 - (1LL << 30));
-    return (int32_t)((ab + nudge) / (1LL << 31)); /* C division truncates toward zero */
+    return (int32_t)(((int64_t)a * (int64_t)b + (1LL << 30)) >> 31);
 }
 
 /* x / 2^exponent, rounding half away from zero. */

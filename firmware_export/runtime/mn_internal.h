@@ -7,11 +7,140 @@
 
 #include "micronas_runtime.h"
 
+/* ---- requantisation, per output channel ---------------------------------------------------
+ *
+ * mn_requantize(x, m, shift) is TFLM's double-rounding MultiplyByQuantizedMultiplier:
+ *     s = SRDHM(x, m) = floor((x*m + 2^30) / 2^31)              (m != INT32_MIN: no saturation)
+ *     y = RDBPOT(s, e) = floor((s + 2^(e-1) - [s < 0]) / 2^e)   for e = -shift >= 1
+ * The two floors nest into one (floor((floor(a / A) + c) / B) = floor((a + c*A) / (A*B)) for
+ * integers), and for m >= 0 the sign of s, where it matters (s != 0), is the sign of x. So with
+ * the output offset z added (an exact multiple of 2^(31+e) inside the floor):
+ *     y + z = floor((x*m + 2^30 + 2^(30+e) - [x < 0]*2^31 + z*2^(31+e)) / 2^(31+e))
+ * For e >= 2 the constant is, as a 64-bit high:low pair, (2^(e-2) + z*2^(e-1) - [x < 0]) :
+ * (2^30 | [x < 0]*2^31), so on Armv7E-M it is AND, ORR, ADD (x ASR #31), one SMLAL into that
+ * pair and an ASR of the high word by e - 1: five instructions instead of two rounding steps.
+ * For |z| <= 256 and e <= 22 the 64-bit sum stays below 2^63 in magnitude and its high word is
+ * exact, for every int32 x and every m in [0, 2^31): what the code generator emits in practice
+ * (tests/test_simd_qemu.py checks it against the reference on the host for random x and every
+ * shift and offset). Other (multiplier, shift) pairs (shift >= -1, i.e. scale >= 0.25; tiny
+ * scales; a negative multiplier) take mn_requantize itself. */
+typedef struct {
+    int32_t mult;
+    int32_t rhi;   /* fast form: 2^(e-2) + z * 2^(e-1) */
+    int32_t sh;    /* fast form: e - 1; -1 for the reference form */
+    int32_t shift; /* reference form: TFLM shift */
+    int32_t ooff;  /* reference form: z */
+} mn_rq;
+
+static inline mn_rq mn_rq_make(int32_t multiplier, int32_t shift, int32_t output_offset) {
+    mn_rq q;
+    q.mult = multiplier;
+    q.shift = shift;
+    q.ooff = output_offset;
+    q.rhi = 0;
+    q.sh = -1;
+    if (shift <= -2 && shift >= -22 && multiplier >= 0 && output_offset >= -256 && output_offset <= 256) {
+        q.sh = -shift - 1;
+        q.rhi = ((int32_t)1 << (-shift - 2)) + output_offset * ((int32_t)1 << q.sh);
+    }
+    return q;
+}
+
+/* the fast form: requantised acc plus the output offset folded into rhi */
+static inline int32_t mn_rq_fast(int32_t acc, int32_t mult, int32_t rhi, int32_t sh) {
+    const uint32_t lo = ((uint32_t)acc & 0x80000000u) | 0x40000000u;
+    const int32_t hi = rhi + (acc >> 31);
+    const int64_t v = (int64_t)(((uint64_t)(uint32_t)hi << 32) | lo) + (int64_t)acc * mult;
+    return (int32_t)(v >> 32) >> sh;
+}
+
+/* the reference form, kept out of line: it is the rare case, and inlined at every call site it
+ * would cost more flash than the kernels' fast paths */
+__attribute__((noinline, unused)) static int32_t mn_rq_ref(const mn_rq *q, int32_t acc) {
+    return mn_requantize(acc, q->mult, q->shift) + q->ooff;
+}
+
+/* mn_requantize(acc, multiplier, shift) + output_offset */
+static inline int32_t mn_rq_apply(const mn_rq *q, int32_t acc) {
+    if (q->sh < 0) return mn_rq_ref(q, acc);
+    return mn_rq_fast(acc, q->mult, q->rhi, q->sh);
+}
+
+/* requantised, offset and clamped to the activation range */
+static inline int8_t mn_rq_out(const mn_rq *q, int32_t acc, int32_t act_min, int32_t act_max) {
+    return (int8_t)mn_clamp(mn_rq_apply(q, acc), act_min, act_max);
+}
+
 #if MICRONAS_SIMD
 #include <arm_acle.h>
 
-/* rotate right by 8; GCC emits ROR or folds it into SXTB16's rotate operand */
-static inline uint32_t mn_ror8(uint32_t x) { return (x >> 8) | (x << 24); }
+/* SXTB16 / SXTAB16 with their ROR #8 operand (bytes 1 and 3). ACLE has no rotated forms and
+ * GCC 12 does not fold a rotate into them (it emits a separate ROR), so these are one-instruction
+ * inline asm, as CMSIS-Core's __SXTB16_RORn. Not volatile: the compiler may schedule or drop them. */
+static inline int16x2_t mn_sxtb16_ror8(uint32_t x) {
+    int16x2_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+static inline int16x2_t mn_sxtab16_ror8(int16x2_t a, uint32_t x) {
+    int16x2_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
+    return r;
+}
+
+static inline uint32_t mn_ld32(const int8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4); /* unaligned word loads are fine on M4/M7/M33 (LDR, never LDRD/LDM) */
+    return v;
+}
+
+/* both offsets of a zero-point offset as a halfword pair, for __sxtab16 */
+static inline uint32_t mn_pair16(int32_t v) { return ((uint32_t)v & 0xFFFFu) | ((uint32_t)v << 16); }
+
+/* insert the low byte of b at bit lsb of v (BFI; GCC does not form it from the mask-and-or) */
+#define MN_BFI8(v, b, lsb) __asm__("bfi %0, %1, #" #lsb ", #8" : "+r"(v) : "r"(b))
+
+/* four int8 lanes clamped to [lo, hi] lane-wise (lo4, hi4: the bounds in every byte) */
+static inline uint32_t mn_clamp_s8x4(uint32_t v, uint32_t lo4, uint32_t hi4) {
+    (void)__ssub8(v, lo4); /* GE per byte: v >= lo */
+    v = __sel(v, lo4);
+    (void)__ssub8(hi4, v); /* GE per byte: hi >= v */
+    return __sel(v, hi4);
+}
+
+/* Word loads in program order. Volatile asm: GCC's pre-allocation scheduler would otherwise
+ * hoist all loads of an unrolled step to the top and spill the accumulators around them. The
+ * "m" operand names the 4 bytes read. Post-increment and register-offset forms, as in the loop. */
+#define MN_LDR_POST(v, ptr) \
+    __asm__ volatile("ldr %0, [%1], #4" : "=r"(v), "+r"(ptr) : "m"(*(const int8_t(*)[4])(ptr)))
+#define MN_LDR_OFF(v, ptr, off) \
+    __asm__ volatile("ldr %0, [%1, %2]" : "=r"(v) : "r"(ptr), "r"(off), "m"(*(const int8_t(*)[4])((ptr) + (off))))
+
+/* *a0 += sum (x[i] + off) * w[i], *a1 += sum (x[i] + off) * w[wstep + i], i < n */
+static inline void mn_dot_1x2_off(const int8_t *x, const int8_t *w, int32_t wstep, int32_t n, int32_t off, int32_t *a0,
+                           int32_t *a1) {
+    int32_t s0 = *a0, s1 = *a1;
+    const uint32_t off2 = mn_pair16(off);
+    const int8_t *const wend = w + (n & ~3);
+    while (w != wend) {
+        uint32_t xv, wv;
+        MN_LDR_POST(xv, x);
+        const int16x2_t x02 = __sxtab16(off2, xv), x13 = mn_sxtab16_ror8(off2, xv);
+        MN_LDR_OFF(wv, w, wstep);
+        s1 = __smlad(x02, __sxtb16(wv), s1);
+        s1 = __smlad(x13, mn_sxtb16_ror8(wv), s1);
+        MN_LDR_POST(wv, w);
+        s0 = __smlad(x02, __sxtb16(wv), s0);
+        s0 = __smlad(x13, mn_sxtb16_ror8(wv), s0);
+    }
+    for (int32_t r = n & 3; r > 0; --r, ++x, ++w) {
+        const int32_t xi = x[0] + off;
+        s0 += xi * w[0];
+        s1 += xi * w[wstep];
+    }
+    *a0 = s0;
+    *a1 = s1;
+}
 #endif
 
 /* sum over i < n of (a[i] + a_offset) * b[i], in int32.
@@ -22,17 +151,11 @@ static inline int32_t mn_dot_s8(const int8_t *a, const int8_t *b, int32_t n, int
     int32_t acc = 0;
     int32_t i = 0;
 #if MICRONAS_SIMD
-    const uint32_t off2 = ((uint32_t)a_offset & 0xFFFFu) | ((uint32_t)a_offset << 16);
+    const uint32_t off2 = mn_pair16(a_offset);
     for (; i + 4 <= n; i += 4) {
-        uint32_t av, bv;
-        memcpy(&av, a + i, 4); /* unaligned word loads are fine on M4/M7/M33 */
-        memcpy(&bv, b + i, 4);
-        const int16x2_t a02 = __sxtab16(off2, av);            /* a0+off, a2+off */
-        const int16x2_t a13 = __sxtab16(off2, mn_ror8(av));  /* a1+off, a3+off */
-        const int16x2_t b02 = __sxtb16(bv);
-        const int16x2_t b13 = __sxtb16(mn_ror8(bv));
-        acc = __smlad(a02, b02, acc);
-        acc = __smlad(a13, b13, acc);
+        const uint32_t av = mn_ld32(a + i), bv = mn_ld32(b + i);
+        acc = __smlad(__sxtab16(off2, av), __sxtb16(bv), acc);              /* a0+off, a2+off */
+        acc = __smlad(mn_sxtab16_ror8(off2, av), mn_sxtb16_ror8(bv), acc); /* a1+off, a3+off */
     }
 #endif
     for (; i < n; ++i) {

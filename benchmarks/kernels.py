@@ -1,0 +1,188 @@
+"""Instructions per multiply-accumulate of the int8 conv / depthwise / FC kernels on the emulated cores.
+
+For each emulated board (Cortex-M4 nucleo-f446re -> mps2-an386, M7 nucleo-h743zi -> mps2-an500,
+M33 nucleo-l552ze-q -> mps2-an505) two profiling firmwares are built around the same model, the
+runtime's SIMD (DSP extension) kernels and the portable C ones (-DMICRONAS_NO_SIMD). Each kernel
+shape below is timed with BENCH_OP (docs/protocol.md) under QEMU -icount shift=7, where timer ticks
+convert exactly to guest instructions; the figure is instructions / MACs, MACs counted as
+L_out x cout x cin x k with the padded taps included (1-D NHWC, H = 1, 'same' padding, stride 1).
+The reference columns are CMSIS-NN's and a plain C kernel's figures on the M4 (the issue's table).
+
+The model is the BasicMotions default (`runs/demo/c`, from `make demo`; the tests' tiny reference
+model stands in when absent): it is also INVOKEd once per firmware (whole-model instructions).
+Its C model is copied with the current runtime sources (or `--runtime DIR`'s) laid over it, so the
+figures are for the runtime in this tree, not for the copy in runs/demo/c. Last, the flash cost of
+the kernels: arm-none-eabi-size of the compiled mn_conv.o / mn_fc.o of each build.
+
+    .venv/bin/python benchmarks/kernels.py [--boards nucleo-f446re ...] [--runtime DIR] [--demo DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+BOARDS = ("nucleo-f446re", "nucleo-h743zi", "nucleo-l552ze-q")
+K_CONV, K_DWCONV, K_FC = 1, 2, 3
+INPUT_OFFSET, OUTPUT_OFFSET = 128, -5  # input zero point -128 (after a ReLU), a small output zero point
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    kernel: int
+    params: tuple[int, ...]
+    macs: int
+    cmsis_nn: float  # instructions per MAC on the M4 (reference)
+    plain_c: float
+
+
+def conv(cin: int, cout: int, k: int, length: int, cmsis: float, plain: float) -> Shape:
+    p = (length, cin, length, cout, k, 1, 1, k // 2, 1, INPUT_OFFSET, OUTPUT_OFFSET, -128, 127)
+    return Shape(f"conv cin{cin} cout{cout} k{k} L{length}", K_CONV, p, length * cout * cin * k, cmsis, plain)
+
+
+def dwconv(ch: int, k: int, length: int, cmsis: float, plain: float) -> Shape:
+    p = (length, ch, length, 1, k, 1, 1, k // 2, INPUT_OFFSET, OUTPUT_OFFSET, -128, 127)
+    return Shape(f"depthwise ch{ch} k{k} L{length}", K_DWCONV, p, length * ch * k, cmsis, plain)
+
+
+def fc(n_in: int, n_out: int, cmsis: float, plain: float) -> Shape:
+    p = (1, n_in, n_out, INPUT_OFFSET, 0, OUTPUT_OFFSET, -128, 127, 0)
+    return Shape(f"fully connected {n_in}->{n_out}", K_FC, p, n_in * n_out, cmsis, plain)
+
+
+SHAPES = (
+    conv(16, 32, 5, 64, 2.41, 7.59),
+    conv(32, 32, 3, 32, 2.27, 7.00),
+    conv(6, 16, 5, 128, 4.12, 10.52),
+    conv(64, 64, 3, 16, 1.93, 6.31),
+    dwconv(32, 5, 64, 17.42, 24.83),
+    fc(64, 6, 3.03, 6.93),
+)
+KERNEL_OBJECTS = ("mn_conv.o", "mn_fc.o")
+
+
+def model_dir(demo: Path, runtime: Path, dest: Path) -> tuple[Path, str]:
+    """A C model directory: the demo's model (or the reference model) with `runtime` laid over it."""
+    from firmware_export import codegen
+
+    dest.mkdir(parents=True)
+    if (demo / "micronas_model.c").is_file():
+        for f in ("micronas_model.c", "micronas_model.h"):
+            shutil.copy2(demo / f, dest / f)
+        what = f"{demo} (default model)"
+    else:
+        from tests.test_codegen import reference_model
+
+        gen = codegen.generate(reference_model(), labels=("a", "b", "c"), input_mean=(0.0,) * 3,
+                               input_std=(1.0,) * 3)
+        codegen.write(gen, dest)
+        what = "tests' reference model (no demo run: `make demo` makes one)"
+    for src in codegen.runtime_sources():
+        shutil.copy2(src, dest / src.name)
+    for src in sorted(runtime.glob("*")):  # an override: mn_*.c / *.h
+        if src.suffix in (".c", ".h") and src.name != "micronas_model.h":
+            shutil.copy2(src, dest / src.name)
+    return dest, what
+
+
+def object_sizes(obj_dir: Path) -> dict[str, int]:
+    """text + data of each kernel object (arm-none-eabi-size, Berkeley)."""
+    out = {}
+    for name in KERNEL_OBJECTS:
+        lines = subprocess.run(["arm-none-eabi-size", "-B", str(obj_dir / name)], capture_output=True, text=True,
+                               check=True).stdout.strip().splitlines()
+        text, data, _ = (int(v) for v in lines[-1].split()[:3])
+        out[name] = text + data
+    return out
+
+
+def measure(board_name: str, simd: bool, c_dir: Path, work: Path, count: int) -> dict:
+    from targets import boards
+    from targets.build import build_firmware
+    from targets.protocol import DeviceClient
+    from targets.qemu import EmulatedBoard, instructions_from_ticks
+
+    board = boards.get(board_name)
+    tag = f"{board_name}-{'simd' if simd else 'portable'}"
+    image = build_firmware(board, c_dir, work / tag, emulated=True, simd=simd)
+    res: dict = {"sizes": object_sizes(work / tag / "obj" / "model"), "instr": {}}
+    with EmulatedBoard(board.qemu.machine, image.elf, work / tag / "qemu") as emu:
+        with DeviceClient.open(emu.url, timeout_s=30.0, retries=1) as dev:
+            hello = dev.hello()
+
+            def to_instr(ticks: int) -> float:
+                return instructions_from_ticks(ticks, hello.timer_hz, emu.icount_shift)
+
+            for s in SHAPES:
+                st = dev.bench_op(s.kernel, struct.pack(f"<{len(s.params)}i", *s.params), count)
+                res["instr"][s.name] = to_instr(st.min_ticks)
+            dev.set_input(bytes(hello.input_bytes))
+            res["model"] = to_instr(dev.invoke(1).min_ticks)
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--boards", nargs="+", default=list(BOARDS))
+    ap.add_argument("--runtime", type=Path, default=ROOT / "firmware_export" / "runtime",
+                    help="runtime sources to lay over the model (default: this tree's)")
+    ap.add_argument("--demo", type=Path, default=ROOT / "runs" / "demo" / "c")
+    ap.add_argument("--count", type=int, default=3, help="BENCH_OP repetitions (the minimum is kept)")
+    ap.add_argument("--jobs", type=int, default=2)
+    args = ap.parse_args(argv)
+    for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
+        if shutil.which(tool) is None:
+            print(f"{tool} not found: apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm")
+            return 2
+
+    with tempfile.TemporaryDirectory(prefix="mn-kernels-") as td:
+        c_dir, what = model_dir(args.demo, args.runtime.resolve(), Path(td) / "c")
+        keys = [(b, simd) for b in args.boards for simd in (False, True)]
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            results = dict(zip(keys, pool.map(lambda k: measure(k[0], k[1], c_dir, Path(td), args.count), keys)))
+
+    from targets import boards
+
+    print(f"runtime: {args.runtime}\nmodel: {what}\n")
+    for b in args.boards:
+        core = boards.get(b).core
+        port, simd = results[(b, False)], results[(b, True)]
+        print(f"## {core} ({b}, QEMU {boards.get(b).qemu.machine}): instructions per MAC\n")
+        print("| shape | MACs | portable | SIMD | SIMD x CMSIS-NN (M4 ref) | portable x plain C (M4 ref) |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for s in SHAPES:
+            p, v = port["instr"][s.name] / s.macs, simd["instr"][s.name] / s.macs
+            print(f"| {s.name} | {s.macs:,} | {p:.2f} | {v:.2f} | {v / s.cmsis_nn:.2f} (ref {s.cmsis_nn:.2f}) "
+                  f"| {p / s.plain_c:.2f} (ref {s.plain_c:.2f}) |")
+        print()
+    print("## whole model, one INVOKE (instructions)\n")
+    print("| core | portable | SIMD | SIMD x portable |")
+    print("|---|---:|---:|---:|")
+    for b in args.boards:
+        p, v = results[(b, False)]["model"], results[(b, True)]["model"]
+        print(f"| {boards.get(b).core} | {p:,.0f} | {v:,.0f} | {v / p:.3f} |")
+    print("\n## flash of the kernel objects (text + data bytes, arm-none-eabi-size)\n")
+    print("| core | build | " + " | ".join(KERNEL_OBJECTS) + " |")
+    print("|---|---|" + "---:|" * len(KERNEL_OBJECTS))
+    for b in args.boards:
+        for simd in (False, True):
+            sz = results[(b, simd)]["sizes"]
+            print(f"| {boards.get(b).core} | {'SIMD' if simd else 'portable'} | "
+                  + " | ".join(f"{sz[o]:,}" for o in KERNEL_OBJECTS) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""The runtime's SIMD (Armv7E-M DSP) kernels, bit-exact with TFLM on the emulated Cortex-M4.
+
+The host tests (test_runtime_ops.py) compile the portable C path; the DSP path only exists on
+Arm. Here every CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED case of tests/runtime_cases.py,
+plus shapes aimed at the SIMD code's own branches (odd channel counts, windows not a multiple of
+16 or 4 bytes and longer than the 128-byte unpacked-weight buffer, stride 2 step pairs,
+depthwise channels not a multiple of 4, scales outside the fast requantisation form), is
+generated as a C model, built into the profiling firmware for the emulated nucleo-f446re (QEMU
+mps2-an386, simd=True), and 50 random windows (25 for the extra shapes) are run on it and
+compared bit for bit with the tflite-micro host interpreter. One firmware build and one QEMU
+launch per model, two models at a time. Also on the host: the kernels' one-step requantisation
+against TFLM's two rounding steps, for random accumulators and every shift.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .runtime_cases import CASES, NONE, RELU, RELU6, SAME, VALID, _io_quant, _out_scale, conv_model, dwconv_model, \
+    fc_model
+from .tflite_builder import ModelBuilder, bias_for, per_channel_weights
+
+BOARD = "nucleo-f446re"
+N_WINDOWS = 50  # per registry case
+N_WINDOWS_EXTRA = 25  # per SIMD-specific extra case
+WORKERS = 2  # an emulated board busy-waits on its UART, so a QEMU run takes a core
+OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+
+needs_arm = pytest.mark.skipif(
+    shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
+    reason="needs arm-none-eabi-gcc and qemu-system-arm (apt-get install gcc-arm-none-eabi "
+           "libnewlib-arm-none-eabi qemu-system-arm)")
+
+# The kernels' one-step requantisation (mn_internal.h, mn_rq) against TFLM's two rounding steps,
+# written out from docs/runtime-semantics.md section 1, for random int32 accumulators (edges
+# included), every multiplier class and every shift -33..31 with output offsets -256..256.
+RQ_CHECK_C = r"""
+#include <stdio.h>
+#include "mn_internal.h"
+static uint64_t s = 88172645463325252ull;
+static uint32_t rnd(void) { s ^= s << 13; s ^= s >> 7; s ^= s << 17; return (uint32_t)s; }
+static int32_t srdhm(int32_t a, int32_t b) {
+    if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
+    int64_t ab = (int64_t)a * (int64_t)b;
+    int64_t nudge = ab >= 0 ? (1LL << 30) : (1 - (1LL << 30));
+    return (int32_t)((ab + nudge) / (1LL << 31));
+}
+static int32_t rdbpot(int32_t x, int e) {
+    int32_t mask = (int32_t)((1LL << e) - 1), rem = x & mask, thr = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> e) + (rem > thr ? 1 : 0);
+}
+static int32_t ref(int32_t x, int32_t m, int32_t shift) {
+    int left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
+    return rdbpot(srdhm((int32_t)((uint32_t)x << left), m), right);
+}
+static int32_t xval(void) {
+    static const int32_t edge[8] = {0, 1, -1, INT32_MIN, INT32_MAX, INT32_MIN + 1, 1 << 30, -(1 << 30)};
+    switch (rnd() & 3) {
+    case 0: return (int32_t)rnd();
+    case 1: return edge[rnd() & 7];
+    default: return (int32_t)rnd() >> (rnd() & 31);
+    }
+}
+int main(void) {
+    long bad = 0, n = 0;
+    for (int32_t shift = -31; shift <= 30; ++shift) {
+        for (int k = 0; k < 60; ++k) {
+            const uint32_t r = rnd() % 6;
+            const int32_t m = r == 0 ? 0 : r == 1 ? (1 << 30) : r == 2 ? INT32_MAX
+                              : (int32_t)((1u << 30) | (rnd() & 0x3FFFFFFF));
+            const int32_t z = k < 2 ? (k ? 256 : -256) : (int32_t)(rnd() % 513) - 256;
+            const mn_rq q = mn_rq_make(m, shift, z);
+            for (int j = 0; j < 500; ++j, ++n) {
+                const int32_t x = xval();
+                if (mn_rq_apply(&q, x) != ref(x, m, shift) + z && bad++ < 5)
+                    printf("x=%d m=%d shift=%d z=%d\n", x, m, shift, z);
+            }
+        }
+    }
+    printf("%ld checks, %ld mismatches\n", n, bad);
+    return bad != 0;
+}
+"""
+
+
+def test_fast_requantisation_equals_tflm_double_rounding(tmp_path):
+    """Host gcc: mn_rq_apply (fast form for shifts -22..-2, reference form otherwise) gives
+    TFLM's MultiplyByQuantizedMultiplier + offset for every accumulator tried."""
+    import subprocess
+
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("host gcc not installed")
+    runtime = Path(__file__).resolve().parents[1] / "firmware_export" / "runtime"
+    (tmp_path / "rq.c").write_text(RQ_CHECK_C)
+    subprocess.run([gcc, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-I", str(runtime), "-o",
+                    str(tmp_path / "rq"), str(tmp_path / "rq.c")], check=True)
+    run = subprocess.run([str(tmp_path / "rq")], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stdout
+    assert "1860000 checks, 0 mismatches" in run.stdout
+
+
+def conv_scaled(in_len, in_ch, out_ch, kernel, stride, padding, scale_factor, seed) -> bytes:
+    """conv_model with the output scale multiplied by scale_factor: a small factor gives large
+    per-channel scales (TFLM shift -1, 0, positive: the reference requantisation form), a
+    large one tiny scales (shift below -22)."""
+    rng = np.random.default_rng(seed)
+    b = ModelBuilder()
+    s_in, z_in = _io_quant(rng)
+    out_len = -(-in_len // stride) if padding == SAME else (in_len - kernel) // stride + 1
+    x = b.tensor([1, 1, in_len, in_ch], scale=s_in, zero_point=z_in)
+    w, ws = per_channel_weights(rng, (out_ch, 1, kernel, in_ch))
+    wt = b.tensor(w.shape, data=w, scale=ws, zero_point=np.zeros(out_ch, int))
+    bt = b.tensor([out_ch], np.int32, scale=s_in * ws, zero_point=np.zeros(out_ch, int),
+                  data=bias_for(rng, out_ch) // 64)
+    y = b.tensor([1, 1, out_len, out_ch], scale=_out_scale(s_in, float(ws.mean()), kernel * in_ch) * scale_factor,
+                 zero_point=int(rng.integers(-20, 20)))
+    b.op("CONV_2D", [x, wt, bt], [y], padding=padding, strideW=stride, strideH=1, dilationWFactor=1,
+         dilationHFactor=1, fusedActivationFunction=NONE)
+    return b.build([x], [y])
+
+
+EXTRA = {
+    "CONV_2D": {
+        "simd_cin16_odd_out7_k5": lambda: conv_model(40, 16, 7, 5, 1, SAME, seed=21),
+        "simd_cin20_k3_s2_n60": lambda: conv_model(33, 20, 6, 3, 2, SAME, act=RELU, seed=22),
+        "simd_cin3_k5_n15_relu6": lambda: conv_model(30, 3, 4, 5, 1, SAME, act=RELU6, seed=23),
+        "simd_cin30_k5_valid_n150": lambda: conv_model(19, 30, 8, 5, 1, VALID, seed=24),
+        "simd_large_scales": lambda: conv_scaled(24, 8, 12, 3, 1, SAME, 1 / 80, seed=25),
+        "simd_tiny_scales": lambda: conv_scaled(24, 8, 4, 3, 1, SAME, 1e6, seed=26),
+    },
+    "DEPTHWISE_CONV_2D": {
+        "simd_ch10_k5": lambda: dwconv_model(30, 10, 1, 5, 1, SAME, seed=27),
+        "simd_ch8_k3_s2_relu6": lambda: dwconv_model(25, 8, 1, 3, 2, SAME, act=RELU6, seed=28),
+    },
+    "FULLY_CONNECTED": {
+        "simd_64_to_7": lambda: fc_model(1, 64, 7, seed=29),
+        "simd_batched_per_channel": lambda: fc_model(3, 30, 5, per_channel=True, act=RELU, seed=30),
+    },
+}
+
+ALL = [(op, name, fn) for op in OPS for table in (CASES, EXTRA) for name, fn in table.get(op, {}).items()]
+WINDOWS = {name: N_WINDOWS_EXTRA if name in EXTRA.get(op, {}) else N_WINDOWS for op, name, _ in ALL}
+
+
+def _run_case(root: Path, op: str, name: str, fn) -> tuple[np.ndarray, np.ndarray]:
+    """Build the case's firmware, run N_WINDOWS random windows on QEMU: (device, TFLM) outputs."""
+    from firmware_export import codegen
+    from firmware_export.tflite_graph import read
+    from firmware_export.verify import run_tflm
+    from targets import boards
+    from targets.build import build_firmware
+    from targets.protocol import DeviceClient
+    from targets.qemu import EmulatedBoard
+
+    board = boards.get(BOARD)
+    model = fn()
+    g = read(model)
+    tin, tout = g.tensors[g.inputs[0]], g.tensors[g.outputs[0]]
+    ch = tin.shape[-1]
+    gen = codegen.generate(model, labels=tuple(str(i) for i in range(max(1, tout.shape[-1]))),
+                           input_mean=(0.0,) * ch, input_std=(1.0,) * ch)
+    c_dir = root / name / "c"
+    codegen.write(gen, c_dir)
+    image = build_firmware(board, c_dir, root / name / "fw", emulated=True, simd=True)
+    assert image.simd
+
+    rng = np.random.default_rng(sum(map(ord, name)))
+    x = rng.integers(-128, 128, size=(WINDOWS[name], *tin.shape[1:]), dtype=np.int64).astype(np.int8)
+    x[0], x[1] = -128, 127  # saturating corners
+    want = run_tflm(model, x).reshape(len(x), -1)
+    got = []
+    with EmulatedBoard(board.qemu.machine, image.elf, root / name / "qemu") as emu:
+        with DeviceClient.open(emu.url, timeout_s=5.0) as dev:
+            assert dev.hello().input_bytes == math.prod(tin.shape[1:])
+            for window in x:
+                dev.set_input(window.tobytes())
+                dev.invoke(1)
+                got.append(np.frombuffer(dev.get_output(), np.int8))
+    return np.stack(got), want
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory):
+    """case name -> (device outputs, TFLM outputs) or the exception; WORKERS cases at a time
+    (build, then QEMU)."""
+    root = tmp_path_factory.mktemp("simd")
+
+    def one(case):
+        op, name, fn = case
+        try:
+            return name, _run_case(root, op, name, fn)
+        except Exception as e:  # noqa: BLE001 - reported by the case's own test
+            return name, e
+
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        return dict(pool.map(one, ALL))
+
+
+@needs_arm
+def test_the_cases_reach_the_simd_code():
+    assert {op for op, _, _ in ALL} == set(OPS)
+    assert sum(op == "CONV_2D" for op, _, _ in ALL) >= len(CASES["CONV_2D"]) + 4
+
+
+@needs_arm
+@pytest.mark.parametrize("op, name", [(op, name) for op, name, _ in ALL])
+def test_simd_kernels_bit_exact_with_tflm_on_the_emulated_m4(outcomes, op, name):
+    outcome = outcomes[name]
+    if isinstance(outcome, BaseException):
+        raise outcome
+    got, want = outcome
+    bad = np.flatnonzero((got != want).any(axis=1))
+    assert not len(bad), (f"{op} {name}: {len(bad)}/{len(got)} windows differ from TFLM; first {bad[0]}: "
+                          f"device {got[bad[0]][:16]} tflm {want[bad[0]][:16]}")
