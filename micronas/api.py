@@ -355,15 +355,15 @@ def export(run_path: str | os.PathLike[str], budgets: Budgets = Budgets(),
 ICOUNT_SHIFT = 7  # QEMU -icount shift: 128 ns per guest instruction (deterministic, sub-tick resolution)
 
 
-def _device_windows(run: RunDir, n: int) -> tuple[np.ndarray, Any]:
-    """The first `n` test windows, quantised for the model input (N, T*C) int8, and the input params."""
+def _device_windows(run: RunDir, n: int) -> np.ndarray:
+    """The first `n` test windows, quantised for the model input: (N, T*C) int8."""
     from firmware_export import verify
 
     _config, _arch, ds, split, std = _load_run(run)
     X, _y = arrays_for(ds, split)["test"]
     qin, _qout = verify.io_params(run.file("model_int8.tflite"))
     x_q = qin.quantize(std.apply(X[:n]).transpose(0, 2, 1))  # (N, T, C) int8
-    return x_q.reshape(len(x_q), -1), qin
+    return x_q.reshape(len(x_q), -1)
 
 
 def effective_budgets(run_path: str | os.PathLike[str], given: Budgets | None) -> Budgets:
@@ -423,7 +423,7 @@ def profile(run_path: str | os.PathLike[str], target: str | None = None, port: s
           "arm-none-eabi-gcc")
     image = build.build_firmware(board, run.file("c"), out_dir, emulated=emulated)
 
-    x, _qin = _device_windows(run, windows)
+    x = _device_windows(run, windows)
     out_bytes = int(metrics["output"]["shape"][-1])
     stage(f"reference outputs: host build of the generated C and TFLite Micro ({len(x)} windows)")
     host_out = hostbuild.build_and_run(run.file("c"), x, out_bytes)
