@@ -74,14 +74,20 @@ def logistic_params(input_scale: float) -> tuple[int, int, int]:
     return multiplier, shift, calculate_input_radius(LOGISTIC_INPUT_INTEGER_BITS, shift, 31)
 
 
+def _int8_io(op: Op, cg: CodeGen) -> tuple:
+    """The op's input and output tensors, checked: int8 in, TFLM's fixed int8 output quantisation."""
+    x, y = cg.t(op.inputs[0]), cg.t(op.outputs[0])
+    if x.dtype != np.int8:
+        raise ExportError(f"{op.name} input {x.name!r} is {np.dtype(x.dtype).name}; expected int8")
+    _check_output(op, y)
+    return x, y
+
+
 class Softmax:
     """SOFTMAX over the last axis (TFLM reference_ops::Softmax<int8_t, int8_t>)."""
 
     def emit(self, op: Op, cg: CodeGen) -> str:
-        x, y = cg.t(op.inputs[0]), cg.t(op.outputs[0])
-        if x.dtype != np.int8:
-            raise ExportError(f"SOFTMAX input {x.name!r} is {np.dtype(x.dtype).name}; expected int8")
-        _check_output(op, y)
+        x, _ = _int8_io(op, cg)
         if not x.shape:
             raise ExportError(f"SOFTMAX input {x.name!r} is a scalar; TFLM needs at least one dimension")
         depth = int(x.shape[-1])
@@ -103,10 +109,7 @@ class Logistic:
     """LOGISTIC elementwise (TFLM reference_integer_ops::Logistic, int8)."""
 
     def emit(self, op: Op, cg: CodeGen) -> str:
-        x, y = cg.t(op.inputs[0]), cg.t(op.outputs[0])
-        if x.dtype != np.int8:
-            raise ExportError(f"LOGISTIC input {x.name!r} is {np.dtype(x.dtype).name}; expected int8")
-        _check_output(op, y)
+        x, _ = _int8_io(op, cg)
         mult, shift, radius = logistic_params(x.scale)
         body, size = c_struct({"size": int(np.prod(x.shape, dtype=np.int64)), "input_zero_point": x.zero_point,
                                "input_range_radius": radius, "input_multiplier": mult, "input_left_shift": shift})
