@@ -145,17 +145,22 @@ def tflm_recorded_arena_bytes(flatbuffer: bytes, x_int8: np.ndarray) -> int:
     return int(m.group(1))
 
 
-def tflm_arena_bytes(flatbuffer: bytes, x_int8: np.ndarray) -> int:
+def tflm_arena_bytes(flatbuffer: bytes, x_int8: np.ndarray, recorded: int | None = None) -> int:
     """The smallest arena with which TFLM constructs the interpreter and invokes, to the byte.
 
     Bisection between the allocator's recorded total (a lower bound) and the first doubling of
     it that works; about 15 interpreter constructions. Measured by the 64-bit host build, whose
     persistent structs are larger than a Cortex-M's: an upper bound for the device.
 
+    Args:
+        flatbuffer: The int8 model.
+        x_int8: At least one input window.
+        recorded: `tflm_recorded_arena_bytes` of this model, when the caller already has it.
+
     Raises:
         ExportError: the model does not run even with the measuring headroom.
     """
-    lo = tflm_recorded_arena_bytes(flatbuffer, x_int8)
+    lo = recorded if recorded is not None else tflm_recorded_arena_bytes(flatbuffer, x_int8)
     if tflm_fits(flatbuffer, x_int8, lo):
         return lo
     hi = lo

@@ -257,7 +257,8 @@ def export(run_path: str | os.PathLike[str], budgets: Budgets = Budgets(),
         raise ExportError(f"LiteRT and TFLite Micro outputs differ by up to {agreement.max_lsb_diff} LSB "
                           f"(allowed {MAX_INTERPRETER_LSB_DIFF}) on the test split",
                           f"inspect the op list {ops} and {log_path}")
-    arena = verify.tflm_arena_bytes(flatbuffer, x_q)
+    recorded_arena = verify.tflm_recorded_arena_bytes(flatbuffer, x_q)
+    arena = verify.tflm_arena_bytes(flatbuffer, x_q, recorded=recorded_arena)
     int8_pred = tflm_out.argmax(1)
 
     stage("C arrays (model_data.h / model_data.c)")
@@ -302,7 +303,7 @@ def export(run_path: str | os.PathLike[str], budgets: Budgets = Budgets(),
         "tflm_arena_source": "measured: the smallest arena with which the tflite-micro host interpreter "
                              "(64-bit) constructs and invokes, found by bisection; an upper bound for a "
                              "32-bit Cortex-M",
-        "tflm_arena_recorded_bytes": verify.tflm_recorded_arena_bytes(flatbuffer, x_q),
+        "tflm_arena_recorded_bytes": recorded_arena,
         "tflite_ops": ops,
         "arena_bytes_planned": gen.arena_bytes,
         "arena_source": "planned by micronas at export time: exact for the micronas C runtime "

@@ -11,8 +11,6 @@ import math
 
 import numpy as np
 
-INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
-
 
 def round_half_away(x: float) -> int:
     """std::round: halves go away from zero."""
@@ -52,35 +50,6 @@ def quantize_multiplier_greater_than_one(m: float) -> tuple[int, int]:
     if shift < 0:
         raise ValueError(f"multiplier {m} gave a negative shift {shift}")
     return q, shift
-
-
-# Python mirrors of the C helpers, for tests and for export-time checks.
-
-
-def sat_round_doubling_high_mul(a: int, b: int) -> int:
-    if a == b == INT32_MIN:
-        return INT32_MAX
-    ab = a * b
-    nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
-    return _trunc_div(ab + nudge, 1 << 31)  # C division truncates toward zero
-
-
-def _trunc_div(a: int, b: int) -> int:
-    q = abs(a) // abs(b)
-    return q if (a >= 0) == (b >= 0) else -q
-
-
-def rounding_divide_by_pot(x: int, exponent: int) -> int:
-    mask = (1 << exponent) - 1
-    remainder = x & mask
-    threshold = (mask >> 1) + (1 if x < 0 else 0)
-    return (x >> exponent) + (1 if remainder > threshold else 0)
-
-
-def requantize(x: int, multiplier: int, shift: int) -> int:
-    left, right = (shift, 0) if shift > 0 else (0, -shift)
-    x = ((x << left) + (1 << 31)) % (1 << 32) - (1 << 31)  # int32 wrap of the left shift, as in C
-    return rounding_divide_by_pot(sat_round_doubling_high_mul(x, multiplier), right)
 
 
 def activation_range(fused: int, scale: float, zero_point: int) -> tuple[int, int]:
