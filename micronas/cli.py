@@ -169,6 +169,11 @@ def export(
         f"runtime vs TFLite Micro: {metrics['runtime_vs_tflm']['exact_match_rate'] * 100:.1f}% of "
         f"{metrics['runtime_vs_tflm']['windows']} test windows bit-exact (host build, also under ASan/UBSan)",
         f"TFLM arena: {format_size(metrics['tflm_arena_bytes'])} (measured, tflite-micro host interpreter)",
+        (f"predicted on {metrics['predicted_for_board']}: {metrics['predicted_latency_ms']:.3f} ms "
+         f"({metrics['predicted_latency_count']:,.0f} {metrics['predicted_latency_unit']}, latency table "
+         f"{metrics['latency_table']}), firmware flash {format_size(metrics['predicted_flash_bytes'])}"
+         if metrics.get("predicted_latency_ms") is not None else
+         f"no latency prediction: {metrics.get('predicted_latency_note', '')}"),
         f"export took {metrics['export_seconds']:.1f} s",
         f"artefacts in {Path(run)}: model.onnx, model_int8.tflite, c/micronas_model.h (+ runtime), "
         "c/model_data.h (TFLM), metrics.json",
@@ -257,6 +262,119 @@ def data(
     out.print("classes: " + ", ".join(f"{k} ({v})" for k, v in counts.items()), markup=False)
     out.print(f"split (seed {seed}): {len(split.train)} train / {len(split.val)} val / {len(split.test)} test"
               + (" by subject" if split.by_subject else ", stratified by class"), markup=False)
+
+
+tables_app = typer.Typer(help="Latency lookup tables: measure every op of the search space on a board, show them.",
+                         no_args_is_help=True)
+app.add_typer(tables_app, name="tables")
+
+
+def _data_shape(data: str, channels: int | None, length: int | None, classes: int | None) -> tuple[int, int, int]:
+    if channels is not None and length is not None and classes is not None:
+        return channels, length, classes
+    from micronas.data import load_dataset
+
+    ds = load_dataset(data)
+    return (channels or ds.n_channels, length or ds.length, classes or len(ds.class_names))
+
+
+@tables_app.command("build")
+@_handled
+def tables_build(
+    target: Annotated[Optional[str], typer.Option(help="Board name (see `micronas boards`); default nucleo-l552ze-q.")]
+    = None,
+    port: Annotated[Optional[str], typer.Option(
+        help="pyserial URL of a real board running the table firmware; without it the board's core is emulated "
+             "by QEMU.")] = None,
+    data: Annotated[str, typer.Option(help="Take the input shape and class count from this data "
+                                           "('basicmotions' or a file).")] = "basicmotions",
+    channels: Annotated[Optional[int], typer.Option(help="Input channels (overrides --data).")] = None,
+    length: Annotated[Optional[int], typer.Option(help="Input length in samples (overrides --data).")] = None,
+    classes: Annotated[Optional[int], typer.Option(help="Number of classes (overrides --data).")] = None,
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="Table file; default "
+                                                     "./micronas-tables/<board>-<C>ch-<T>-<K>cls.json.")] = None,
+    flash_cmd: Annotated[Optional[str], typer.Option(
+        help="With --port: program the table firmware first with this command ({elf} / {bin} placeholders).")]
+    = None,
+) -> None:
+    """Measure every runtime op the search space can produce for one input shape (resumable).
+
+    Every entry is measured with BENCH_OP over serial on one firmware image and saved as it
+    arrives: a killed build continues where it stopped when run again.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from latency_tables import build as tb
+    from latency_tables.predict import USER_TABLES_DIR
+    from targets import boards as board_registry
+
+    c, t, k = _data_shape(data, channels, length, classes)
+    board = board_registry.get(target) if target else board_registry.default_board()
+    out_file = out_path or Path(USER_TABLES_DIR) / tb.default_table_name(board.name, c, t, k)
+    with Progress(TextColumn("measuring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=False) as bar:
+        task = bar.add_task("entries", total=None)
+
+        def progress(done: int, total: int, key: str, elapsed: float) -> None:
+            bar.update(task, total=total, completed=done)
+
+        table = tb.build_table(board.name, c, t, k, out_file, port=port, progress=progress, flash_cmd=flash_cmd,
+                               on_stage=lambda s: out.print(f"- {s}", markup=False))
+    _show_table(table)
+
+
+def _show_table(table) -> None:
+    import statistics
+
+    m = table.metadata
+    out.print(table.describe(), markup=False)
+    out.print(f"  {m['where']}, {m['core']} at {m['clock_hz'] / 1e6:g} MHz; counts are {m['timer_kind']}: "
+              f"{m['count_source']}", markup=False)
+    out.print(f"  built {m['date']} by micronas {m['micronas_version']} (runtime {m['runtime_version']}, "
+              f"{m['runtime_hash'][:12]}), {m['compiler']}", markup=False)
+    out.print(f"  command: {m['command']}", markup=False)
+    if "build_seconds" in m:
+        out.print(f"  measured in {m['build_seconds']:.0f} s", markup=False)
+    if table.overhead is not None:
+        out.print(f"  fixed per-inference overhead: {table.overhead:,.0f} {m['timer_kind']} "
+                  f"(per probe network: {', '.join(f'{o:,.0f}' for o in m.get('overhead_per_probe', []))})",
+                  markup=False)
+    fm = m.get("flash_model")
+    if fm:
+        out.print(f"  flash model: {fm['base_bytes']:,.0f} B + constants + {fm['per_layer_bytes']:.1f} B per layer",
+                  markup=False)
+    by_op: dict[str, list[float]] = {}
+    for key, v in table.entries.items():
+        by_op.setdefault(key.split("(")[0], []).append(v)
+    out.print(f"  {'op':<16} {'entries':>7} {'min':>12} {'median':>12} {'max':>12}", markup=False)
+    for op, vals in sorted(by_op.items()):
+        out.print(f"  {op:<16} {len(vals):>7} {min(vals):>12,.0f} {statistics.median(vals):>12,.0f} "
+                  f"{max(vals):>12,.0f}", markup=False)
+
+
+@tables_app.command("show")
+@_handled
+def tables_show(
+    path: Annotated[Optional[Path], typer.Argument(help="A table file; without it, list the tables found.")] = None,
+) -> None:
+    """Summarise a latency table, or list the tables micronas finds (yours, then the shipped ones)."""
+    from latency_tables import table as table_mod
+    from latency_tables.predict import table_dirs
+
+    if path is not None:
+        _show_table(table_mod.load(path, allow_stale=True))
+        return
+    found = False
+    for d in table_dirs():
+        for f in sorted(d.glob("*.json")) if d.is_dir() else []:
+            try:
+                t = table_mod.load(f, allow_stale=True)
+                out.print(f"{f}: {t.describe()}", markup=False)
+            except MicronasError as e:
+                out.print(f"{f}: unusable: {e.message}", markup=False)
+            found = True
+    if not found:
+        out.print("no latency tables found in " + ", ".join(str(d) for d in table_dirs()), markup=False)
 
 
 def main() -> None:

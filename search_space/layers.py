@@ -15,6 +15,16 @@ from torch import nn
 from torch.nn import functional as F
 
 
+def global_average(x: torch.Tensor) -> torch.Tensor:
+    """Mean over time, (B, C, T) -> (B, C).
+
+    Written as an average pool over the whole window, not `x.mean(dim=2)`: onnx2tf 1.29.24 lowers
+    it to AVERAGE_POOL_2D in the channel-last layout whatever produced `x`, whereas a ReduceMean
+    after an ADD of attention-scaled experts gets a TRANSPOSE (no int8 runtime kernel) inserted.
+    """
+    return F.avg_pool1d(x, x.shape[2]).flatten(1)
+
+
 def _fold_bn_into_conv(conv: nn.Conv1d, bn: nn.BatchNorm1d) -> None:
     """Fold an eval-mode batch norm that follows `conv` into its weight and bias, in place."""
     with torch.no_grad():
@@ -121,7 +131,7 @@ class DyConvBlock(_Folded):
         self.folded = True
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, T) -> (B, K)
-        a = x.mean(dim=2)  # (B, C_in)
+        a = global_average(x)  # (B, C_in)
         return torch.softmax(self.fc2(F.relu(self.fc1(a))), dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -131,3 +141,105 @@ class DyConvBlock(_Folded):
             yk = conv(x) * pi[:, k : k + 1].unsqueeze(2)  # (B, out, T') * (B, 1, 1)
             y = yk if y is None else y + yk
         return F.relu(self.bn(y))
+
+
+class WidthConvBlock(ConvBlock):
+    """wconv: width-searchable convolution (MicroNAS / FBNetV2).
+
+    The conv holds max(widths) filters; during the search a Gumbel-softmax over the candidate
+    widths mixes channel masks (mask_w keeps the first w filters), so one weight tensor trains
+    every width. A derived network keeps the chosen width only and exports as a plain, narrower
+    conv (`out` in arch.json is the chosen width). Built with `widths=None` it is exactly `conv`.
+    """
+
+    def __init__(self, in_channels: int, out: int, kernel: int, stride: int = 1, experts: None = None,
+                 widths: tuple[int, ...] | None = None):
+        widths = tuple(sorted(widths or (out,)))
+        super().__init__(in_channels, max(widths), kernel, stride)
+        self.widths = widths
+        self.register_buffer("masks", torch.stack(
+            [(torch.arange(max(widths)) < w).float() for w in widths]))  # (W, C_max)
+        self.width_logits = nn.Parameter(torch.zeros(len(widths)))
+        self.tau = 1.0
+
+    def channel_mask(self) -> torch.Tensor:  # (C_max,)
+        if len(self.widths) == 1:
+            return self.masks[0]
+        if self.training:
+            g = F.gumbel_softmax(self.width_logits, tau=self.tau)  # (W,)
+        else:
+            g = F.one_hot(self.width_logits.argmax(), len(self.widths)).float()
+        return g @ self.masks
+
+    def chosen_width(self) -> int:
+        return self.widths[int(self.width_logits.argmax())]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = super().forward(x)  # (B, C_max, T')
+        return y if len(self.widths) == 1 else y * self.channel_mask()[None, :, None]
+
+
+def snap_to_int8_grid(w: torch.Tensor) -> torch.Tensor:
+    """Round each output filter of `w` (O, I, K) to its symmetric per-channel int8 grid.
+
+    TFLite quantises conv filters per output channel with scale max|w_o| / 127. Once the parent
+    is on that grid, any positive per-filter multiple of it quantises to the very same int8
+    values, which is what lets KernelDNA children share one int8 parent in flash.
+    """
+    amax = w.abs().amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)
+    scale = amax / 127.0
+    return torch.round(w / scale) * scale
+
+
+class KernelDNABlock(nn.Module):
+    """kdna: shared-parent kernel (KernelDNA) with a static scale and an input-dependent attention.
+
+    Every kdna layer of one shape (in, out, kernel) derives its kernel from one parent P shared
+    across the network: W_child = a * P, with a static positive per-filter scale a = exp(s)
+    (it folds into the int8 per-channel requantisation, so the int8 weights are the parent's,
+    stored once). An input-dependent filter attention rescales the outputs per sample:
+
+        att(x) = sigmoid(FC2(ReLU(FC1(mean_t(x))))),  y = ReLU(att(x) * conv(x, a * P) + b)
+
+    Exports to CONV_2D (+PAD when strided), AVERAGE_POOL_2D, FULLY_CONNECTED x 2, LOGISTIC, MUL.
+    There is no batch norm: its scale could be negative, and a negative filter scale would give
+    the child the parent's int8 values negated, i.e. another buffer.
+    """
+
+    def __init__(self, in_channels: int, out: int, kernel: int, stride: int = 1, experts: None = None,
+                 parent: nn.Parameter | None = None):
+        super().__init__()
+        if parent is None:
+            parent = nn.Parameter(torch.empty(out, in_channels, kernel))
+            nn.init.kaiming_uniform_(parent, a=5 ** 0.5)
+        if tuple(parent.shape) != (out, in_channels, kernel):
+            raise ValueError(f"kdna parent has shape {tuple(parent.shape)}; expected {(out, in_channels, kernel)}")
+        self.parent = parent  # shared: the same Parameter object in every child of this shape
+        self.log_scale = nn.Parameter(torch.zeros(out))
+        self.bias = nn.Parameter(torch.zeros(out))
+        self.stride, self.pad = stride, kernel // 2
+        hidden = max(4, in_channels // 4)
+        self.fc1 = nn.Linear(in_channels, hidden)
+        self.fc2 = nn.Linear(hidden, out)
+        self.folded = False
+
+    def weight(self) -> torch.Tensor:  # (out, in, K)
+        # the parent as its int8 grid values (straight-through gradient): training sees the
+        # shared int8 kernel every child will run with
+        p = self.parent + (snap_to_int8_grid(self.parent) - self.parent).detach()
+        return self.log_scale.exp()[:, None, None] * p
+
+    def fold_batchnorm(self) -> None:
+        """Export preparation: the child's kernel a * snap(P) becomes a constant (the exported
+        graph holds a plain conv, not the snapping arithmetic); the outputs do not change."""
+        with torch.no_grad():
+            self.register_buffer("folded_weight", self.weight().detach().clone())
+        self.folded = True
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, T) -> (B, out)
+        return torch.sigmoid(self.fc2(F.relu(self.fc1(global_average(x)))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.folded_weight if self.folded else self.weight()
+        y = F.conv1d(x, w, self.bias, self.stride, self.pad)  # (B, out, T')
+        return F.relu(y * self.attention(x).unsqueeze(2))

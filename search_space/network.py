@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .arch import Arch
+from .layers import global_average
 from .registry import SEARCH_OPS
 
 
@@ -21,18 +22,25 @@ class Network(nn.Module):
         super().__init__()
         self.arch = arch
         blocks, c = [], arch.input_channels
+        self.parents = nn.ParameterDict()  # KernelDNA parents, one per (in, out, kernel) shape
         for layer in arch.layers:
+            op = SEARCH_OPS.get(layer.op)
             params = {"out": layer.out, "kernel": layer.kernel, "stride": layer.stride}
             if layer.experts is not None:
                 params["experts"] = layer.experts
-            blocks.append(SEARCH_OPS.get(layer.op).build(c, **params))
+            if op.shares_parent:
+                name = f"{layer.op}_{c}x{layer.out}x{layer.kernel}"
+                if name not in self.parents:
+                    self.parents[name] = op.build(c, **params).parent
+                params["parent"] = self.parents[name]
+            blocks.append(op.build(c, **params))
             c = layer.out if layer.out is not None else c
         self.blocks = nn.Sequential(*blocks)
         self.classifier = nn.Linear(c, arch.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T) -> (B, classes)
         x = self.blocks(x)  # (B, C_last, T_last)
-        return self.classifier(x.mean(dim=2))  # (B, C_last) -> (B, classes)
+        return self.classifier(global_average(x))  # (B, C_last) -> (B, classes)
 
 
 def build(arch: Arch) -> Network:

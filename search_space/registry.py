@@ -81,6 +81,8 @@ class SearchOp:
         strides: Valid strides.
         experts: Valid expert counts (empty: the op takes no `experts`).
         keeps_width: The op cannot change the channel count (skip).
+        shares_parent: Layers of this op with one (in, out, kernel) shape share one parent
+            kernel (KernelDNA); `build` then takes a `parent` parameter.
     """
 
     name: str
@@ -90,6 +92,7 @@ class SearchOp:
     strides: tuple[int, ...] = (1, 2)
     experts: tuple[int, ...] = ()
     keeps_width: bool = False
+    shares_parent: bool = False
 
     def build(self, in_channels: int, **params: Any):
         """Instantiate the torch module for this op (imports torch).
@@ -130,6 +133,17 @@ register_search_op(SearchOp(
     kernels=(),
     strides=(1,),
     keeps_width=True,
+))
+register_search_op(SearchOp(
+    name="wconv",
+    summary="width-searchable convolution: Gumbel-softmax over channel masks; exports as a plain narrower conv",
+    module="search_space.layers:WidthConvBlock",
+))
+register_search_op(SearchOp(
+    name="kdna",
+    summary="KernelDNA: kernel from a parent shared by same-shape layers, static per-filter scale, input filter attention",
+    module="search_space.layers:KernelDNABlock",
+    shares_parent=True,
 ))
 register_search_op(SearchOp(
     name="dyconv",
@@ -173,18 +187,18 @@ for _name, _summary, _by, _emitter in [
     # onnx2tf 1.29.24 lowers a depthwise Conv1d to a grouped CONV_2D (filter [C, 1, K, 1]),
     # which TFLM runs; DEPTHWISE_CONV_2D stays registered for models converted other ways.
     ("CONV_2D", "1-D convolution as a [1, 1, T, C] x [O, 1, K, C/groups] conv, per-channel int8",
-     ("conv", "dwsep", "dyconv"), "ops:Conv2D"),
+     ("conv", "wconv", "dwsep", "dyconv", "kdna"), "ops:Conv2D"),
     ("DEPTHWISE_CONV_2D", "depthwise 1-D convolution", (), "ops:DepthwiseConv2D"),
-    ("FULLY_CONNECTED", "classifier and attention MLPs", ("dyconv",), "ops:FullyConnected"),
-    ("MEAN", "global average over time (head, attention input)", ("dyconv",), "ops_pool:Mean"),
-    ("AVERAGE_POOL_2D", "average pooling over time", (), "ops_pool:AveragePool2D"),
+    ("FULLY_CONNECTED", "classifier and attention MLPs", ("dyconv", "kdna"), "ops:FullyConnected"),
+    ("MEAN", "mean over axes (models converted other ways)", (), "ops_pool:Mean"),
+    ("AVERAGE_POOL_2D", "global average over time (head, attention inputs)", ("dyconv", "kdna"), "ops_pool:AveragePool2D"),
     ("MAX_POOL_2D", "max pooling over time", (), "ops_pool:MaxPool2D"),
     ("ADD", "sum of expert outputs, residuals", ("dyconv",), "ops_elementwise:Add"),
-    ("MUL", "per-sample per-channel scaling by attention weights", ("dyconv",), "ops_elementwise:Mul"),
+    ("MUL", "per-sample scaling by attention weights", ("dyconv", "kdna"), "ops_elementwise:Mul"),
     ("SOFTMAX", "expert attention", ("dyconv",), "ops_activation:Softmax"),
-    ("LOGISTIC", "sigmoid channel attention", (), "ops_activation:Logistic"),
-    ("RESHAPE", "1-D <-> 2-D views around convolutions", ("conv", "dwsep", "dyconv"), "ops:Reshape"),
+    ("LOGISTIC", "sigmoid filter attention", ("kdna",), "ops_activation:Logistic"),
+    ("RESHAPE", "1-D <-> 2-D views around convolutions", ("conv", "wconv", "dwsep", "dyconv", "kdna"), "ops:Reshape"),
     ("STRIDED_SLICE", "one expert's attention weight out of the softmax vector", ("dyconv",), "ops_shape:StridedSlice"),
-    ("PAD", "explicit zero-point padding before a strided convolution", ("conv", "dwsep", "dyconv"), "ops_shape:Pad"),
+    ("PAD", "explicit zero-point padding before a strided convolution", ("conv", "wconv", "dwsep", "dyconv", "kdna"), "ops_shape:Pad"),
 ]:
     register_runtime_op(RuntimeOp(_name, _summary, _by, _EMITTERS + _emitter if _emitter else ""))

@@ -183,7 +183,7 @@ def _sizes(size_tool: str, elf: Path) -> tuple[int, int, int]:
 
 
 def build_firmware(board: Board, model_c_dir: Path, out_dir: Path, emulated: bool = True, simd: bool = True,
-                   stack_bytes: int = STACK_BYTES) -> FirmwareImage:
+                   stack_bytes: int = STACK_BYTES, bench_scratch_bytes: int | None = None) -> FirmwareImage:
     """Compile and link the profiling firmware for `board` around the C model in `model_c_dir`.
 
     Args:
@@ -193,6 +193,8 @@ def build_firmware(board: Board, model_c_dir: Path, out_dir: Path, emulated: boo
         emulated: Build for the board's QEMU machine instead of the real board.
         simd: Use the runtime's DSP-extension kernels (False adds -DMICRONAS_NO_SIMD).
         stack_bytes: Size of the stack region at the top of RAM.
+        bench_scratch_bytes: Size of BENCH_OP's scratch buffer (default: bench.c's 16 KB); the
+            latency-table builder enlarges it for the largest layers of a search space.
 
     Returns:
         The image, its section sizes and the compiler commands.
@@ -218,6 +220,12 @@ def build_firmware(board: Board, model_c_dir: Path, out_dir: Path, emulated: boo
 
     fw = firmware_dir()
     ld_values, defines, clock_hz, timer_hz = _layout(board, emulated, stack_bytes)
+    if bench_scratch_bytes is not None:
+        if not 1024 <= bench_scratch_bytes <= board.sram_bytes or bench_scratch_bytes % 16:
+            raise ConfigError(f"bench_scratch_bytes = {bench_scratch_bytes}; expected a multiple of 16 in "
+                              f"[1024, {board.sram_bytes}]")
+        defines = [d for d in defines if not d.startswith("-DMN_BENCH_SCRATCH_BYTES=")]
+        defines.append(f"-DMN_BENCH_SCRATCH_BYTES={bench_scratch_bytes}u")
     out_dir.mkdir(parents=True, exist_ok=True)
     ld = (fw / "link.ld.in").read_text()
     for key, value in ld_values.items():

@@ -320,7 +320,7 @@ def test_bench_op_times_conv_and_fully_connected(device):
     assert fc[1] == fc[2] > 0
     dw = bench(2, struct.pack("<12i", 32, 8, 32, 2, 3, 1, 1, 1, 3, -2, -128, 127))
     assert dw[1] > 0
-    assert dev.error(BENCH_OP, struct.pack("<BH", 9, 1) + conv(8)) == UNSUPPORTED
+    assert dev.error(BENCH_OP, struct.pack("<BH", 99, 1) + conv(8)) == UNSUPPORTED  # ids 1..12 exist
     assert dev.error(BENCH_OP, struct.pack("<BH", 1, 1) + conv(8)[:-4]) == BAD_LENGTH
     assert dev.error(BENCH_OP, struct.pack("<BH", 1, 1) + conv(16000)) == OUT_OF_RANGE  # does not fit
     # the model still runs correctly after the arena served as scratch space

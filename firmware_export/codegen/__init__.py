@@ -41,6 +41,7 @@ class Layer:
     op: str
     call: str
     macs: int = 0
+    fields: dict = field(default_factory=dict)  # the kernel's params struct, as emitted
 
 
 @dataclass
@@ -79,6 +80,7 @@ class CodeGen:
         self.const_bytes_before_sharing = 0
         self.alias: dict[int, int] = {}  # view tensor -> tensor that owns the buffer
         self.offsets: dict[int, int] = {}
+        self.last_fields: dict = {}
 
     # -- tensors -----------------------------------------------------------------------
     def t(self, i: int) -> Tensor:
@@ -118,8 +120,16 @@ class CodeGen:
             self.const_bytes += len(raw)
         return self._consts[key]
 
-    def params(self, ctype: str, body: str, nbytes: int) -> str:
-        """Name of a static const params struct with initializer `body`."""
+    def params(self, ctype: str, fields: dict, cost_extra: dict | None = None) -> str:
+        """Name of a static const params struct `ctype` initialised from `fields`.
+
+        `fields`, with `cost_extra` (what else changes the kernel's cost but is not a struct
+        field), is kept as `last_fields`: the latency tables key on it.
+        """
+        from .ops import c_struct
+
+        body, nbytes = c_struct(fields)
+        self.last_fields = {**fields, **(cost_extra or {})}
         name = f"mn_p{len(self._param_defs)}"
         self._param_defs.append(f"static const {ctype} {name} = {body};")
         self.const_bytes += nbytes
@@ -130,13 +140,106 @@ class CodeGen:
         return self.const(np.asarray(values, np.int32))
 
 
-def _activation_buffers(g: Graph, views: set[int], cg: CodeGen) -> list[planner.Buffer]:
-    n = len(g.ops)
+def _signature(g: Graph, op: Op) -> tuple:
+    """What an op is, independent of tensor numbering: its name and every tensor's shape."""
+    return (op.name, tuple(g.tensors[i].shape for i in op.inputs if i >= 0),
+            tuple(g.tensors[i].shape for i in op.outputs))
+
+
+def _topological(g: Graph) -> list[Op]:
+    """Any topological order of the ops (Kahn's algorithm in flatbuffer order)."""
+    produced = set(g.inputs) | {t.index for t in g.tensors if t.is_const}
+    pending, order = list(g.ops), []
+    while pending:
+        ready = [op for op in pending if all(i < 0 or i in produced for i in op.inputs)]
+        if not ready:
+            raise ExportError(f"the graph has a cycle or an input no op produces ({len(pending)} ops left)")
+        for op in ready:
+            pending.remove(op)
+            produced.update(op.outputs)
+            order.append(op)
+    return order
+
+
+def schedule(g: Graph, is_view=None) -> list[Op]:
+    """The order the generated code runs the ops in: a canonical, memory-aware topological order.
+
+    Greedy: among the ops whose inputs are ready, run the one that adds the fewest bytes to the
+    live activations (its output minus the inputs it is the last reader of; views add nothing),
+    then the one reading the most recently produced tensor (depth first), then the one farthest
+    from the output, then the smallest signature. Every criterion depends only on the graph's structure and shapes, not on how the
+    converter numbered or ordered the ops, so a graph built from the search space's lowering
+    schedules like the exported flatbuffer and gets the very same arena. It also keeps the
+    arena small: a DY-Conv computes its attention first, then folds each expert into the sum
+    before starting the next.
+
+    Args:
+        g: The graph.
+        is_view: op -> whether it is a view (emits no code, aliases its input); default: asks
+            the op's emitter in the runtime-op registry.
+    """
+    if is_view is None:
+        is_view = lambda op: getattr(emitter_for(op.name), "view", False)  # noqa: E731
+    views = {op.outputs[0]: op.inputs[0] for op in g.ops if is_view(op)}
+
+    def owner(i: int) -> int:
+        while i in views:
+            i = views[i]
+        return i
+
+    readers: dict[int, int] = {}  # owner -> pending non-view ops reading it (or a view of it)
+    for op in g.ops:
+        if is_view(op):
+            continue
+        for i in {owner(i) for i in op.inputs if i >= 0 and not g.tensors[i].is_const}:
+            readers[i] = readers.get(i, 0) + 1
+    kept = {owner(i) for i in g.outputs}
+    # height: the longest chain of ops from an op to the graph output. Among otherwise equal
+    # ops it tells apart the experts of a DY-Conv by where their outputs join the sum.
+    consumers: dict[int, list[Op]] = {}
+    for op in g.ops:
+        for i in op.inputs:
+            if i >= 0:
+                consumers.setdefault(i, []).append(op)
+    height: dict[int, int] = {}
+    for op in reversed(_topological(g)):
+        height[op.index] = 1 + max((height[c.index] for i in op.outputs for c in consumers.get(i, [])), default=0)
+    produced_at: dict[int, int] = {i: -1 for i in g.inputs}
+    produced_at.update({t.index: -1 for t in g.tensors if t.is_const})
+    pending = list(g.ops)
+    order: list[Op] = []
+
+    def cost(op: Op) -> tuple:
+        recency = max((produced_at[i] for i in op.inputs if i >= 0), default=-1)
+        if is_view(op):
+            return (0, -recency, -height[op.index], repr(_signature(g, op)))
+        freed = sum(g.tensors[o].nbytes for o in {owner(i) for i in op.inputs if i >= 0 and not g.tensors[i].is_const}
+                    if readers.get(o) == 1 and o not in kept)
+        added = sum(g.tensors[i].nbytes for i in op.outputs)
+        return (added - freed, -recency, -height[op.index], repr(_signature(g, op)))
+
+    while pending:
+        ready = [op for op in pending if all(i < 0 or i in produced_at for i in op.inputs)]
+        if not ready:
+            raise ExportError(f"the graph has a cycle or an input no op produces ({len(pending)} ops left)")
+        best = min(ready, key=cost)
+        pending.remove(best)
+        if not is_view(best):
+            for o in {owner(i) for i in best.inputs if i >= 0 and not g.tensors[i].is_const}:
+                readers[o] -= 1
+        for i in best.outputs:
+            produced_at[i] = len(order)
+        order.append(best)
+    return order
+
+
+def _activation_buffers(g: Graph, ops: list[Op], views: set[int], cg: CodeGen) -> list[planner.Buffer]:
+    n = len(ops)
     first: dict[int, int] = {}
     last: dict[int, int] = {}
     for i in g.inputs:
         first[i] = -1
-    for step, op in enumerate(g.ops):
+    for step, op in enumerate(ops):
         for i in op.inputs:
             if i >= 0 and not g.tensors[i].is_const:
                 o = cg.owner(i)
@@ -155,12 +258,13 @@ def _template(name: str) -> Template:
     return Template((resources.files("firmware_export") / "templates" / name).read_text())
 
 
-def generate(tflite: Path | bytes, labels: tuple[str, ...], input_mean: tuple[float, ...],
+def generate(tflite: Path | bytes | Graph, labels: tuple[str, ...], input_mean: tuple[float, ...],
              input_std: tuple[float, ...]) -> Generated:
     """Generate the C model for a TFLite flatbuffer.
 
     Args:
-        tflite: Path or bytes of the int8 model (one int8 input, one int8 output).
+        tflite: Path or bytes of the int8 model (one int8 input, one int8 output), or a graph
+            already read (the search-space lowering builds one without a flatbuffer).
         labels: Class names, in output order.
         input_mean: Per-channel mean used to standardise raw input (for the quantise helper).
         input_std: Per-channel std.
@@ -173,8 +277,11 @@ def generate(tflite: Path | bytes, labels: tuple[str, ...], input_mean: tuple[fl
     """
     from ..carrays import c_float, c_string
 
-    buf = tflite if isinstance(tflite, bytes) else Path(tflite).read_bytes()
-    g = read(buf)
+    if isinstance(tflite, Graph):
+        g, buf = tflite, b""
+    else:
+        buf = tflite if isinstance(tflite, bytes) else Path(tflite).read_bytes()
+        g = read(buf)
     if len(g.inputs) != 1 or len(g.outputs) != 1:
         raise ExportError(f"the model has {len(g.inputs)} inputs and {len(g.outputs)} outputs; expected 1 and 1")
     tin, tout = g.tensors[g.inputs[0]], g.tensors[g.outputs[0]]
@@ -182,27 +289,31 @@ def generate(tflite: Path | bytes, labels: tuple[str, ...], input_mean: tuple[fl
         if t.dtype != np.int8:
             raise ExportError(f"model {t.name!r} tensor is {t.dtype}; expected int8")
     cg = CodeGen(g)
-    emitters = [emitter_for(op.name) for op in g.ops]
+    ops = schedule(g)
+    emitters = [emitter_for(op.name) for op in ops]
     views: set[int] = set()
-    for op, em in zip(g.ops, emitters):
+    for op, em in zip(ops, emitters):
         if getattr(em, "view", False):
             cg.alias[op.outputs[0]] = op.inputs[0]
             views.add(op.outputs[0])
-    buffers = _activation_buffers(g, views, cg)
+    buffers = _activation_buffers(g, ops, views, cg)
     plan = planner.plan(buffers)
     planner.check(buffers, plan)
     cg.offsets = dict(plan.offsets)
 
     layers: list[Layer] = []
-    for op, em in zip(g.ops, emitters):
+    for op, em in zip(ops, emitters):
         if getattr(em, "view", False):
             continue
+        cg.last_fields = {}
         call = em.emit(op, cg)
-        layers.append(Layer(op.index, op.name, call, int(em.macs(op, cg)) if hasattr(em, "macs") else 0))
+        layers.append(Layer(op.index, op.name, call, int(em.macs(op, cg)) if hasattr(em, "macs") else 0,
+                            dict(cg.last_fields)))
 
     digest = hashlib.sha256(buf).hexdigest()
-    banner = (f"Generated by micronas {__version__} (runtime {RUNTIME_VERSION}); do not edit. "
-              f"From model_int8.tflite: {len(buf)} bytes, sha256 {digest}.")
+    source_line = (f"From model_int8.tflite: {len(buf)} bytes, sha256 {digest}." if buf else
+                   "From a graph lowered from the search space (synthetic weights, for measurement only).")
+    banner = f"Generated by micronas {__version__} (runtime {RUNTIME_VERSION}); do not edit. {source_line}"
     in_shape = [d for d in tin.shape]
     body = []
     for k, layer in enumerate(layers):

@@ -146,12 +146,12 @@ class Conv2D:
         g = conv_1d(op, cg, kh, kw)
         if o_ch != g.out_ch or g.in_ch % cf:
             raise ExportError(f"CONV_2D filter {list(w.shape)} does not fit {g.in_ch} -> {g.out_ch} channels")
-        body, size = c_struct({
+        fields = ({
             "in_len": g.in_len, "in_ch": g.in_ch, "out_len": g.out_len, "out_ch": g.out_ch,
             "kernel": g.kernel, "stride": g.stride, "dilation": g.dilation, "pad_before": g.pad_before,
             "groups": g.in_ch // cf, **_conv_quant_fields(op, cg, w),
         })
-        p = cg.params("mn_conv_params", body, size)
+        p = cg.params("mn_conv_params", fields)
         return f"mn_conv_s8(&{p}, {cg.ptr(op.inputs[0])}, {cg.const(w.data)}, {_bias(op, cg)}, {cg.ptr(op.outputs[0])});"
 
     def macs(self, op: Op, cg: CodeGen) -> int:
@@ -170,12 +170,12 @@ class DepthwiseConv2D:
         mult = g.out_ch // g.in_ch
         if wc != g.out_ch or mult * g.in_ch != g.out_ch:
             raise ExportError(f"DEPTHWISE_CONV_2D filter {list(w.shape)} does not fit {g.in_ch} -> {g.out_ch} channels")
-        body, size = c_struct({
+        fields = ({
             "in_len": g.in_len, "in_ch": g.in_ch, "out_len": g.out_len, "depth_multiplier": mult,
             "kernel": g.kernel, "stride": g.stride, "dilation": g.dilation, "pad_before": g.pad_before,
             **_conv_quant_fields(op, cg, w),
         })
-        p = cg.params("mn_dwconv_params", body, size)
+        p = cg.params("mn_dwconv_params", fields)
         filt = cg.const(w.data.reshape(g.kernel, g.out_ch))
         return f"mn_dwconv_s8(&{p}, {cg.ptr(op.inputs[0])}, {filt}, {_bias(op, cg)}, {cg.ptr(op.outputs[0])});"
 
@@ -194,13 +194,13 @@ class FullyConnected:
         # widens both scales to double before multiplying; older sources multiplied in float)
         mults, shifts = per_channel_multipliers(x, w, y)
         act_min, act_max = activation_range(op.options["fusedActivationFunction"], y.scale, y.zero_point)
-        body, size = c_struct({
+        fields = ({
             "batches": batches, "in_features": in_features, "out_features": out_features,
             "input_offset": -x.zero_point, "filter_offset": -w.zero_point, "output_offset": y.zero_point,
             "act_min": act_min, "act_max": act_max, "per_channel": int(len(mults) > 1),
             "out_multiplier": cg.i32(mults), "out_shift": cg.i32(shifts),
         })
-        p = cg.params("mn_fc_params", body, size)
+        p = cg.params("mn_fc_params", fields)
         return f"mn_fc_s8(&{p}, {cg.ptr(op.inputs[0])}, {cg.const(w.data)}, {_bias(op, cg)}, {cg.ptr(op.outputs[0])});"
 
     def macs(self, op: Op, cg: CodeGen) -> int:

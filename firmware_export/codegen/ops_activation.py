@@ -17,7 +17,6 @@ from micronas.errors import ExportError
 
 from ..tflite_graph import Op, Tensor
 from . import CodeGen
-from .ops import c_struct
 from .quant import quantize_multiplier_greater_than_one
 
 SOFTMAX_SCALED_DIFF_INTEGER_BITS = 5  # kScaledDiffIntegerBits: exp() input is Q5.26
@@ -96,9 +95,9 @@ class Softmax:
                               "fail its output-shift check on longer rows")
         outer = int(np.prod(x.shape[:-1], dtype=np.int64))
         mult, shift, diff_min = softmax_params(float(op.options.get("beta", 1.0)), x.scale)
-        body, size = c_struct({"outer": outer, "depth": depth, "input_multiplier": mult,
+        fields = ({"outer": outer, "depth": depth, "input_multiplier": mult,
                                "input_left_shift": shift, "diff_min": diff_min})
-        p = cg.params("mn_softmax_params", body, size)
+        p = cg.params("mn_softmax_params", fields)
         return f"mn_softmax_s8(&{p}, {cg.ptr(op.inputs[0])}, {cg.ptr(op.outputs[0])});"
 
     def macs(self, op: Op, cg: CodeGen) -> int:
@@ -111,9 +110,9 @@ class Logistic:
     def emit(self, op: Op, cg: CodeGen) -> str:
         x, _ = _int8_io(op, cg)
         mult, shift, radius = logistic_params(x.scale)
-        body, size = c_struct({"size": int(np.prod(x.shape, dtype=np.int64)), "input_zero_point": x.zero_point,
+        fields = ({"size": int(np.prod(x.shape, dtype=np.int64)), "input_zero_point": x.zero_point,
                                "input_range_radius": radius, "input_multiplier": mult, "input_left_shift": shift})
-        p = cg.params("mn_logistic_params", body, size)
+        p = cg.params("mn_logistic_params", fields)
         return f"mn_logistic_s8(&{p}, {cg.ptr(op.inputs[0])}, {cg.ptr(op.outputs[0])});"
 
     def macs(self, op: Op, cg: CodeGen) -> int:

@@ -14,7 +14,6 @@ from micronas.errors import ExportError
 
 from ..tflite_graph import Op, Tensor
 from . import CodeGen
-from .ops import c_struct
 from .quant import activation_range, quantize_multiplier, quantize_multiplier_smaller_than_one
 
 ADD_LEFT_SHIFT = 20  # TFLite's int8 ADD headroom (15 is the int16 one)
@@ -77,6 +76,12 @@ def _smaller_than_one(op_name: str, what: str, m: float) -> tuple[int, int]:
     return quantize_multiplier_smaller_than_one(m)
 
 
+def _relu(op: Op) -> dict:
+    """Latency-table cost field: a fused ReLU clamps about half the outputs, which changes the
+    kernel's cost by a few percent (the clamp is a branch)."""
+    return {"relu": int(op.options.get("fusedActivationFunction", 0) != 0)}
+
+
 def _call(fn: str, p: str, op: Op, cg: CodeGen) -> str:
     return f"{fn}(&{p}, {cg.ptr(op.inputs[0])}, {cg.ptr(op.inputs[1])}, {cg.ptr(op.outputs[0])});"
 
@@ -92,7 +97,7 @@ class Add:
         m2, sh2 = _smaller_than_one(op.name, "input2", s2 / twice_max)
         mo, sho = _smaller_than_one(op.name, "output", twice_max / ((1 << ADD_LEFT_SHIFT) * so))
         act_min, act_max = activation_range(op.options.get("fusedActivationFunction", 0), so, y.zero_point)
-        body, size = c_struct({
+        fields = ({
             "shape": broadcast_shape(op.name, x1.shape, x2.shape, y.shape),
             "input1_offset": -x1.zero_point, "input2_offset": -x2.zero_point, "output_offset": y.zero_point,
             "left_shift": ADD_LEFT_SHIFT,
@@ -100,7 +105,7 @@ class Add:
             "output_multiplier": mo, "output_shift": sho,
             "act_min": act_min, "act_max": act_max,
         })
-        return _call("mn_add_s8", cg.params("mn_add_params", body, size), op, cg)
+        return _call("mn_add_s8", cg.params("mn_add_params", fields, _relu(op)), op, cg)
 
     def macs(self, op: Op, cg: CodeGen) -> int:
         return 0  # no multiply-accumulates (the rescaling multiplies are not counted as MACs)
@@ -114,13 +119,13 @@ class Mul:
         # TFLite: double(s1) * double(s2) / double(s_out), left to right; may exceed one
         mult, shift = quantize_multiplier(x1.scale * x2.scale / y.scale)
         act_min, act_max = activation_range(op.options.get("fusedActivationFunction", 0), y.scale, y.zero_point)
-        body, size = c_struct({
+        fields = ({
             "shape": broadcast_shape(op.name, x1.shape, x2.shape, y.shape),
             "input1_offset": -x1.zero_point, "input2_offset": -x2.zero_point, "output_offset": y.zero_point,
             "output_multiplier": mult, "output_shift": shift,
             "act_min": act_min, "act_max": act_max,
         })
-        return _call("mn_mul_s8", cg.params("mn_mul_params", body, size), op, cg)
+        return _call("mn_mul_s8", cg.params("mn_mul_params", fields, _relu(op)), op, cg)
 
     def macs(self, op: Op, cg: CodeGen) -> int:
         return int(np.prod(cg.t(op.outputs[0]).shape, dtype=np.int64))  # one multiply per output element

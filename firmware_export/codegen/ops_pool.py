@@ -12,7 +12,7 @@ from micronas.errors import ExportError
 
 from ..tflite_graph import Op, Tensor
 from . import CodeGen
-from .ops import PADDING_SAME, PADDING_VALID, c_struct, same_pad_before
+from .ops import PADDING_SAME, PADDING_VALID, same_pad_before
 from .quant import activation_range, quantize_multiplier
 
 
@@ -93,12 +93,12 @@ class Mean:
         # TFLM (this release) takes the QuantizedMeanOrSum path for every int8 MEAN, also when
         # input and output quantisation are equal: no truncating integer-division path.
         multiplier, shift = mean_multiplier(x.scale, y.scale, reduce)
-        body, size = c_struct({
+        fields = ({
             "outer": outer, "reduce": reduce, "inner": inner,
             "input_zero_point": x.zero_point, "output_zero_point": y.zero_point,
             "multiplier": multiplier, "shift": shift,
         })
-        p = cg.params("mn_mean_params", body, size)
+        p = cg.params("mn_mean_params", fields)
         return f"mn_mean_s8(&{p}, {cg.ptr(op.inputs[0])}, {cg.ptr(op.outputs[0])});"
 
     def macs(self, op: Op, cg: CodeGen) -> int:
@@ -156,8 +156,8 @@ class _Pool:
                 "pad_before": pad, "act_min": act_min, "act_max": act_max}
 
     def emit(self, op: Op, cg: CodeGen) -> str:
-        body, size = c_struct(self._geometry(op, cg))
-        p = cg.params("mn_pool_params", body, size)
+        fields = (self._geometry(op, cg))
+        p = cg.params("mn_pool_params", fields)
         return f"{self.kernel}(&{p}, {cg.ptr(op.inputs[0])}, {cg.ptr(op.outputs[0])});"
 
     def macs(self, op: Op, cg: CodeGen) -> int:

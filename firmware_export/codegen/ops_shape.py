@@ -8,7 +8,6 @@ from micronas.errors import ExportError
 
 from ..tflite_graph import Op
 from . import CodeGen
-from .ops import c_struct
 
 
 def _const_input(op: Op, cg: CodeGen, i: int, what: str, dtype=np.int32) -> np.ndarray:
@@ -46,8 +45,8 @@ class Pad:
                 "pad_after": [0] * lead + [int(b) for _, b in pads], "pad_value": value}
 
     def emit(self, op: Op, cg: CodeGen) -> str:
-        body, size = c_struct(self._params(op, cg))
-        p = cg.params("mn_pad_params", body, size)
+        fields = (self._params(op, cg))
+        p = cg.params("mn_pad_params", fields)
         return f"mn_pad_s8(&{p}, {cg.ptr(op.inputs[0])}, {cg.ptr(op.outputs[0])});"
 
     def macs(self, op: Op, cg: CodeGen) -> int:
@@ -126,8 +125,8 @@ class StridedSlice:
                 "begin": [0] * lead + starts, "step": [1] * lead + [int(s) for s in strides]}
 
     def emit(self, op: Op, cg: CodeGen) -> str:
-        body, size = c_struct(self._params(op, cg))
-        p = cg.params("mn_slice_params", body, size)
+        fields = (self._params(op, cg))
+        p = cg.params("mn_slice_params", fields)
         return f"mn_strided_slice_s8(&{p}, {cg.ptr(op.inputs[0])}, {cg.ptr(op.outputs[0])});"
 
     def macs(self, op: Op, cg: CodeGen) -> int:

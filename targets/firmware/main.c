@@ -158,7 +158,9 @@ void mn_svc_reset_stats(void) {
     stack_fill();
 }
 
-/* Run `count` timed calls of fn(arg) for BENCH_OP (bench.c). */
+/* Run `count` calls of fn(arg) for BENCH_OP (bench.c). fn times its kernel call as a model
+ * layer is timed: micronas_profile_begin(-1), the call, micronas_profile_end(-1) (layer -1: no
+ * mn_layer_ticks slot), so a call's ticks are what INVOKE mode 1 reports for that layer. */
 int mn_time_calls(void (*fn)(const void *), const void *arg, uint16_t count, mn_stats *st) {
     if (!timer_ok) {
         mn_error_detail = "the cycle counter does not advance";
@@ -166,10 +168,11 @@ int mn_time_calls(void (*fn)(const void *), const void *arg, uint16_t count, mn_
     }
     memset(st, 0, sizeof *st);
     for (uint32_t r = 0; r < count; ++r) {
-        mn_timer_sync();
-        uint64_t t0 = mn_timer_now();
+        layers_sum = 0;
+        profiling = 1;
         fn(arg);
-        mn_stats_add(st, net(mn_timer_now() - t0));
+        profiling = 0;
+        mn_stats_add(st, layers_sum);
     }
     return MN_OK;
 }

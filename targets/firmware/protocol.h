@@ -69,7 +69,8 @@ void mn_svc_reset_stats(void);
 /* Time one kernel `count` (>= 1) times; params as little-endian i32 fields (docs/protocol.md). */
 int mn_svc_bench(uint8_t kernel, uint16_t count, const uint8_t *params, uint16_t nbytes, mn_stats *st);
 
-/* Time `count` calls of fn(arg), each after mn_timer_sync() (main.c; used by bench.c). */
+/* Run `count` calls of fn(arg), each timed as a model layer: fn brackets its kernel call with
+ * micronas_profile_begin(-1) / micronas_profile_end(-1) (main.c; used by bench.c). */
 int mn_time_calls(void (*fn)(const void *), const void *arg, uint16_t count, mn_stats *st);
 
 /* Accumulate one measurement into st (count, min, max, sum). */

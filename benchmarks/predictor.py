@@ -1,0 +1,194 @@
+"""Predicted vs measured latency, arena and flash for random networks of the search space.
+
+For each of N architectures sampled from the default search space (BasicMotions shape: 6
+channels x 100 samples, 4 classes):
+
+1. build it (random weights, batch-norm statistics from the training windows), export it the
+   product's way: torch -> ONNX -> onnx2tf -> int8 TFLite (calibrated on BasicMotions);
+2. generate the C model, build the profiling firmware for each board's emulated core, run 5
+   BasicMotions test windows in QEMU: whole-inference instruction count (mean over the
+   windows), arena high-water mark, and the ELF's flash size;
+3. predict the same three figures *before export* from the architecture alone
+   (`latency_tables.predict`, the shipped tables of each board).
+
+Printed per board: the latency error distribution (max, p95, median of |predicted - measured|
+/ measured), the arena differences (bytes) and the flash error vs the ELF. The baseline printed
+beside it is the MAC-count proxy the field uses (instructions = k * MACs, k least-squares fitted
+on these very networks, so the proxy is given its best possible constant).
+
+Figures are QEMU instruction counts (-icount shift=7), not cycles. The run resumes: every
+finished architecture is appended to <work>/results.jsonl.
+
+    .venv/bin/python benchmarks/predictor.py [--archs 50] [--work /tmp/micronas-predictor]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+BOARDS = ("nucleo-l552ze-q", "nucleo-f446re", "nucleo-h743zi")  # emulated M33, M4, M7
+WINDOWS = 5
+
+
+def _data():
+    from micronas.data import Standardizer, arrays_for, load_dataset, make_split
+
+    ds = load_dataset("basicmotions")
+    split = make_split(ds, seed=0)
+    parts = arrays_for(ds, split)
+    std = Standardizer.fit(parts["train"][0])
+    return ds, std.apply(parts["train"][0]), std.apply(parts["test"][0])
+
+
+def _export(arch, seed: int, x_train: np.ndarray, work: Path) -> bytes:
+    import torch
+
+    from firmware_export import convert
+    from search_space import network
+
+    torch.manual_seed(seed)
+    net = network.build(arch)
+    net.train()
+    with torch.no_grad():  # batch-norm statistics of real data, so activations have real ranges
+        for _ in range(3):
+            net(torch.from_numpy(x_train))
+    model = network.for_export(net.eval())
+    convert.export_onnx(model, (arch.input_channels, arch.input_length), work / "m.onnx", work / "export.log")
+    convert.onnx_to_int8_tflite(work / "m.onnx", np.ascontiguousarray(x_train.transpose(0, 2, 1)),
+                                work / "m.tflite", work / "export.log")
+    return (work / "m.tflite").read_bytes()
+
+
+def _measure(board_name: str, c_dir: Path, windows: np.ndarray, work: Path) -> dict:
+    from latency_tables.build import ICOUNT_SHIFT
+    from targets import boards, build, protocol, qemu
+
+    board = boards.get(board_name)
+    image = build.build_firmware(board, c_dir, work / board_name)
+    counts = []
+    with qemu.EmulatedBoard(board.qemu.machine, image.elf, work / board_name, icount_shift=ICOUNT_SHIFT) as emu:
+        with protocol.DeviceClient.open(emu.url) as dev:
+            hello = dev.hello()
+            for w in windows:
+                dev.set_input(w.tobytes())
+                counts.append(qemu.instructions_from_ticks(dev.invoke(1).min_ticks, hello.timer_hz, ICOUNT_SHIFT))
+            arena = dev.get_memory().arena_high_water
+    return {"instructions": float(np.mean(counts)), "min": min(counts), "max": max(counts), "arena": arena,
+            "elf_flash": image.flash_bytes}
+
+
+def run_one(i: int, seed: int, data, tables: dict, work: Path) -> dict:
+    from firmware_export import codegen, verify
+    from latency_tables import predict as predictor
+    from search_space.space import DEFAULT_SPACE
+
+    ds, x_train, x_test = data
+    arch = DEFAULT_SPACE.sample(random.Random(seed * 100003 + i), ds.n_channels, ds.length, len(ds.class_names))
+    predicted = {b: predictor.predict(arch, t) for b, t in tables.items()}  # before anything is exported
+    with tempfile.TemporaryDirectory(prefix="mn-pred-", dir=work) as td:
+        td = Path(td)
+        t0 = time.monotonic()
+        tflite = _export(arch, i, x_train, td)
+        qin, _ = verify.io_params(td / "m.tflite")
+        windows = qin.quantize(x_test[:WINDOWS].transpose(0, 2, 1))  # (N, T, C) int8
+        gen = codegen.generate(tflite, tuple(ds.class_names), (0.0,) * ds.n_channels, (1.0,) * ds.n_channels)
+        codegen.write(gen, td / "c")
+        export_s = time.monotonic() - t0
+        boards = {}
+        for b in tables:
+            m = _measure(b, td / "c", windows, td)
+            p = predicted[b]
+            boards[b] = {**m, "predicted": p.latency_count, "predicted_arena": p.arena_bytes,
+                         "predicted_flash": p.flash_bytes, "exported_arena": gen.arena_bytes}
+    return {"i": i, "arch": arch.to_json(), "macs": sum(la.macs for la in gen.layers), "layers": len(gen.layers),
+            "export_seconds": round(export_s, 1), "boards": boards}
+
+
+def _dist(errors: list[float]) -> str:
+    a = np.abs(np.asarray(errors)) * 100
+    return f"max {a.max():.3f}%  p95 {np.percentile(a, 95):.3f}%  median {np.median(a):.3f}%"
+
+
+def report(results: list[dict]) -> None:
+    print(f"\n{len(results)} architectures of the default space (BasicMotions 6ch x 100, 4 classes), "
+          f"{WINDOWS} test windows each; QEMU instruction counts (-icount shift=7), not cycles")
+    for b in BOARDS:
+        rows = [r["boards"][b] for r in results if b in r["boards"]]
+        if not rows:
+            continue
+        meas = np.array([r["instructions"] for r in rows])
+        pred = np.array([r["predicted"] for r in rows])
+        macs = np.array([r["macs"] for r in results if b in r["boards"]], float)
+        k = float(macs @ meas / (macs @ macs))  # the MAC proxy's best constant for these networks
+        err = (pred - meas) / meas
+        mac_err = (k * macs - meas) / meas
+        arena_d = [r["predicted_arena"] - r["arena"] for r in rows]
+        arena_e = [r["exported_arena"] - r["arena"] for r in rows]
+        flash_e = [(r["predicted_flash"] - r["elf_flash"]) / r["elf_flash"] for r in rows]
+        spread = [(r["max"] - r["min"]) / r["instructions"] for r in rows]
+        print(f"\n{b}: {len(rows)} networks, {meas.min():,.0f} .. {meas.max():,.0f} instructions per inference")
+        print(f"  latency, table prediction vs measured : {_dist(err.tolist())}  "
+              f"(signed mean {err.mean() * 100:+.3f}%)")
+        print(f"  latency, MAC-count proxy (baseline)   : {_dist(mac_err.tolist())}  (k = {k:.3f} instr/MAC; "
+              f"within 10%: {np.mean(np.abs(mac_err) <= 0.10) * 100:.0f}% of networks)")
+        print(f"  ratio of max errors, table / MAC proxy: {np.abs(err).max() / np.abs(mac_err).max():.4f}")
+        print(f"  data-dependence of the measurement    : max (max-min)/mean over the windows "
+              f"{max(spread) * 100:.3f}%")
+        print(f"  arena predicted - measured (bytes)    : min {min(arena_d)}, max {max(arena_d)} "
+              f"(export's plan - measured: min {min(arena_e)}, max {max(arena_e)})")
+        print(f"  flash predicted vs ELF                : {_dist(flash_e)}  (signed mean "
+              f"{np.mean(flash_e) * 100:+.3f}%)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--archs", type=int, default=50)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "micronas-predictor")
+    ap.add_argument("--report-only", action="store_true")
+    args = ap.parse_args()
+
+    from latency_tables import predict as predictor
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    results_file = args.work / f"results-seed{args.seed}.jsonl"
+    done = {}
+    if results_file.exists():
+        for line in results_file.read_text().splitlines():
+            try:
+                r = json.loads(line)
+                done[r["i"]] = r
+            except (json.JSONDecodeError, KeyError):
+                break
+    if not args.report_only:
+        data = _data()
+        ds = data[0]
+        tables = {b: predictor.find_table(b, ds.n_channels, ds.length, len(ds.class_names)) for b in BOARDS}
+        for i in range(args.archs):
+            if i in done:
+                continue
+            t0 = time.monotonic()
+            r = run_one(i, args.seed, data, tables, args.work)
+            with open(results_file, "a") as f:
+                f.write(json.dumps(r) + "\n")
+            done[i] = r
+            errs = " ".join(f"{(v['predicted'] - v['instructions']) / v['instructions'] * 100:+.3f}%"
+                            for v in r["boards"].values())
+            print(f"[{i + 1}/{args.archs}] {len(r['boards'])} boards, {r['layers']} kernels, "
+                  f"{time.monotonic() - t0:.0f} s; latency error {errs}", flush=True)
+    report([done[i] for i in sorted(done) if i < args.archs])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Predict a network's latency, arena and flash before training or exporting it.
+
+* latency = sum of the table entries of its lowered kernel calls + the table's fixed
+  per-inference overhead (no MAC-count fallback: a missing entry is measured on demand or
+  is an error naming the keys and the command that measures them);
+* arena = the code generator's static plan of the lowered graph: the exact arena the
+  exported model will get;
+* flash = constant bytes (weights, biases, per-channel requantisation, params structs; a
+  buffer shared by several layers counted once) + the table's ELF flash model (runtime,
+  firmware and per-layer call code, measured from probe firmware ELFs).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from micronas.errors import ConfigError
+from search_space.arch import Arch
+
+from . import table as table_mod
+from .build import _generate, default_table_name
+from .keys import op_key
+from .lowering import lower
+from .table import Table
+
+TABLES_ENV = "MICRONAS_TABLES"
+USER_TABLES_DIR = "micronas-tables"
+
+
+class MissingEntriesError(ConfigError):
+    """The table lacks entries a network needs (and nothing is available to measure them)."""
+
+
+@dataclass
+class Prediction:
+    """Predicted figures of one network on one table's board."""
+
+    latency_count: float  # in `unit`
+    unit: str  # "instructions" (emulated core) or "cycles" (real board)
+    latency_ms: float
+    overhead: float
+    per_layer: list[tuple[str, float]]
+    arena_bytes: int
+    const_bytes: int
+    flash_bytes: int
+    table: str
+    count_source: str
+    missing: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "predicted_latency_ms": round(self.latency_ms, 4),
+            "predicted_latency_count": round(self.latency_count, 1),
+            "predicted_latency_unit": self.unit,
+            "predicted_latency_source": (f"sum of {len(self.per_layer)} layer entries + overhead "
+                                         f"{self.overhead:.0f} from {self.table} ({self.count_source}"
+                                         + ("; latency assumes one instruction per cycle" if self.unit == "instructions" else "")
+                                         + ")"),
+            "predicted_arena_bytes": self.arena_bytes,
+            "predicted_const_bytes": self.const_bytes,
+            "predicted_flash_bytes": self.flash_bytes,
+            "latency_table": self.table,
+        }
+
+
+def table_dirs() -> list[Path]:
+    """Where tables are looked up: $MICRONAS_TABLES (os.pathsep-separated), ./micronas-tables,
+    then the tables shipped with micronas."""
+    dirs = [Path(p) for p in os.environ.get(TABLES_ENV, "").split(os.pathsep) if p]
+    dirs.append(Path.cwd() / USER_TABLES_DIR)
+    dirs.append(Path(str(resources.files("latency_tables") / "tables")))
+    return dirs
+
+
+def find_table(board: str, channels: int, length: int, classes: int, space: str = "default",
+               allow_stale: bool = False) -> Table:
+    """The table for a board and data shape.
+
+    Raises:
+        ConfigError: none exists (the message gives the command that builds it), or it is stale.
+    """
+    name = default_table_name(board, channels, length, classes, space)
+    for d in table_dirs():
+        if (d / name).is_file():
+            return table_mod.load(d / name, allow_stale=allow_stale)
+    raise ConfigError(f"no latency table for {board} with {channels}-channel x {length} input and {classes} classes "
+                      f"(looked for {name} in {', '.join(str(d) for d in table_dirs())})",
+                      f"build it: micronas tables build --target {board} --channels {channels} --length {length} "
+                      f"--classes {classes}")
+
+
+def predict(arch: Arch, table: Table, measure_missing=None) -> Prediction:
+    """Latency, arena and flash of `arch` on the table's board.
+
+    Args:
+        arch: The network.
+        table: Measured on the target board (or its emulated core).
+        measure_missing: Called with the list of keys the table lacks; it must measure them
+            into `table.entries` (see `build.measure_into`). None: a missing key is an error.
+
+    Raises:
+        MissingEntriesError: keys missing and no measurement available; names them and the
+            command that builds the table.
+    """
+    m = table.metadata
+    if (arch.input_channels, arch.input_length, arch.num_classes) != (m["input_channels"], m["input_length"],
+                                                                       m["num_classes"]):
+        raise ConfigError(f"{table.describe()} is for {m['input_channels']}ch x {m['input_length']}, "
+                          f"{m['num_classes']} classes; the network takes {arch.input_channels}ch x "
+                          f"{arch.input_length}, {arch.num_classes} classes",
+                          f"build a table for it: micronas tables build --target {m['board']} --channels "
+                          f"{arch.input_channels} --length {arch.input_length} --classes {arch.num_classes}")
+    gen = _generate(lower(arch), arch.input_channels, arch.num_classes)
+    keys = [op_key(layer.op, layer.fields) for layer in gen.layers]
+    missing = sorted({k for k in keys if k not in table.entries})
+    if missing and measure_missing is not None:
+        measure_missing(missing)
+        missing = sorted({k for k in keys if k not in table.entries})
+    if missing:
+        shown = "\n  ".join(missing[:5]) + (f"\n  ... and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise MissingEntriesError(f"{table.describe()} lacks {len(missing)} entries this network needs:\n  {shown}",
+                                  f"measure them: {m['command']}  (it resumes and adds what is missing), or pass "
+                                  "a board or emulator so they are measured on demand")
+    if table.overhead is None:
+        raise MissingEntriesError(f"{table.describe()} has no per-inference overhead", f"rebuild it: {m['command']}")
+    per_layer = [(k, table.entries[k]) for k in keys]
+    total = sum(c for _, c in per_layer) + table.overhead
+    fm = m.get("flash_model") or {}
+    flash = round(fm.get("base_bytes", 0) + gen.flash_bytes_weights + fm.get("per_layer_bytes", 0) * len(keys))
+    return Prediction(total, table.unit, total / m["clock_hz"] * 1e3, table.overhead, per_layer, gen.arena_bytes,
+                      gen.flash_bytes_weights, flash, table.path.name if table.path else "table", m["count_source"])

@@ -1,0 +1,163 @@
+"""The latency-table file: measured counts per runtime-op key, and where they came from.
+
+Format (`micronas.latency_table/1`, JSON)::
+
+    {
+      "format": "micronas.latency_table/1",
+      "metadata": {
+        "board": "nucleo-f446re", "core": "cortex-m4", "clock_hz": 180000000,
+        "where": "emulated: QEMU mps2-an386",
+        "timer_kind": "instructions",            # or "cycles" (DWT, real board)
+        "count_source": "...",                   # one sentence: what a count is
+        "compiler": "arm-none-eabi-gcc 12.2.1", "cflags": ["-O2", ...], "simd": true,
+        "runtime_version": "1", "runtime_hash": "<sha256 of the C runtime and model template>",
+        "bench_hash": "<sha256 of the BENCH_OP firmware and representative values>",
+        "micronas_version": "0.1.0", "date": "2026-11-22T04:30:00Z",
+        "command": "micronas tables build --target nucleo-f446re --channels 6 --length 100 --classes 4",
+        "space": "default", "input_channels": 6, "input_length": 100, "num_classes": 4,
+        "bench_calls_per_entry": 2
+      },
+      "overhead": 1234.0,                        # fixed per-inference count (copies, calls)
+      "entries": {"CONV_2D(in_len=...)": 96694.0, ...}
+    }
+
+A count is per call, in `timer_kind` units. A table made for another runtime is refused by
+`load` (its counts describe other kernels) unless `allow_stale`, which warns instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from micronas.errors import ConfigError
+
+from .keys import parse_key
+
+log = logging.getLogger(__name__)
+
+TABLE_FORMAT = "micronas.latency_table/1"
+REQUIRED_METADATA = ("board", "core", "clock_hz", "where", "timer_kind", "count_source", "compiler", "cflags",
+                     "runtime_version", "runtime_hash", "micronas_version", "date", "command", "space",
+                     "input_channels", "input_length", "num_classes")
+
+
+def runtime_hash() -> str:
+    """sha256 over the C runtime's sources and the generated-model template (what a count measures)."""
+    h = hashlib.sha256()
+    root = resources.files("firmware_export")
+    files = sorted((p for p in (root / "runtime").iterdir() if p.name.endswith((".c", ".h"))), key=lambda p: p.name)
+    files.append(root / "templates" / "micronas_model.c.tmpl")
+    for p in files:
+        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def bench_hash() -> str:
+    """sha256 over how entries are measured: the BENCH_OP firmware and its representative values."""
+    h = hashlib.sha256()
+    fw = resources.files("targets") / "firmware"
+    for p in (fw / "bench.c", fw / "main.c", resources.files("targets") / "bench_ops.py"):
+        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+@dataclass
+class Table:
+    """A loaded latency table."""
+
+    metadata: dict[str, Any]
+    entries: dict[str, float] = field(default_factory=dict)
+    overhead: float | None = None
+    path: Path | None = None
+
+    @property
+    def unit(self) -> str:
+        return self.metadata["timer_kind"]
+
+    def describe(self) -> str:
+        m = self.metadata
+        return (f"{self.path.name if self.path else 'table'} ({m['board']}, {m['where']}, "
+                f"{m['input_channels']}ch x {m['input_length']}, {m['num_classes']} classes, {len(self.entries)} entries)")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": TABLE_FORMAT, "metadata": self.metadata, "overhead": self.overhead,
+                "entries": dict(sorted(self.entries.items()))}
+
+    def save(self, path: Path) -> None:
+        """Write atomically (temp file + rename)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=1) + "\n")
+        tmp.replace(path)
+        self.path = path
+
+
+def _count(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+
+
+def from_json(d: Any, src: str) -> Table:
+    """Validate a decoded table.
+
+    Raises:
+        ConfigError: naming the file, the field and what was expected.
+    """
+    hint = "rebuild it with `micronas tables build` (the command is in its metadata)"
+    if not isinstance(d, dict) or d.get("format") != TABLE_FORMAT:
+        got = d.get("format") if isinstance(d, dict) else type(d).__name__
+        raise ConfigError(f"{src}: format = {got!r}; expected {TABLE_FORMAT!r}", hint)
+    meta = d.get("metadata")
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{src}: 'metadata' is missing or not an object", hint)
+    missing = [k for k in REQUIRED_METADATA if k not in meta]
+    if missing:
+        raise ConfigError(f"{src}: metadata lacks {', '.join(missing)}", hint)
+    entries = d.get("entries")
+    if not isinstance(entries, dict):
+        raise ConfigError(f"{src}: 'entries' is missing or not an object of key -> count", hint)
+    for key, v in entries.items():
+        parse_key(key)
+        if not _count(v):
+            raise ConfigError(f"{src}: entry {key} = {v!r}; expected a count >= 0", hint)
+    overhead = d.get("overhead")
+    if overhead is not None and not (isinstance(overhead, (int, float)) and math.isfinite(overhead)):
+        raise ConfigError(f"{src}: overhead = {overhead!r}; expected a number", hint)
+    return Table(meta, {k: float(v) for k, v in entries.items()}, None if overhead is None else float(overhead))
+
+
+def load(path: str | os.PathLike[str], allow_stale: bool = False) -> Table:
+    """Load and validate a table file; refuse one measured with another C runtime.
+
+    Raises:
+        ConfigError: missing, truncated, corrupt or stale (runtime hash differs) file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"latency table {p} does not exist", "list the tables with `micronas tables show`")
+    try:
+        d = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: not a valid JSON latency table ({getattr(e, 'msg', e)}); the file is truncated "
+                          "or corrupt", "rebuild it with `micronas tables build`") from None
+    table = from_json(d, str(p))
+    table.path = p
+    current = runtime_hash()
+    if table.metadata["runtime_hash"] != current:
+        msg = (f"{p} was measured with another version of the C runtime (hash "
+               f"{table.metadata['runtime_hash'][:12]}, runtime {table.metadata['runtime_version']}; this micronas: "
+               f"{current[:12]}); its counts describe other kernels")
+        if not allow_stale:
+            raise ConfigError(msg, f"rebuild it: {table.metadata['command']}")
+        log.warning("%s", msg)
+    elif table.metadata.get("bench_hash") not in (None, bench_hash()):
+        log.warning("%s was measured with another BENCH_OP firmware or representative values; its counts may "
+                    "differ slightly from a rebuild (%s)", p, table.metadata["command"])
+    return table

@@ -1,0 +1,119 @@
+"""The search space: which choices each position of a network may take, and a sampler.
+
+A network is a stem, cells that halve time (stride 2) and cells that keep it, then global
+average pooling and a classifier (`arch.py`). The space fixes, per position, the stride and
+the candidate widths, ops (from the registry), kernel sizes and expert counts; every
+combination is a valid `Arch`. The supernet (the next stage) and the latency tables
+(`latency_tables`, which measure every op configuration the space can produce) read it from
+here, so the three agree by construction.
+
+This module imports no torch.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .arch import Arch, LayerSpec, validate
+from .registry import SEARCH_OPS
+
+ALL_OPS = ("conv", "wconv", "dwsep", "dyconv", "kdna", "skip")
+
+
+@dataclass(frozen=True)
+class Position:
+    """The choices of one layer of the network.
+
+    Attributes:
+        stride: 1 keeps time, 2 halves it (fixed per position: the macro structure).
+        widths: Candidate output channel counts.
+        ops: Candidate search ops; an op whose registry entry does not allow `stride` is dropped.
+        kernels: Candidate kernel sizes (for ops that have a kernel).
+    """
+
+    stride: int
+    widths: tuple[int, ...]
+    ops: tuple[str, ...] = ALL_OPS
+    kernels: tuple[int, ...] = (3, 5, 7)
+
+    def op_names(self) -> tuple[str, ...]:
+        return tuple(o for o in self.ops if self.stride in SEARCH_OPS.get(o).strides)
+
+    def choices(self, in_channels: int) -> Iterator[LayerSpec]:
+        """Every layer this position can hold, given its input width."""
+        for name in self.op_names():
+            op = SEARCH_OPS.get(name)
+            if op.keeps_width:
+                yield LayerSpec(op=name, stride=self.stride)
+                continue
+            for out in self.widths:
+                for k in [kk for kk in self.kernels if kk in op.kernels]:
+                    for e in op.experts or (None,):
+                        yield LayerSpec(op=name, out=out, kernel=k, stride=self.stride, experts=e)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Stem and cells; `name` is recorded in latency tables built for this space."""
+
+    name: str
+    stem: Position
+    cells: tuple[Position, ...]
+
+    @property
+    def positions(self) -> tuple[Position, ...]:
+        return (self.stem, *self.cells)
+
+    def lengths(self, input_length: int) -> list[int]:
+        """Time steps at the input of each position, then after the last one."""
+        out = [input_length]
+        for p in self.positions:
+            out.append((out[-1] - 1) // p.stride + 1)
+        return out
+
+    def input_widths(self, input_channels: int) -> list[set[int]]:
+        """Possible input widths of each position, then of the head (skip keeps a width)."""
+        sets = [{input_channels}]
+        for p in self.positions:
+            outs = set(p.widths) if any(not SEARCH_OPS.get(o).keeps_width for o in p.op_names()) else set()
+            if any(SEARCH_OPS.get(o).keeps_width for o in p.op_names()):
+                outs |= sets[-1]
+            sets.append(outs)
+        return sets
+
+    def layer_configs(self, input_channels: int, input_length: int) -> Iterator[tuple[int, int, int, LayerSpec]]:
+        """Every (position, input width, input length, layer) the space can produce."""
+        widths, lengths = self.input_widths(input_channels), self.lengths(input_length)
+        for i, p in enumerate(self.positions):
+            for c in sorted(widths[i]):
+                for layer in p.choices(c):
+                    if i == 0 and SEARCH_OPS.get(layer.op).keeps_width:
+                        continue
+                    yield i, c, lengths[i], layer
+
+    def sample(self, rng: random.Random, input_channels: int, input_length: int, num_classes: int) -> Arch:
+        """A uniformly drawn op per position, then uniform width/kernel/experts for it."""
+        layers, c = [], input_channels
+        for i, p in enumerate(self.positions):
+            names = [o for o in p.op_names() if not (i == 0 and SEARCH_OPS.get(o).keeps_width)]
+            name = rng.choice(names)
+            layer = rng.choice([lay for lay in p.choices(c) if lay.op == name])
+            layers.append(layer)
+            c = layer.out if layer.out is not None else c
+        return validate(Arch(input_channels, input_length, num_classes, layers[0], tuple(layers[1:])))
+
+
+DEFAULT_SPACE = SearchSpace(
+    name="default",
+    stem=Position(stride=1, widths=(8, 16, 24), ops=("conv",)),
+    cells=(
+        Position(stride=2, widths=(16, 24, 32)),
+        Position(stride=1, widths=(16, 24, 32)),
+        Position(stride=2, widths=(24, 32, 48)),
+        Position(stride=1, widths=(24, 32, 48)),
+    ),
+)
+
+SPACES = {DEFAULT_SPACE.name: DEFAULT_SPACE}

@@ -1,0 +1,342 @@
+"""Latency tables: keys, lowering vs export, table files, resumable builds, the predictor."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from latency_tables import build as tb
+from latency_tables import predict as predictor
+from latency_tables import table as table_mod
+from latency_tables.keys import op_key, parse_key
+from latency_tables.lowering import lower
+from micronas.errors import ConfigError
+from search_space import arch as arch_mod
+from search_space.registry import SEARCH_OPS
+from search_space.space import DEFAULT_SPACE, Position, SearchSpace
+
+from .conftest import toolchain
+
+# A small space (a few dozen keys) so the tests measure a whole table in seconds.
+TINY_SPACE = SearchSpace("tiny-test", stem=Position(1, (8,), ops=("conv",), kernels=(3,)),
+                         cells=(Position(2, (8,), ops=("conv", "dyconv", "kdna"), kernels=(3,)),
+                                Position(1, (12,), ops=("dwsep", "skip"), kernels=(5,))))
+
+
+# ---- keys ------------------------------------------------------------------------------------
+
+def test_every_key_of_the_space_round_trips():
+    keys = tb.enumerate_keys(DEFAULT_SPACE, 6, 37, 3)
+    assert len(keys) == len(set(keys)) > 100
+    for key in keys:
+        op, params = parse_key(key)
+        assert op_key(op, params) == key
+
+
+def test_key_takes_only_cost_fields_and_flattens_nested_structs():
+    fields = {"shape": {"out_dims": [1, 1, 19, 12], "in1_strides": [0, 0, 12, 1], "in2_strides": [0, 0, 0, 0]},
+              "input1_offset": 3, "output_multiplier": 1 << 30, "relu": 1}
+    assert op_key("MUL", fields) == "MUL(out_dims=1x1x19x12,in1_strides=0x0x12x1,in2_strides=0x0x0x0,relu=1)"
+
+
+@pytest.mark.parametrize("bad", ["CONV_2D", "CONV_2D(in_len=3)", "NOPE(size=3)", "LOGISTIC(size=x)",
+                                 "LOGISTIC(size=3,extra=1)", "logistic(size=3)", ""])
+def test_malformed_key_is_a_clear_error(bad):
+    with pytest.raises(ConfigError) as e:
+        parse_key(bad)
+    assert repr(bad) in e.value.message or "NOPE" in e.value.message
+
+
+# ---- lowering == export ------------------------------------------------------------------------
+
+# Every search op of the registry, at every stride it allows, in three exported networks
+# (a kdna pair of one shape checks the shared parent; skip after dyconv and the head after a
+# dyconv check the global averages).
+LOWERING_ARCHS = [
+    {"stem": {"op": "conv", "out": 8, "kernel": 3, "stride": 1},
+     "cells": [{"op": "dyconv", "out": 12, "kernel": 5, "stride": 2, "experts": 2},
+               {"op": "kdna", "out": 12, "kernel": 3, "stride": 1}, {"op": "kdna", "out": 12, "kernel": 3, "stride": 1},
+               {"op": "dwsep", "out": 16, "kernel": 7, "stride": 2}, {"op": "skip"}]},
+    {"stem": {"op": "wconv", "out": 8, "kernel": 5, "stride": 1},
+     "cells": [{"op": "kdna", "out": 16, "kernel": 5, "stride": 2}, {"op": "dyconv", "out": 16, "kernel": 3,
+                                                                     "stride": 1, "experts": 4},
+               {"op": "dwsep", "out": 16, "kernel": 3, "stride": 1}, {"op": "dyconv", "out": 16, "kernel": 7,
+                                                                       "stride": 1, "experts": 2}]},
+    {"stem": {"op": "conv", "out": 8, "kernel": 7, "stride": 2},
+     "cells": [{"op": "wconv", "out": 12, "kernel": 3, "stride": 2}, {"op": "skip"},
+               {"op": "conv", "out": 16, "kernel": 5, "stride": 1}]},
+]
+
+
+def _arch(d: dict) -> arch_mod.Arch:
+    return arch_mod.from_json({"format": "micronas.arch/1", "input_channels": 5, "input_length": 37,
+                               "num_classes": 3, **d})
+
+
+def test_lowering_archs_cover_every_search_op_at_every_stride():
+    seen = {(layer.op, layer.stride) for d in LOWERING_ARCHS for layer in _arch(d).layers}
+    wanted = {(op.name, s) for op in SEARCH_OPS for s in op.strides}
+    assert wanted <= seen, f"add these to LOWERING_ARCHS: {sorted(wanted - seen)}"
+
+
+def _export_tflite(arch: arch_mod.Arch, tmp: Path) -> bytes:
+    import torch
+
+    from firmware_export import convert
+    from search_space import network
+
+    torch.manual_seed(0)
+    net = network.build(arch)
+    with torch.no_grad():  # non-trivial attention scales and kdna filter scales
+        for name, p in net.named_parameters():
+            if name.endswith("log_scale"):
+                p.uniform_(-0.5, 0.5)
+    model = network.for_export(net)
+    convert.export_onnx(model, (arch.input_channels, arch.input_length), tmp / "m.onnx", tmp / "log")
+    calib = np.random.default_rng(0).standard_normal((16, arch.input_length, arch.input_channels)).astype(np.float32)
+    convert.onnx_to_int8_tflite(tmp / "m.onnx", calib, tmp / "m.tflite", tmp / "log")
+    return (tmp / "m.tflite").read_bytes()
+
+
+@pytest.mark.parametrize("index", range(len(LOWERING_ARCHS)))
+def test_lowering_equals_the_exported_model_op_by_op(index, tmp_path):
+    """Every search op exports to int8 TFLite, runs bit-exact on the C runtime (vs TFLite Micro),
+    and lowers to exactly the kernels and arena of its export."""
+    from firmware_export.codegen import generate
+
+    from .runtime_harness import compare
+
+    arch = _arch(LOWERING_ARCHS[index])
+    labels, mean, std = ("a", "b", "c"), (0.0,) * 5, (1.0,) * 5
+    tflite = _export_tflite(arch, tmp_path)
+    compare(tflite, n=300)  # raises unless the C runtime equals TFLite Micro on every window
+    exported = generate(tflite, labels, mean, std)
+    lowered = generate(lower(arch), labels, mean, std)
+    assert [(la.op, op_key(la.op, la.fields)) for la in lowered.layers] == \
+        [(la.op, op_key(la.op, la.fields)) for la in exported.layers]
+    assert lowered.arena_bytes == exported.arena_bytes
+    # constants: exact but for which small tables repeat by value (the lowering assumes a
+    # DY-Conv's experts share their shift tables; a trained model may repeat others too)
+    assert abs(lowered.flash_bytes_weights - exported.flash_bytes_weights) <= 0.03 * exported.flash_bytes_weights
+    if index == 0:  # two kdna children of one shape: the parent's int8 weights are emitted once
+        w = [la.call.split(", ")[2] for la in exported.layers if la.op == "CONV_2D"]
+        assert len(w) - len(set(w)) == 1
+
+
+# ---- table files ---------------------------------------------------------------------------
+
+def _table_dict(**changes) -> dict:
+    d = {"format": table_mod.TABLE_FORMAT, "metadata": {k: "x" for k in table_mod.REQUIRED_METADATA},
+         "overhead": 10.0, "entries": {"LOGISTIC(size=12)": 123.0}}
+    d["metadata"].update(runtime_hash=table_mod.runtime_hash(), clock_hz=1000, input_channels=2,
+                         input_length=8, num_classes=2, cflags=[], timer_kind="instructions")
+    d.update(changes)
+    return d
+
+
+def test_table_file_round_trip(tmp_path):
+    t = table_mod.from_json(_table_dict(), "t")
+    t.save(tmp_path / "t.json")
+    back = table_mod.load(tmp_path / "t.json")
+    assert back.entries == {"LOGISTIC(size=12)": 123.0} and back.overhead == 10.0
+
+
+@pytest.mark.parametrize("text, needle", [
+    ('{"format": "micronas.latency_table/1", "metadata": {', "truncated or corrupt"),
+    ("", "truncated or corrupt"),
+    ("\x00\x01garbage", "truncated or corrupt"),
+    ('{"format": "other/1"}', "expected 'micronas.latency_table/1'"),
+    ("[1, 2]", "format"),
+])
+def test_corrupt_or_truncated_table_is_a_clear_error(tmp_path, text, needle):
+    p = tmp_path / "t.json"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        table_mod.load(p)
+    assert needle in e.value.message and str(p) in e.value.message
+
+
+@pytest.mark.parametrize("change, needle", [
+    ({"entries": {"LOGISTIC(size=12)": -1}}, "expected a count >= 0"),
+    ({"entries": {"LOGISTIC(size=12)": "fast"}}, "expected a count >= 0"),
+    ({"entries": {"CONV_2D(in_len=4)": 1.0}}, "expected CONV_2D("),
+    ({"entries": [1, 2]}, "'entries'"),
+    ({"metadata": {"board": "x"}}, "metadata lacks"),
+    ({"overhead": "none"}, "overhead"),
+])
+def test_invalid_table_content_names_the_field(tmp_path, change, needle):
+    with pytest.raises(ConfigError) as e:
+        table_mod.from_json(_table_dict(**change), "t.json")
+    assert needle in e.value.message
+
+
+def test_table_of_another_runtime_is_refused_unless_allowed(tmp_path, caplog):
+    d = _table_dict()
+    d["metadata"]["runtime_hash"] = "0" * 64
+    d["metadata"]["command"] = "micronas tables build --target x"
+    (tmp_path / "t.json").write_text(json.dumps(d))
+    with pytest.raises(ConfigError) as e:
+        table_mod.load(tmp_path / "t.json")
+    assert "another version of the C runtime" in e.value.message and "micronas tables build" in e.value.hint
+    assert table_mod.load(tmp_path / "t.json", allow_stale=True).entries
+    assert "another version of the C runtime" in caplog.text
+
+
+def test_missing_entries_name_the_keys_and_the_command():
+    arch = DEFAULT_SPACE.sample(random.Random(3), 2, 8, 2)
+    t = table_mod.from_json(_table_dict(), "t.json")
+    t.metadata["command"] = "micronas tables build --target b --channels 2 --length 8 --classes 2"
+    with pytest.raises(predictor.MissingEntriesError) as e:
+        predictor.predict(arch, t)
+    assert "CONV_2D(" in e.value.message and "lacks" in e.value.message
+    assert "micronas tables build --target b" in e.value.hint
+    # measured on demand: the callback fills the entries, then the prediction goes through
+    seen = []
+
+    def measure(keys):
+        seen.extend(keys)
+        t.entries.update({k: 100.0 for k in keys})
+
+    p = predictor.predict(arch, t, measure_missing=measure)
+    assert seen and p.latency_count == 100.0 * len(p.per_layer) + 10.0
+
+
+# ---- building on the emulated core -----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def built_table(tmp_path_factory):
+    toolchain("arm-none-eabi-gcc")
+    toolchain("qemu-system-arm")
+    out = tmp_path_factory.mktemp("tables") / "t.json"
+    table = tb.build_table("nucleo-f446re", 4, 29, 3, out, space_name=TINY_SPACE)
+    return out, table
+
+
+def test_build_measures_every_key_with_metadata(built_table):
+    out, table = built_table
+    assert set(table.entries) == set(tb.enumerate_keys(TINY_SPACE, 4, 29, 3))
+    m = table.metadata
+    assert m["board"] == "nucleo-f446re" and m["core"] == "cortex-m4" and m["timer_kind"] == "instructions"
+    assert m["runtime_hash"] == table_mod.runtime_hash() and "micronas tables build" in m["command"]
+    assert all(v > 0 for v in table.entries.values())
+    assert not out.with_name(out.name + ".partial.jsonl").exists()
+    assert table_mod.load(out).entries == table.entries
+
+
+def test_killed_build_resumes_to_the_same_table(built_table, tmp_path):
+    _, full = built_table
+    out = tmp_path / "t.json"
+
+    def kill_after_five(done, total, key, elapsed):
+        if done == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tb.build_table("nucleo-f446re", 4, 29, 3, out, space_name=TINY_SPACE, progress=kill_after_five)
+    journal = out.with_name(out.name + ".partial.jsonl")
+    assert len(journal.read_text().splitlines()) == 1 + 5 and not out.exists()
+    measured = []
+    resumed = tb.build_table("nucleo-f446re", 4, 29, 3, out, space_name=TINY_SPACE,
+                             progress=lambda done, total, key, el: measured.append(key))
+    assert len(measured) == len(full.entries) - 5
+    assert resumed.entries == full.entries and resumed.overhead == full.overhead
+
+
+def test_journal_of_another_build_is_refused(tmp_path):
+    j = tmp_path / "t.json.partial.jsonl"
+    j.write_text(json.dumps({"journal": "x", "board": "other"}) + "\n")
+    with pytest.raises(ConfigError) as e:
+        tb.Journal(j, {"journal": "x", "board": "nucleo-f446re"})
+    assert "another configuration" in e.value.message and "rm " in e.value.hint
+
+
+def test_prediction_matches_the_emulated_core_within_one_percent(built_table, tmp_path):
+    from firmware_export.codegen import generate, write
+    from targets import boards, build, protocol, qemu
+
+    _, table = built_table
+    arch = tb.probe_arch(TINY_SPACE, 4, 29, 3, seed=7)
+    p = predictor.predict(arch, table)
+    gen = generate(lower(arch), ("a", "b", "c"), (0.0,) * 4, (1.0,) * 4)
+    write(gen, tmp_path / "c")
+    board = boards.get("nucleo-f446re")
+    image = build.build_firmware(board, tmp_path / "c", tmp_path / "fw")
+    with qemu.EmulatedBoard(board.qemu.machine, image.elf, tmp_path, icount_shift=tb.ICOUNT_SHIFT) as emu:
+        with protocol.DeviceClient.open(emu.url) as dev:
+            hello = dev.hello()
+            dev.set_input(np.random.default_rng(1).integers(-128, 128, hello.input_bytes, dtype=np.int8).tobytes())
+            measured = qemu.instructions_from_ticks(dev.invoke(count=2).mean_ticks, hello.timer_hz, tb.ICOUNT_SHIFT)
+            arena = dev.get_memory().arena_high_water
+    assert abs(p.latency_count - measured) / measured <= 0.01
+    assert p.arena_bytes == arena == hello.arena_bytes
+    assert abs(p.flash_bytes - image.flash_bytes) / image.flash_bytes <= 0.01
+
+
+# ---- shipped tables ----------------------------------------------------------------------------
+
+SHIPPED = sorted((Path(__file__).resolve().parents[1] / "latency_tables" / "tables").glob("*.json"))
+
+
+def test_tables_are_shipped_for_three_boards_and_three_shapes():
+    names = {p.name for p in SHIPPED}
+    for board in ("nucleo-l552ze-q", "nucleo-f446re", "nucleo-h743zi"):
+        for shape in ((6, 100, 4), (6, 128, 6), (9, 128, 6)):
+            assert tb.default_table_name(board, *shape) in names
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_table_is_current_and_complete(path):
+    t = table_mod.load(path)  # refuses a table of another runtime
+    m = t.metadata
+    assert m["where"].startswith("emulated: QEMU") and m["timer_kind"] == "instructions"
+    assert set(t.entries) == set(tb.enumerate_keys(DEFAULT_SPACE, m["input_channels"], m["input_length"],
+                                                   m["num_classes"]))
+    # copies in and out, calls and hooks: positive, a few thousand instructions (of millions)
+    assert 0 < t.overhead < 5000 and all(0 < o < 5000 for o in m["overhead_per_probe"])
+    assert m["command"].startswith("micronas tables build --target " + m["board"])
+    assert predictor.find_table(m["board"], m["input_channels"], m["input_length"], m["num_classes"]).entries
+
+
+def test_default_arch_is_predicted_from_the_shipped_table():
+    arch = arch_mod.load("default")
+    p = predictor.predict(arch, predictor.find_table("nucleo-l552ze-q", 6, 100, 4))
+    assert p.unit == "instructions" and 1e6 < p.latency_count < 3e6
+    assert p.latency_ms == pytest.approx(p.latency_count / 110e6 * 1e3)
+
+
+# ---- CLI --------------------------------------------------------------------------------------
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from micronas.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def test_cli_tables_show_summarises_a_table_and_lists_the_shipped_ones():
+    r = _cli("tables", "show", str(SHIPPED[0]))
+    assert r.exit_code == 0, r.output
+    assert "CONV_2D" in r.output and "overhead" in r.output and "command: micronas tables build" in r.output
+    r = _cli("tables", "show")
+    assert r.exit_code == 0 and all(p.name in r.output for p in SHIPPED)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--channels", "0", "--length", "10", "--classes", "2"], "--channels = 0"),
+    (["--channels", "3", "--length", "4", "--classes", "2"], "--length = 4"),
+    (["--target", "nucleo-f44re", "--channels", "3", "--length", "40", "--classes", "2"], "nucleo-f446re"),
+])
+def test_cli_tables_build_rejects_bad_input(args, needle, tmp_path):
+    r = _cli("tables", "build", *args, "--out", str(tmp_path / "t.json"))
+    assert r.exit_code == 2 and needle in r.output and "Traceback" not in r.output
+
+
+def test_cli_tables_show_of_a_corrupt_file_exits_2(tmp_path):
+    (tmp_path / "t.json").write_text('{"format": "micronas.lat')
+    r = _cli("tables", "show", str(tmp_path / "t.json"))
+    assert r.exit_code == 2 and "truncated or corrupt" in r.output
