@@ -41,7 +41,8 @@ from .table import Table, bench_hash, runtime_hash
 ICOUNT_SHIFT = 7  # as micronas.api's profiling: one instruction = 2^7 ns of virtual time
 BENCH_CALLS = 2  # calls per entry: the count is data-independent for these synthetic inputs
 BENCH_SCRATCH_BYTES = 64 * 1024  # fits the largest layer of the default space at 9 x 128
-PROBE_SEEDS = (0, 1)
+PROBE_SEEDS = (0, 1)  # probe networks that run: 0 holds the table firmware, 1 checks the overhead
+FLASH_PROBE_SEEDS = (2, 3, 4, 5, 6, 7)  # built only: more ELFs for the flash model's fit
 
 
 def _generate(graph, channels: int, classes: int):
@@ -262,7 +263,9 @@ def build_table(target: str | None, channels: int, length: int, classes: int, ou
     if emulated:  # a second network checks the overhead is a constant, not a fit to one network
         with device(board, probes[1].image, None, work / "probe1") as dev:
             overheads.append(_overhead(dev, probes[1], journal.entries, count))
-    flash = _flash_model(probes)
+    stage(f"flash model: {len(FLASH_PROBE_SEEDS)} more probe firmware ELFs")
+    flash = _flash_model(probes + [build_probe(board, space, channels, length, classes, s, work, emulated)
+                                   for s in FLASH_PROBE_SEEDS])
     meta = {
         "board": board.name, "core": board.core, "clock_hz": board.clock_hz, "where": where,
         "timer_kind": unit, "count_source": source,
@@ -284,7 +287,7 @@ def build_table(target: str | None, channels: int, length: int, classes: int, ou
 
 
 def measure_into(table: Table, keys: list[str], port: str | None = None, save_to: Path | None = None,
-                 on_stage: Callable[[str], None] | None = None) -> None:
+                 on_stage: Callable[[str], None] | None = None, space: SearchSpace | None = None) -> None:
     """Measure `keys` on the table's board (emulated unless `port`) and add them to `table`.
 
     The table is then saved to `save_to` (default: its own file, or ./micronas-tables/ for a
@@ -306,7 +309,7 @@ def measure_into(table: Table, keys: list[str], port: str | None = None, save_to
                           f"rebuild it: {m['command']}")
     (on_stage or (lambda _s: None))(f"measuring {len(keys)} missing latency-table entries on {m['where']}")
     board = boards.get(m["board"])
-    space = SPACES.get(m["space"])
+    space = space or SPACES.get(m["space"])
     if space is None:
         raise ConfigError(f"{table.describe()} is for search space {m['space']!r}, which this micronas does not know")
     with tempfile.TemporaryDirectory(prefix="micronas-measure-") as td:
@@ -343,14 +346,17 @@ def _overhead(dev, probe: Probe, entries: dict[str, float], count: Callable[[flo
 
 
 def _flash_model(probes: list[Probe]) -> dict[str, Any]:
-    """ELF flash = base + constant bytes + per_layer * layers, solved from the two probe ELFs."""
-    (a, b) = probes[:2]
-    fa = a.image.flash_bytes - a.const_bytes
-    fb = b.image.flash_bytes - b.const_bytes
-    per_layer = (fa - fb) / (a.layers - b.layers) if a.layers != b.layers else 0.0
-    base = fa - per_layer * a.layers
-    return {"base_bytes": round(base, 1), "per_layer_bytes": round(per_layer, 2),
-            "how": "two probe firmware ELFs (text + data) minus their constant bytes, solved for base + per_layer * layers",
+    """ELF flash = base + constant bytes + per_layer * layers, least squares over the probe ELFs."""
+    import numpy as np
+
+    a = np.array([[1.0, p.layers] for p in probes])
+    y = np.array([p.image.flash_bytes - p.const_bytes for p in probes], float)
+    (base, per_layer), *_ = np.linalg.lstsq(a, y, rcond=None)
+    residual = y - a @ np.array([base, per_layer])
+    return {"base_bytes": round(float(base), 1), "per_layer_bytes": round(float(per_layer), 2),
+            "max_residual_bytes": round(float(np.abs(residual).max()), 1),
+            "how": f"{len(probes)} probe firmware ELFs (text + data) minus their constant bytes, least squares "
+                   "for base + per_layer * layers",
             "probes": [{"layers": p.layers, "const_bytes": p.const_bytes, "elf_flash_bytes": p.image.flash_bytes}
                        for p in probes]}
 

@@ -6,8 +6,12 @@
 * arena = the code generator's static plan of the lowered graph: the exact arena the
   exported model will get;
 * flash = constant bytes (weights, biases, per-channel requantisation, params structs; a
-  buffer shared by several layers counted once) + the table's ELF flash model (runtime,
-  firmware and per-layer call code, measured from probe firmware ELFs).
+  buffer shared by several layers counted once) + code. Two ways to get the code: the table's
+  flash model (runtime and firmware code plus bytes per kernel call, fitted on probe firmware
+  ELFs; free, for the search loop), or `elf_flash=True`: build the profiling firmware around the
+  lowered network's generated C with arm-none-eabi-gcc (~3 s) and read the ELF, whose code is
+  byte for byte the exported model's. The constants are an upper bound either way (a trained
+  model may happen to repeat a small table).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class Prediction:
     arena_bytes: int
     const_bytes: int
     flash_bytes: int
+    flash_source: str
     table: str
     count_source: str
     missing: list[str] = field(default_factory=list)
@@ -62,6 +67,7 @@ class Prediction:
             "predicted_arena_bytes": self.arena_bytes,
             "predicted_const_bytes": self.const_bytes,
             "predicted_flash_bytes": self.flash_bytes,
+            "predicted_flash_source": self.flash_source,
             "latency_table": self.table,
         }
 
@@ -92,7 +98,7 @@ def find_table(board: str, channels: int, length: int, classes: int, space: str 
                       f"--classes {classes}")
 
 
-def predict(arch: Arch, table: Table, measure_missing=None) -> Prediction:
+def predict(arch: Arch, table: Table, measure_missing=None, elf_flash: bool = False) -> Prediction:
     """Latency, arena and flash of `arch` on the table's board.
 
     Args:
@@ -100,6 +106,8 @@ def predict(arch: Arch, table: Table, measure_missing=None) -> Prediction:
         table: Measured on the target board (or its emulated core).
         measure_missing: Called with the list of keys the table lacks; it must measure them
             into `table.entries` (see `build.measure_into`). None: a missing key is an error.
+        elf_flash: Take the code size from a firmware ELF built around the lowered network
+            (needs arm-none-eabi-gcc) instead of the table's flash model.
 
     Raises:
         MissingEntriesError: keys missing and no measurement available; names them and the
@@ -128,7 +136,27 @@ def predict(arch: Arch, table: Table, measure_missing=None) -> Prediction:
         raise MissingEntriesError(f"{table.describe()} has no per-inference overhead", f"rebuild it: {m['command']}")
     per_layer = [(k, table.entries[k]) for k in keys]
     total = sum(c for _, c in per_layer) + table.overhead
-    fm = m.get("flash_model") or {}
-    flash = round(fm.get("base_bytes", 0) + gen.flash_bytes_weights + fm.get("per_layer_bytes", 0) * len(keys))
+    if elf_flash:
+        flash, flash_source = _elf_flash(gen, m), (f"ELF of the {m['board']} profiling firmware built around the "
+                                                   "lowered network (constants an upper bound)")
+    else:
+        fm = m.get("flash_model") or {}
+        flash = round(fm.get("base_bytes", 0) + gen.flash_bytes_weights + fm.get("per_layer_bytes", 0) * len(keys))
+        flash_source = "constants + the latency table's flash model (code fitted on probe firmware ELFs)"
     return Prediction(total, table.unit, total / m["clock_hz"] * 1e3, table.overhead, per_layer, gen.arena_bytes,
-                      gen.flash_bytes_weights, flash, table.path.name if table.path else "table", m["count_source"])
+                      gen.flash_bytes_weights, flash, flash_source, table.path.name if table.path else "table",
+                      m["count_source"])
+
+
+def _elf_flash(gen, metadata: dict) -> int:
+    import tempfile
+
+    from firmware_export.codegen import write
+    from targets import boards, build
+
+    board = boards.get(metadata["board"])
+    with tempfile.TemporaryDirectory(prefix="micronas-flash-") as td:
+        write(gen, Path(td) / "c")
+        image = build.build_firmware(board, Path(td) / "c", Path(td) / "fw",
+                                     emulated=metadata["where"].startswith("emulated"))
+        return image.flash_bytes

@@ -341,8 +341,8 @@ def export(run_path: str | os.PathLike[str], budgets: Budgets = Budgets(),
             log.warning("the micronas runtime fits the RAM budget, but TFLite Micro would need %s",
                         format_size(arena))
     if budgets.flash_bytes is not None:
-        flash, what = ((prediction["predicted_flash_bytes"], "firmware flash predicted from the latency table's "
-                        "ELF model (runtime + constants)") if prediction.get("predicted_flash_bytes") is not None
+        flash, what = ((prediction["predicted_flash_bytes"], "firmware flash (predicted: "
+                        + prediction["predicted_flash_source"] + ")") if prediction.get("predicted_flash_bytes") is not None
                        else (len(flatbuffer), "int8 flatbuffer (no latency table for this shape: no firmware estimate)"))
         checks["flash"] = {"budget_bytes": budgets.flash_bytes, "measured_bytes": flash, "what": what,
                            "ok": flash <= budgets.flash_bytes}
@@ -363,10 +363,18 @@ def _predict_for_export(the_arch: arch_mod.Arch, gen: Any, target: str | None) -
     from latency_tables.keys import op_key
     from targets import boards
 
+    import shutil
+
+    from latency_tables import build as table_build
+
     board = boards.get(target) if target else boards.default_board()
     try:
         table = predictor.find_table(board.name, the_arch.input_channels, the_arch.input_length, the_arch.num_classes)
-        p = predictor.predict(the_arch, table)
+        gcc = shutil.which("arm-none-eabi-gcc")
+        emulator = gcc and shutil.which("qemu-system-arm")
+        p = predictor.predict(the_arch, table, measure_missing=(lambda keys: table_build.measure_into(table, keys))
+                              if emulator and table.metadata["where"].startswith("emulated") else None,
+                              elf_flash=bool(gcc))
     except ConfigError as e:
         log.warning("no latency prediction: %s", e.message)
         return {"predicted_latency_ms": None, "predicted_latency_note": f"{e.message}; {e.hint or ''}".strip("; ")}
@@ -531,6 +539,11 @@ def profile(run_path: str | os.PathLike[str], target: str | None = None, port: s
         "ram_source": "ELF data + bss (includes the arena and the reserved stack)",
         "budgets": budgets.to_json(),
     }
+    if metrics.get("predicted_for_board") == board.name and metrics.get("predicted_latency_unit") == unit:
+        predicted = float(metrics["predicted_latency_count"])
+        result["predicted_latency_ms"] = metrics["predicted_latency_ms"]
+        result["prediction_error"] = round((predicted - total) / total, 5)
+        result["prediction_source"] = metrics["predicted_latency_source"]
     over = []
     if budgets.latency_s is not None and latency_ms > budgets.latency_s * 1e3:
         over.append(f"latency {latency_ms:.3f} ms ({unit}) exceeds the latency budget {budgets.latency_s * 1e3:.3f} ms")

@@ -215,6 +215,9 @@ def profile(
               f"{p['windows']} windows) "
               f"-> {p['measured_latency_ms']:.3f} ms at {p['clock_hz'] / 1e6:g} MHz", markup=False)
     out.print(f"  source: {p['count_source']}", markup=False)
+    if "prediction_error" in p:
+        out.print(f"  predicted before export: {p['predicted_latency_ms']:.3f} ms (latency table), "
+                  f"{p['prediction_error'] * 100:+.2f}% from this measurement", markup=False)
     out.print(f"  per-layer sum / total: {p['per_layer_sum_over_total']:.4f}", markup=False)
     out.print(f"  outputs on {p['windows']} test windows equal the host runtime and TFLite Micro: "
               f"{p['outputs_equal_host_runtime'] and p['outputs_equal_tflm']}", markup=False)

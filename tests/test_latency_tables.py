@@ -119,9 +119,8 @@ def test_lowering_equals_the_exported_model_op_by_op(index, tmp_path):
     assert [(la.op, op_key(la.op, la.fields)) for la in lowered.layers] == \
         [(la.op, op_key(la.op, la.fields)) for la in exported.layers]
     assert lowered.arena_bytes == exported.arena_bytes
-    # constants: exact but for which small tables repeat by value (the lowering assumes a
-    # DY-Conv's experts share their shift tables; a trained model may repeat others too)
-    assert abs(lowered.flash_bytes_weights - exported.flash_bytes_weights) <= 0.03 * exported.flash_bytes_weights
+    # constants: an upper bound, exact but for small tables a model happens to repeat by value
+    assert exported.flash_bytes_weights <= lowered.flash_bytes_weights <= 1.03 * exported.flash_bytes_weights
     if index == 0:  # two kdna children of one shape: the parent's int8 weights are emitted once
         w = [la.call.split(", ")[2] for la in exported.layers if la.op == "CONV_2D"]
         assert len(w) - len(set(w)) == 1
@@ -340,3 +339,46 @@ def test_cli_tables_show_of_a_corrupt_file_exits_2(tmp_path):
     (tmp_path / "t.json").write_text('{"format": "micronas.lat')
     r = _cli("tables", "show", str(tmp_path / "t.json"))
     assert r.exit_code == 2 and "truncated or corrupt" in r.output
+
+
+def test_missing_entries_are_measured_on_demand_into_a_user_table(built_table, tmp_path):
+    out, full = built_table
+    t = table_mod.load(out)
+    t.path = tmp_path / "user.json"
+    gone = sorted(t.entries)[:3]
+    for k in gone:
+        del t.entries[k]
+    tb.measure_into(t, gone, space=TINY_SPACE)
+    assert t.entries == full.entries  # the counts are deterministic: the same values as the build
+    assert table_mod.load(tmp_path / "user.json").entries == full.entries
+
+
+# ---- export writes the prediction ---------------------------------------------------------------
+
+def test_export_metrics_say_why_there_is_no_prediction(exported_run):
+    m = json.loads((exported_run / "metrics.json").read_text())
+    assert m["predicted_latency_ms"] is None
+    assert "no latency table" in m["predicted_latency_note"] and "micronas tables build" in m["predicted_latency_note"]
+
+
+def test_export_predicts_from_a_table_and_matches_the_lowering(exported_run, tmp_path, monkeypatch):
+    """The tiny test network, trained and exported, against a table of a space holding its layers."""
+    import shutil
+
+    from micronas import api
+
+    toolchain("arm-none-eabi-gcc")
+    toolchain("qemu-system-arm")
+    space = SearchSpace("default", stem=Position(1, (8,), ops=("conv",), kernels=(3,)),
+                        cells=(Position(2, (8,), ops=("dyconv",), kernels=(5,)),
+                               Position(2, (12,), ops=("dwsep",), kernels=(3,)), Position(1, (12,), ops=("skip",))))
+    tables = tmp_path / "tables"
+    tb.build_table("nucleo-l552ze-q", 4, 37, 3, tables / tb.default_table_name("nucleo-l552ze-q", 4, 37, 3),
+                   space_name=space)
+    monkeypatch.setenv(predictor.TABLES_ENV, str(tables))
+    run = tmp_path / "run"
+    shutil.copytree(exported_run, run)
+    m = api.export(run)  # raises if the lowering disagrees with the exported model
+    assert m["predicted_for_board"] == "nucleo-l552ze-q" and m["predicted_latency_ms"] > 0
+    assert m["predicted_arena_bytes"] == m["arena_bytes_planned"]
+    assert "ELF" in m["predicted_flash_source"] and m["latency_table"].endswith("4ch-37-3cls.json")
