@@ -3,9 +3,11 @@ input shape, measure each with BENCH_OP over serial on one firmware image, resum
 
 The firmware is the ordinary profiling firmware around a probe network (a sampled architecture
 of the space, lowered and generated with synthetic weights): BENCH_OP runs each kernel on its
-arena plus a scratch buffer, and INVOKE of the probe network gives the fixed per-inference
-overhead (whole-network count minus the sum of its layers' entries). A second probe network,
-built but only run when emulated, checks that overhead and calibrates the flash model.
+arena plus a scratch buffer. The fixed per-inference overhead is the whole-network count
+(INVOKE) minus the sum of its layers' entries, the median over eight probe networks when
+emulated (their synthetic weights make each layer's data-dependent cost differ a little from
+the entry's: the difference lands in the overhead, a few hundred to ~2,000 instructions); on a
+real board the flashed probe's alone. The probes' ELFs also calibrate the flash model.
 
 Every measured entry is appended to a journal (`<table>.partial.jsonl`, flushed and fsynced)
 before the next is measured, so a killed build resumes where it stopped; the table file is
@@ -20,6 +22,7 @@ import json
 import os
 import random
 import shlex
+import statistics
 import shutil
 import tempfile
 import time
@@ -41,8 +44,8 @@ from .table import Table, bench_hash, runtime_hash
 ICOUNT_SHIFT = 7  # as micronas.api's profiling: one instruction = 2^7 ns of virtual time
 BENCH_CALLS = 2  # calls per entry: the count is data-independent for these synthetic inputs
 BENCH_SCRATCH_BYTES = 64 * 1024  # fits the largest layer of the default space at 9 x 128
-PROBE_SEEDS = (0, 1)  # probe networks that run: 0 holds the table firmware, 1 checks the overhead
-FLASH_PROBE_SEEDS = (2, 3, 4, 5, 6, 7)  # built only: more ELFs for the flash model's fit
+PROBE_SEEDS = (0, 1)  # probe 0's firmware measures every entry (and is the real board's image)
+FLASH_PROBE_SEEDS = (2, 3, 4, 5, 6, 7)  # more probe networks for the overhead and flash model
 
 
 def _generate(graph, channels: int, classes: int):
@@ -213,6 +216,7 @@ def build_table(target: str | None, channels: int, length: int, classes: int, ou
     from targets import boards
 
     stage = on_stage or (lambda _s: None)
+    t_start = time.monotonic()
     for name, v, lo, hi in (("channels", channels, 1, 256), ("length", length, 8, 4096), ("classes", classes, 2, 256)):
         if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
             raise ConfigError(f"--{name} = {v!r}; expected an integer in [{lo}, {hi}]")
@@ -259,13 +263,15 @@ def build_table(target: str | None, channels: int, length: int, classes: int, ou
             journal.add(key, measure_key(dev, key, count))
             if progress:
                 progress(len(keys) - len(todo) + i + 1, len(keys), key, time.monotonic() - t0)
+        t_measured = time.monotonic()
         overheads.append(_overhead(dev, probes[0], journal.entries, count))
-    if emulated:  # a second network checks the overhead is a constant, not a fit to one network
-        with device(board, probes[1].image, None, work / "probe1") as dev:
-            overheads.append(_overhead(dev, probes[1], journal.entries, count))
-    stage(f"flash model: {len(FLASH_PROBE_SEEDS)} more probe firmware ELFs")
-    flash = _flash_model(probes + [build_probe(board, space, channels, length, classes, s, work, emulated)
-                                   for s in FLASH_PROBE_SEEDS])
+    stage(f"flash model and overhead: {len(FLASH_PROBE_SEEDS)} more probe networks")
+    probes += [build_probe(board, space, channels, length, classes, s, work, emulated) for s in FLASH_PROBE_SEEDS]
+    if emulated:  # every probe network: the overhead absorbs their data-dependent costs, take the median
+        for i, probe in enumerate(probes[1:], start=1):
+            with device(board, probe.image, None, work / f"probe{i}") as dev:
+                overheads.append(_overhead(dev, probe, journal.entries, count))
+    flash = _flash_model(probes)
     meta = {
         "board": board.name, "core": board.core, "clock_hz": board.clock_hz, "where": where,
         "timer_kind": unit, "count_source": source,
@@ -275,11 +281,12 @@ def build_table(target: str | None, channels: int, length: int, classes: int, ou
         "command": command, "space": space.name, "input_channels": channels, "input_length": length,
         "num_classes": classes, "bench_calls_per_entry": BENCH_CALLS,
         "overhead_per_probe": [round(o, 1) for o in overheads],
-        "overhead_how": "INVOKE of a probe network (whole model) minus the sum of its layers' entries",
+        "overhead_how": "median over probe networks of INVOKE (whole model) minus the sum of its layers' entries",
         "flash_model": flash,
-        "build_seconds": round(time.monotonic() - t0, 1),
+        "measure_seconds": round(t_measured - t0, 1),
+        "build_seconds": round(time.monotonic() - t_start, 1),
     }
-    table = Table(meta, dict(journal.entries), round(sum(overheads) / len(overheads), 1))
+    table = Table(meta, dict(journal.entries), round(float(statistics.median(overheads)), 1))
     table.save(out)
     journal.path.unlink(missing_ok=True)
     shutil.rmtree(work, ignore_errors=True)

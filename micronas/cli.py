@@ -337,7 +337,8 @@ def _show_table(table) -> None:
               f"{m['runtime_hash'][:12]}), {m['compiler']}", markup=False)
     out.print(f"  command: {m['command']}", markup=False)
     if "build_seconds" in m:
-        out.print(f"  measured in {m['build_seconds']:.0f} s", markup=False)
+        out.print(f"  {len(table.entries)} entries measured in {m.get('measure_seconds', 0):.0f} s; whole build "
+                  f"{m['build_seconds']:.0f} s (enumeration, firmware builds, overhead, flash model)", markup=False)
     if table.overhead is not None:
         out.print(f"  fixed per-inference overhead: {table.overhead:,.0f} {m['timer_kind']} "
                   f"(per probe network: {', '.join(f'{o:,.0f}' for o in m.get('overhead_per_probe', []))})",

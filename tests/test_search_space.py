@@ -116,3 +116,19 @@ def test_arch_files(tmp_path):
         A.load(tmp_path / "broken.json")
     with pytest.raises(ConfigError, match="shipped: default"):
         A.load("tiny")
+
+
+def test_sampler_draws_valid_networks_of_every_op_reproducibly():
+    import random
+
+    from search_space.space import DEFAULT_SPACE
+
+    archs = [DEFAULT_SPACE.sample(random.Random(s), 6, 100, 4) for s in range(300)]
+    assert archs[:5] == [DEFAULT_SPACE.sample(random.Random(s), 6, 100, 4) for s in range(5)]
+    seen = {layer.op for a in archs for layer in a.cells}
+    assert seen == set(DEFAULT_SPACE.cells[0].ops)  # every op of the space, skip included
+    for a in archs:
+        assert A.from_json(a.to_json()) == a  # valid against the registry
+        assert [layer.stride for layer in a.layers] == [p.stride for p in DEFAULT_SPACE.positions]
+        assert all(a.cells[i].op != "skip" for i, p in enumerate(DEFAULT_SPACE.cells) if p.stride == 2)
+    assert len(set(DEFAULT_SPACE.layer_configs(6, 100))) == len(list(DEFAULT_SPACE.layer_configs(6, 100)))
