@@ -23,8 +23,7 @@ toolchain:
 	@scripts/toolchain.sh
 
 demo: setup
-	$(BIN)/micronas train --out $(DEMO)
-	$(BIN)/micronas export $(DEMO) --ram 256k --flash 512k
+	$(BIN)/micronas search --latency 50ms --ram 256k --out $(DEMO)
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -565,3 +566,144 @@ def profile(run_path: str | os.PathLike[str], target: str | None = None, port: s
     return result
 
 
+
+
+# ---------------------------------------------------------------------------------------------
+# search
+
+
+def minimum_costs(cm: Any, table: Any) -> dict[str, Any]:
+    """The smallest latency, arena and flash a network of the space reaches for this data on
+    this board: exact predictions of the cheapest networks by each per-layer measure."""
+    from latency_tables import costs as costs_mod
+    from latency_tables import predict as predictor
+
+    m = table.metadata
+    cands = [costs_mod.cheapest_network(cm, metric, m["input_channels"], m["input_length"], m["num_classes"])
+             for metric in ("latency", "ram", "flash")]
+    preds = [predictor.predict(a, table) for a in cands]
+    return {"latency_ms": min(p.latency_ms for p in preds), "ram_bytes": min(p.arena_bytes for p in preds),
+            "flash_bytes": min(p.flash_bytes for p in preds),
+            "networks": [a.to_json() for a in cands]}
+
+
+def _check_feasible(budgets: Budgets, mins: dict[str, Any], board: Any) -> None:
+    problems = []
+    if budgets.latency_s is not None and budgets.latency_s * 1e3 < mins["latency_ms"]:
+        problems.append((f"the latency budget {budgets.latency_s * 1e3:g} ms is below the fastest network of the search "
+                         f"space for this data on {board.name}: {mins['latency_ms']:.3f} ms (predicted from its "
+                         "latency table)", f"relax --latency to at least {math.ceil(mins['latency_ms'] * 1000) / 1000:g}ms"))
+    if budgets.ram_bytes is not None and budgets.ram_bytes < mins["ram_bytes"]:
+        problems.append((f"the RAM budget {format_size(budgets.ram_bytes)} is below the smallest arena of the search "
+                         f"space for this data: {format_size(mins['ram_bytes'])}",
+                         f"relax --ram to at least {mins['ram_bytes']}"))
+    if budgets.flash_bytes is not None and budgets.flash_bytes < mins["flash_bytes"]:
+        problems.append((f"the flash budget {format_size(budgets.flash_bytes)} is below the smallest firmware of the "
+                         f"search space for this data on {board.name}: {format_size(mins['flash_bytes'])}",
+                         f"relax --flash to at least {mins['flash_bytes']}"))
+    if problems:
+        raise BudgetError("; ".join(p for p, _ in problems), "; ".join(h for _, h in problems))
+
+
+def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: Budgets = Budgets(),
+           target: str | None = None, port: str | None = None, cfg: Any = None, final_epochs: int = 120,
+           profile_windows: int = 20, on_stage: StageCallback | None = None,
+           on_epoch: EpochCallback | None = None) -> dict[str, Any]:
+    """Search, train, export and profile: from data to a measured, budget-checked model.
+
+    Budgets not given default to the board's SRAM and flash. Before searching, a budget below
+    what any network of the space can reach is a BudgetError naming the minimum.
+
+    Returns:
+        A summary: the architecture, predicted and measured figures, accuracy.
+
+    Raises:
+        BudgetError: infeasible budget, or the measured network exceeds one.
+        ConfigError, DataError, DeviceError: as the stages raise them.
+    """
+    import torch
+
+    from latency_tables import build as table_build
+    from latency_tables import costs as costs_mod
+    from latency_tables import predict as predictor
+    from micronas import search as dnas
+    from search_space.space import DEFAULT_SPACE, position_choices
+    from search_space.supernet import SuperNet
+    from targets import boards
+
+    stage = on_stage or (lambda _s: None)
+    cfg = cfg or dnas.SearchConfig()
+    board = boards.get(target) if target else boards.default_board()
+    budgets = Budgets(budgets.latency_s, budgets.ram_bytes if budgets.ram_bytes is not None else board.sram_bytes,
+                      budgets.flash_bytes if budgets.flash_bytes is not None else board.flash_bytes)
+    for what, value, have in (("RAM", budgets.ram_bytes, board.sram_bytes), ("flash", budgets.flash_bytes,
+                                                                             board.flash_bytes)):
+        if value > have:
+            raise ConfigError(f"the {what} budget {format_size(value)} is more than {board.name} has "
+                              f"({format_size(have)})", f"lower --{what.lower()} or choose another --target")
+    ds = load_dataset(data)
+    shape = (ds.n_channels, ds.length, ds.n_classes)
+    run = RunDir.create(out)
+    split = make_split(ds, seed=cfg.seed)
+    std = Standardizer.fit(ds.X[split.train])
+    parts = arrays_for(ds, split)
+    scaled = {k: (std.apply(X), y.astype(np.int64)) for k, (X, y) in parts.items()}
+
+    stage(f"latency table for {board.name}, {shape[0]}ch x {shape[1]}, {shape[2]} classes")
+    try:
+        table = predictor.find_table(board.name, *shape)
+    except ConfigError:
+        if port is not None or not _have_emulator():
+            raise
+        out_table = Path(predictor.USER_TABLES_DIR) / table_build.default_table_name(board.name, *shape)
+        stage(f"no table yet: measuring one on the emulated core into {out_table}")
+        table = table_build.build_table(board.name, *shape, out_table, on_stage=stage)
+    measure = ((lambda keys: table_build.measure_into(table, keys, port=port, on_stage=stage))
+               if port is not None or _have_emulator() else None)
+    cm = costs_mod.build_costs(DEFAULT_SPACE, table, measure_missing=measure)
+    mins = minimum_costs(cm, table)
+    _check_feasible(budgets, mins, board)
+
+    choices = [position_choices(DEFAULT_SPACE, i) for i in range(len(DEFAULT_SPACE.positions))]
+
+    def factory():
+        return SuperNet(DEFAULT_SPACE, choices, *shape)
+
+    digest = cfg.digest({"data": data_fingerprint(ds), "budgets": budgets.to_json(), "board": board.name,
+                         "table": table.metadata["runtime_hash"], "space": DEFAULT_SPACE.name})
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    stage(f"DNAS over the {DEFAULT_SPACE.name} space ({cfg.epochs} epochs; supernet checkpointed every epoch)")
+    trajectory = dnas.search(run, factory, cm, {k: v for k, v in scaled.items() if k in ("train", "val")},
+                             budgets, cfg, digest, on_epoch)
+    net = dnas.load_supernet(run, factory)
+    stage("derivation: the most likely network, exact costs, repair if over budget")
+    the_arch, pred, repairs = dnas.derive_and_repair(net, table, budgets)
+    run.write_json("search.json", {"config": asdict(cfg), "digest": digest, "budgets": budgets.to_json(),
+                                   "board": board.name, "latency_table": table.path.name if table.path else None,
+                                   "minimum_costs": mins, "trajectory": trajectory,
+                                   "derived": the_arch.to_json(), "repairs": repairs,
+                                   "predicted": pred.to_json()})
+    arch_path = run.file("searched_arch.json")
+    atomic_write_text(arch_path, the_arch.dumps())
+
+    stage(f"final training of the derived network from scratch ({final_epochs} epochs)")
+    train_cfg = TrainConfig(epochs=final_epochs, seed=cfg.seed)
+    try:
+        summary = train(data, run.path, arch=arch_path, cfg=train_cfg)
+    except ConfigError:  # the run holds the model of an earlier search of another network: replace it
+        summary = train(data, run.path, arch=arch_path, cfg=train_cfg, force=True)
+    config = run.read_json("config.json")
+    config["target"] = board.name
+    run.write_json("config.json", config)
+    stage("int8 export, C runtime")
+    metrics = export(run.path, Budgets(None, budgets.ram_bytes, budgets.flash_bytes), on_stage=stage)
+    stage(f"profile on {board.name} ({'emulated' if port is None else port})")
+    prof = profile(run.path, target=board.name, port=port, windows=profile_windows, budgets=budgets, on_stage=stage)
+    return {"run": str(run.path), "arch": the_arch.to_json(), "repairs": repairs, "minimum_costs": mins,
+            "predicted": pred.to_json(), "train": summary["best"], "metrics": metrics, "profile": prof}
+
+
+def _have_emulator() -> bool:
+    import shutil
+
+    return bool(shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc"))

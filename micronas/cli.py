@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 
 from micronas import __version__
-from micronas.errors import EXIT_USAGE, MicronasError
+from micronas.errors import EXIT_USAGE, MicronasError, UsageError
 from micronas.units import SIZE_UNITS_HELP, Budgets, format_size
 
 EXIT_INTERRUPTED = 130
@@ -265,6 +265,67 @@ def data(
     out.print("classes: " + ", ".join(f"{k} ({v})" for k, v in counts.items()), markup=False)
     out.print(f"split (seed {seed}): {len(split.train)} train / {len(split.val)} val / {len(split.test)} test"
               + (" by subject" if split.by_subject else ", stratified by class"), markup=False)
+
+
+@app.command()
+@_handled
+def search(
+    latency: Annotated[Optional[str], typer.Option(help="Latency budget, e.g. 50ms, 0.05s, 500us.")] = None,
+    ram: Annotated[Optional[str], typer.Option(help=RAM_HELP + " Default: the board's SRAM.")] = None,
+    flash: Annotated[Optional[str], typer.Option(help=FLASH_HELP + " Default: the board's flash.")] = None,
+    target: Annotated[Optional[str], typer.Option(help="Board name (see `micronas boards`); default nucleo-l552ze-q.")]
+    = None,
+    data: Annotated[str, typer.Option(help="'basicmotions' (embedded) or a .npz, .ts or .csv file.")] = "basicmotions",
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory; default runs/search.")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue a killed search in this run directory.")] = None,
+    epochs: Annotated[int, typer.Option(min=1, max=10000, help="Search epochs.")] = 40,
+    final_epochs: Annotated[int, typer.Option(min=1, max=10000, help="Epochs of the final training.")] = 120,
+    seed: Annotated[int, typer.Option(min=0, help="Seeds the split, the supernet and the search.")] = 0,
+    port: Annotated[Optional[str], typer.Option(
+        help="pyserial URL of a real board for the final profile (and missing table entries); default: emulated.")]
+    = None,
+) -> None:
+    """Search the most accurate network that fits, train, export and profile it: data to a measured model.
+
+    Exits 1 when a budget is below what any network of the search space reaches (the message names
+    the minimum), or when the found network exceeds a budget on the device.
+    """
+    from micronas import api
+    from micronas import search as dnas
+
+    if resume is not None and out_dir is not None and Path(resume) != Path(out_dir):
+        raise UsageError(f"--resume {resume} and --out {out_dir} name different runs", "pass one of them")
+    run = resume or out_dir or Path("runs/search")
+    if resume is not None and not (Path(resume) / "search_checkpoint.pt").exists():
+        raise UsageError(f"--resume {resume}: no search to resume there (no search_checkpoint.pt)",
+                         "start one with --out")
+    budgets = Budgets.parse(latency=latency, ram=ram, flash=flash)
+    _echo_budgets(budgets)
+
+    def epoch(e: int, n: int, entry: dict) -> None:
+        x = entry["expected"]
+        out.print(f"  search epoch {e + 1}/{n}: tau {entry['tau']:.2f}, val acc (most likely) "
+                  f"{entry['val_acc_most_likely']:.3f}, expected {x['latency_ms']:.2f} ms, "
+                  f"{format_size(round(x['ram_bytes']))} arena, {format_size(round(x['flash_bytes']))} flash",
+                  markup=False)
+
+    r = api.search(data, run, budgets, target=target, port=port,
+                   cfg=dnas.SearchConfig(epochs=epochs, warmup_epochs=min(5, max(0, epochs // 4)), seed=seed),
+                   final_epochs=final_epochs, on_stage=lambda s: out.print(f"- {s}", markup=False), on_epoch=epoch)
+    p, m, pr = r["predicted"], r["metrics"], r["profile"]
+    unit = pr["timer_kind"]
+    layers = ", ".join(f"{la['op']}" + (f"{la['out']}k{la['kernel']}" if "out" in la else "") +
+                       (f"x{la['experts']}" if "experts" in la else "") + ("/2" if la.get("stride") == 2 else "")
+                       for la in [r["arch"]["stem"], *r["arch"]["cells"]])
+    out.print(f"found: {layers}", markup=False)
+    for step in r["repairs"]:
+        out.print(f"  repaired: {step}", markup=False)
+    out.print(f"accuracy (test): fp32 {m['accuracy_fp32']:.3f}, int8 {m['accuracy_int8']:.3f}", markup=False)
+    out.print(f"latency: predicted {p['predicted_latency_ms']:.3f} ms, measured {pr['measured_latency_ms']:.3f} ms "
+              f"({pr['where']}, {unit})", markup=False)
+    out.print(f"arena: predicted {p['predicted_arena_bytes']:,} B, measured {pr['arena_bytes_measured']:,} B; "
+              f"flash: predicted {p['predicted_flash_bytes']:,} B, ELF {pr['flash_bytes']:,} B", markup=False)
+    out.print(f"run: {r['run']} (search.json, arch.json, model_int8.tflite, c/, profile.json)", markup=False)
 
 
 tables_app = typer.Typer(help="Latency lookup tables: measure every op of the search space on a board, show them.",

@@ -12,6 +12,7 @@ This module imports no torch.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -103,6 +104,43 @@ class SearchSpace:
             layers.append(layer)
             c = layer.out if layer.out is not None else c
         return validate(Arch(input_channels, input_length, num_classes, layers[0], tuple(layers[1:])))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One candidate of a position (the width is chosen separately, by channel masks)."""
+
+    op: str
+    kernel: int | None = None
+    experts: int | None = None
+
+    def layer(self, out: int | None, stride: int) -> LayerSpec:
+        if SEARCH_OPS.get(self.op).keeps_width:
+            return LayerSpec(op=self.op, stride=stride)
+        return LayerSpec(op=self.op, out=out, kernel=self.kernel, stride=stride, experts=self.experts)
+
+    @property
+    def label(self) -> str:
+        return self.op + (f"k{self.kernel}" if self.kernel else "") + (f"x{self.experts}" if self.experts else "")
+
+
+def position_choices(space: SearchSpace, index: int) -> list[Choice]:
+    """The supernet's candidates at a position: each op with each kernel and expert count.
+
+    `conv` and `wconv` compute the same function once widths are masks (every candidate of the
+    supernet is width-searched), so the supernet keeps `wconv` when both are offered.
+    """
+    p = space.positions[index]
+    names = [o for o in p.op_names() if not (index == 0 and SEARCH_OPS.get(o).keeps_width)]
+    if "wconv" in names and "conv" in names:
+        names.remove("conv")
+    out = []
+    for name in names:
+        op = SEARCH_OPS.get(name)
+        kernels = [k for k in p.kernels if k in op.kernels] or [None]
+        for k, e in itertools.product(kernels, op.experts or (None,)):
+            out.append(Choice(name, k, e))
+    return out
 
 
 DEFAULT_SPACE = SearchSpace(

@@ -1,0 +1,332 @@
+"""Differentiable architecture search (DNAS) under latency, RAM and flash budgets.
+
+The supernet (`search_space.supernet`) samples one candidate per position with hard
+Gumbel-softmax; its temperature anneals from `tau_start` to `tau_end`. Each epoch alternates
+weight steps on the train split with architecture steps on the validation split (after a
+weights-only warm-up). An architecture step minimises
+
+    cross-entropy + sum over budgets of penalty(E[cost] / budget)
+
+where E[cost] is the expectation of the table's latency, the layers' arena (a smooth maximum)
+and the flash (constants + code) under the current architecture distribution, differentiable
+in the logits (`latency_tables.costs` holds the per-choice figures). The penalty is steep over
+budget and mild under it, in the log ratio (MicroNAS used a log-ratio penalty):
+
+    penalty(r) = over * log(r)   if r > 1      (over = 5)
+                 under * log(r)  otherwise     (under = 0.05: a mild pull towards cheaper nets)
+
+After the last epoch the most likely network is derived, its exact costs predicted, and a
+repair step trades the least likely choices for cheaper ones until it fits.
+
+Everything is seeded; the supernet, both optimisers, the RNG states and the trajectory are
+checkpointed after every epoch, so a killed search resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from micronas.errors import BudgetError, ConfigError
+from micronas.rundir import RunDir, atomic_write_bytes
+from micronas.units import Budgets, format_size
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Settings of the search; recorded in search.json, a resume must match them."""
+
+    epochs: int = 40
+    warmup_epochs: int = 5  # weights only: the candidates learn something before they are judged
+    batch_size: int = 16
+    weight_lr: float = 3e-3
+    arch_lr: float = 3e-2
+    tau_start: float = 5.0
+    tau_end: float = 0.5
+    over_weight: float = 5.0
+    under_weight: float = 0.05
+    ram_smoothness_bytes: float = 256.0  # soft maximum of the layers' arenas
+    seed: int = 0
+
+    def digest(self, extra: dict[str, Any]) -> str:
+        blob = json.dumps({"search": asdict(self), **extra}, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def penalty(expected, budget: float, cfg: SearchConfig):
+    import torch
+
+    log_r = torch.log(expected / budget)
+    return torch.where(log_r > 0, cfg.over_weight * log_r, cfg.under_weight * log_r)
+
+
+def expected_costs(net, cm, cfg: SearchConfig) -> dict[str, Any]:
+    """E[latency count], E[peak arena] (soft max), E[flash] under the architecture distribution."""
+    import torch
+
+    lat = torch.tensor(cm.overhead)
+    flash = torch.tensor(cm.flash_base)
+    arenas = []
+    q_in = torch.ones(1)  # distribution over the input widths of position 0: the data's channels
+    for pos, pc in zip(net.positions, cm.positions):
+        p_op = torch.softmax(pos.alpha, 0)
+        p_w = torch.softmax(pos.beta, 0)
+        joint = q_in[:, None] * p_w[None, :]  # (width_in, width_out)
+        for name, arr in (("lat", pc.latency), ("const", pc.const_bytes + cm.flash_per_kernel * pc.kernels),
+                          ("arena", pc.arena)):
+            e = (p_op[:, None, None] * joint[None] * torch.from_numpy(arr).float()).sum()
+            if name == "lat":
+                lat = lat + e
+            elif name == "const":
+                flash = flash + e
+            else:
+                arenas.append(e)
+        # distribution of this position's output width over the next position's input widths
+        skip = sum(p_op[i] for i, ch in enumerate(pc.choices) if ch.op == "skip") if pos.skip else torch.tensor(0.0)
+        widths_next = sorted(set(pc.widths_out) | (set(pc.widths_in) if pos.skip else set()))
+        q_next = torch.zeros(len(widths_next))
+        for b, w in enumerate(pc.widths_out):
+            q_next = q_next + (1 - skip) * p_w[b] * _onehot(widths_next, w)
+        if pos.skip:
+            for a, w in enumerate(pc.widths_in):
+                q_next = q_next + skip * q_in[a] * _onehot(widths_next, w)
+        q_in, pc_next_widths = q_next, widths_next
+    head = {"lat": cm.head_latency, "const": cm.head_const + cm.flash_per_kernel * cm.head_kernels,
+            "arena": cm.head_arena}
+    idx = [cm.head_widths.index(w) for w in pc_next_widths]
+    lat = lat + (q_in * torch.from_numpy(head["lat"][idx]).float()).sum()
+    flash = flash + (q_in * torch.from_numpy(head["const"][idx]).float()).sum()
+    arenas.append((q_in * torch.from_numpy(head["arena"][idx]).float()).sum())
+    a = torch.stack(arenas)
+    ram = cfg.ram_smoothness_bytes * torch.logsumexp(a / cfg.ram_smoothness_bytes, 0)
+    return {"latency": lat, "ram": ram, "flash": flash}
+
+
+def _onehot(widths: list[int], w: int):
+    import torch
+
+    v = torch.zeros(len(widths))
+    v[widths.index(w)] = 1.0
+    return v
+
+
+def _costs_json(e: dict[str, Any], cm) -> dict[str, float]:
+    return {"latency_ms": float(e["latency"]) / cm.clock_hz * 1e3, "ram_bytes": float(e["ram"]),
+            "flash_bytes": float(e["flash"])}
+
+
+def _budget_counts(budgets: Budgets, cm) -> dict[str, float]:
+    out = {}
+    if budgets.latency_s is not None:
+        out["latency"] = budgets.latency_s * cm.clock_hz  # a count at one count per cycle
+    if budgets.ram_bytes is not None:
+        out["ram"] = float(budgets.ram_bytes)
+    if budgets.flash_bytes is not None:
+        out["flash"] = float(budgets.flash_bytes)
+    return out
+
+
+EpochCallback = Callable[[int, int, dict[str, Any]], None]
+
+
+def search(run: RunDir, net_factory: Callable[[], Any], cm, data: dict[str, tuple[np.ndarray, np.ndarray]],
+           budgets: Budgets, cfg: SearchConfig, digest: str, on_epoch: EpochCallback | None = None) -> list[dict]:
+    """Run (or resume) the DNAS; returns the trajectory (also in search.json).
+
+    The supernet and its logits are left in `run/search_checkpoint.pt`.
+    """
+    import torch
+    from torch.nn import functional as F
+
+    torch.manual_seed(cfg.seed)
+    net = net_factory()
+    w_opt = torch.optim.Adam(net.weight_parameters(), lr=cfg.weight_lr, weight_decay=1e-4)
+    a_opt = torch.optim.Adam(net.arch_parameters(), lr=cfg.arch_lr)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    Xtr, ytr = (torch.from_numpy(a) for a in data["train"])
+    Xva, yva = (torch.from_numpy(a) for a in data["val"])
+    targets = _budget_counts(budgets, cm)
+    trajectory: list[dict] = []
+    start = 0
+    ckpt_path = run.file("search_checkpoint.pt")
+    if ckpt_path.exists():
+        try:
+            ckpt = torch.load(ckpt_path, weights_only=False)
+        except Exception as e:
+            raise ConfigError(f"{ckpt_path} is corrupt ({type(e).__name__})",
+                              f"delete it to search from scratch: rm {ckpt_path}") from None
+        if ckpt.get("digest") == digest:
+            net.load_state_dict(ckpt["net"])
+            w_opt.load_state_dict(ckpt["w_opt"])
+            a_opt.load_state_dict(ckpt["a_opt"])
+            gen.set_state(ckpt["generator"])
+            torch.set_rng_state(ckpt["torch_rng"])
+            trajectory = ckpt["trajectory"]
+            start = int(ckpt["epoch"]) + 1
+            log.info("resuming the search at epoch %d of %d", start + 1, cfg.epochs)
+
+    for epoch in range(start, cfg.epochs):
+        frac = epoch / max(1, cfg.epochs - 1)
+        net.tau = cfg.tau_start * (cfg.tau_end / cfg.tau_start) ** frac  # exponential annealing
+        net.train()
+        order = torch.randperm(len(Xtr), generator=gen)
+        vorder = torch.randperm(len(Xva), generator=gen)
+        losses = []
+        for step, i in enumerate(range(0, len(order), cfg.batch_size)):
+            idx = order[i : i + cfg.batch_size]
+            if len(idx) < 2:
+                continue
+            w_opt.zero_grad()
+            loss = F.cross_entropy(net(Xtr[idx]), ytr[idx])
+            loss.backward()
+            w_opt.step()
+            losses.append(float(loss.detach()))
+            if epoch >= cfg.warmup_epochs:
+                j = (step * cfg.batch_size) % max(1, len(vorder))
+                vidx = vorder[j : j + cfg.batch_size]
+                if len(vidx) < 2:
+                    vidx = vorder[: cfg.batch_size]
+                a_opt.zero_grad()
+                e = expected_costs(net, cm, cfg)
+                a_loss = F.cross_entropy(net(Xva[vidx]), yva[vidx])
+                for k, b in targets.items():
+                    a_loss = a_loss + penalty(e[k], b, cfg)
+                a_loss.backward()
+                a_opt.step()
+        net.eval()
+        with torch.no_grad():
+            val_acc = float((net(Xva, sample=False).argmax(1) == yva).float().mean())
+            e = expected_costs(net, cm, cfg)
+            entry = {
+                "epoch": epoch, "tau": round(net.tau, 4), "train_loss": float(np.mean(losses)) if losses else None,
+                "val_acc_most_likely": val_acc, "expected": _costs_json(e, cm),
+                "most_likely": net.derive().to_json(),
+                "distribution": [{"ops": {ch.label: round(float(p), 4) for ch, p in
+                                          zip(pos.choices, torch.softmax(pos.alpha, 0))},
+                                  "widths": {str(w): round(float(p), 4) for w, p in
+                                             zip(pos.widths, torch.softmax(pos.beta, 0))}}
+                                 for pos in net.positions],
+            }
+        trajectory.append(entry)
+        buf = io.BytesIO()
+        torch.save({"digest": digest, "epoch": epoch, "net": net.state_dict(), "w_opt": w_opt.state_dict(),
+                    "a_opt": a_opt.state_dict(), "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                    "trajectory": trajectory}, buf)
+        atomic_write_bytes(ckpt_path, buf.getvalue())
+        run.write_json("search.json", {"config": asdict(cfg), "digest": digest, "budgets": budgets.to_json(),
+                                       "trajectory": trajectory})
+        if on_epoch:
+            on_epoch(epoch, cfg.epochs, entry)
+    return trajectory
+
+
+def load_supernet(run: RunDir, net_factory: Callable[[], Any]):
+    import torch
+
+    net = net_factory()
+    net.load_state_dict(torch.load(run.file("search_checkpoint.pt"), weights_only=False)["net"])
+    return net
+
+
+# ---- derivation and repair ---------------------------------------------------------------------
+
+def _over(pred, budgets: Budgets) -> list[str]:
+    over = []
+    if budgets.latency_s is not None and pred.latency_ms > budgets.latency_s * 1e3:
+        over.append(f"latency {pred.latency_ms:.3f} ms > {budgets.latency_s * 1e3:g} ms")
+    if budgets.ram_bytes is not None and pred.arena_bytes > budgets.ram_bytes:
+        over.append(f"arena {format_size(pred.arena_bytes)} > {format_size(budgets.ram_bytes)}")
+    if budgets.flash_bytes is not None and pred.flash_bytes > budgets.flash_bytes:
+        over.append(f"flash {format_size(pred.flash_bytes)} > {format_size(budgets.flash_bytes)}")
+    return over
+
+
+def _violation(pred, budgets: Budgets) -> float:
+    v = 0.0
+    if budgets.latency_s is not None:
+        v += max(0.0, math.log(pred.latency_ms / (budgets.latency_s * 1e3)))
+    if budgets.ram_bytes is not None:
+        v += max(0.0, math.log(pred.arena_bytes / budgets.ram_bytes))
+    if budgets.flash_bytes is not None:
+        v += max(0.0, math.log(pred.flash_bytes / budgets.flash_bytes))
+    return v
+
+
+def derive_and_repair(net, table, budgets: Budgets, max_steps: int = 50) -> tuple[Any, Any, list[str]]:
+    """The most likely network, repaired until its exact predicted costs fit.
+
+    Repair: while over budget, among all single-position changes (another candidate or
+    width), take the one that most reduces the budget violation per unit of lost
+    log-probability under the searched distribution.
+
+    Returns:
+        (arch, prediction, log of repair steps).
+
+    Raises:
+        BudgetError: no repair reaches the budgets.
+    """
+    import torch
+
+    from latency_tables import predict as predictor
+    from search_space.arch import Arch, validate
+
+    logp = [(torch.log_softmax(pos.alpha, 0).tolist(), torch.log_softmax(pos.beta, 0).tolist())
+            for pos in net.positions]
+    state = [(int(pos.alpha.argmax()), int(pos.beta.argmax())) for pos in net.positions]
+
+    def arch_of(st):
+        layers = []
+        for (c, w), pos, p in zip(st, net.positions, net.space.positions):
+            ch = pos.choices[c]
+            layers.append(ch.layer(pos.widths[w], p.stride))
+        return validate(Arch(net.channels, net.length, net.classes, layers[0], tuple(layers[1:])))
+
+    def score(st):
+        return sum(logp[i][0][c] + logp[i][1][w] for i, (c, w) in enumerate(st))
+
+    steps: list[str] = []
+    arch = arch_of(state)
+    pred = predictor.predict(arch, table)
+    for _ in range(max_steps):
+        if not _over(pred, budgets):
+            return arch, pred, steps
+        v0, s0 = _violation(pred, budgets), score(state)
+        best = None
+        for i, pos in enumerate(net.positions):
+            for c in range(len(pos.choices)):
+                for w in range(len(pos.widths)):
+                    if (c, w) == state[i]:
+                        continue
+                    cand = list(state)
+                    cand[i] = (c, w)
+                    try:
+                        a = arch_of(cand)
+                    except ConfigError:
+                        continue
+                    p = predictor.predict(a, table)
+                    gain = v0 - _violation(p, budgets)
+                    if gain <= 0:
+                        continue
+                    cost = max(1e-6, s0 - score(cand))
+                    if best is None or gain / cost > best[0]:
+                        best = (gain / cost, cand, a, p, i)
+        if best is None:
+            break
+        _, state, arch, new, i = best
+        steps.append(f"position {i}: {arch.layers[i].to_json()} ({', '.join(_over(pred, budgets))} -> "
+                     f"{', '.join(_over(new, budgets)) or 'fits'})")
+        pred = new
+    if _over(pred, budgets):
+        raise BudgetError(f"the searched network does not fit after repair: {', '.join(_over(pred, budgets))}",
+                          "relax the budget, or search longer")
+    return arch, pred, steps

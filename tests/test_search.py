@@ -1,0 +1,142 @@
+"""DNAS: the supernet, expected costs, infeasible budgets, resume, and a tiny search end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from latency_tables import costs as costs_mod
+from latency_tables import predict as predictor
+from micronas import api
+from micronas import search as dnas
+from micronas.data import Standardizer, arrays_for, load_dataset, make_split
+from micronas.errors import BudgetError
+from micronas.rundir import RunDir
+from micronas.units import Budgets
+from search_space.registry import SEARCH_OPS
+from search_space.space import DEFAULT_SPACE, position_choices
+from search_space.supernet import SuperNet
+
+from .conftest import toolchain
+
+
+@pytest.fixture(scope="module")
+def basicmotions():
+    ds = load_dataset("basicmotions")
+    split = make_split(ds, seed=0)
+    parts = arrays_for(ds, split)
+    std = Standardizer.fit(parts["train"][0])
+    return {k: (std.apply(X), y.astype(np.int64)) for k, (X, y) in parts.items() if k in ("train", "val")}
+
+
+@pytest.fixture(scope="module")
+def cost_model():
+    table = predictor.find_table("nucleo-l552ze-q", 6, 100, 4)
+    return table, costs_mod.build_costs(DEFAULT_SPACE, table)
+
+
+def _factory():
+    choices = [position_choices(DEFAULT_SPACE, i) for i in range(len(DEFAULT_SPACE.positions))]
+    return SuperNet(DEFAULT_SPACE, choices, 6, 100, 4)
+
+
+def test_supernet_holds_every_search_op_and_derives_valid_networks():
+    net = _factory()
+    ops = {ch.op for pos in net.positions for ch in pos.choices}
+    assert ops | {"conv"} == set(SEARCH_OPS.names())  # conv is wconv with one width
+    x = torch.randn(3, 6, 100)
+    for _ in range(5):
+        assert net(x).shape == (3, 4)
+    kdna = {n for n in net.parents}
+    assert kdna and all(n.startswith("kdna_") for n in kdna)
+    arch = net.derive()
+    assert [la.stride for la in arch.layers] == [p.stride for p in DEFAULT_SPACE.positions]
+
+
+def test_expected_costs_equal_the_exact_prediction_for_a_one_hot_distribution(cost_model):
+    table, cm = cost_model
+    net = _factory()
+    with torch.no_grad():  # put all the probability on one network
+        for pos in net.positions:
+            pos.alpha.fill_(-50.0)
+            pos.beta.fill_(-50.0)
+            pos.alpha[0] = 50.0
+            pos.beta[-1] = 50.0
+    with torch.no_grad():
+        e = dnas.expected_costs(net, cm, dnas.SearchConfig())
+    p = predictor.predict(net.derive(), table)
+    assert float(e["latency"]) == pytest.approx(p.latency_count, rel=1e-6)  # latency is additive: exact
+    assert float(e["flash"]) == pytest.approx(p.flash_bytes, rel=0.01)
+    assert float(e["ram"]) >= 0.5 * p.arena_bytes
+
+
+def test_penalty_is_steep_over_budget_and_mild_under():
+    cfg = dnas.SearchConfig()
+    over = float(dnas.penalty(torch.tensor(2.0), 1.0, cfg))
+    under = float(dnas.penalty(torch.tensor(0.5), 1.0, cfg))
+    assert over == pytest.approx(cfg.over_weight * np.log(2)) and under == pytest.approx(cfg.under_weight * np.log(0.5))
+    assert over > 50 * abs(under)
+
+
+@pytest.mark.parametrize("budgets, needle", [
+    (Budgets.parse(latency="0.1ms"), "latency budget 0.1 ms is below the fastest network"),
+    (Budgets.parse(ram="200"), "RAM budget 200 bytes"),
+    (Budgets.parse(flash="1k"), "flash budget 1,024 bytes"),
+])
+def test_infeasible_budget_exits_1_naming_the_minimum(tmp_path, budgets, needle):
+    with pytest.raises(BudgetError) as e:
+        api.search("basicmotions", tmp_path / "run", budgets)
+    assert needle in e.value.message and "relax --" in e.value.hint and e.value.exit_code == 1
+    assert not (tmp_path / "run" / "search.json").exists()
+
+
+def test_minimum_costs_are_reached_by_a_real_network(cost_model):
+    table, cm = cost_model
+    mins = api.minimum_costs(cm, table)
+    lat = [predictor.predict(api.arch_mod.from_json(a), table).latency_ms for a in mins["networks"]]
+    assert mins["latency_ms"] == min(lat) and 0.5 < mins["latency_ms"] < 5
+    assert 0 < mins["ram_bytes"] < 4096 and 20_000 < mins["flash_bytes"] < 40_000
+
+
+def test_killed_search_resumes_to_the_same_architecture(tmp_path, basicmotions, cost_model):
+    _, cm = cost_model
+    cfg = dnas.SearchConfig(epochs=3, warmup_epochs=1, seed=3)
+    budgets = Budgets.parse(latency="5ms", ram="256k")
+    full = RunDir.create(tmp_path / "full")
+    t_full = dnas.search(full, _factory, cm, basicmotions, budgets, cfg, "d")
+
+    def kill(epoch, n, entry):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    killed = RunDir.create(tmp_path / "killed")
+    with pytest.raises(KeyboardInterrupt):
+        dnas.search(killed, _factory, cm, basicmotions, budgets, cfg, "d", on_epoch=kill)
+    assert len(json.loads(killed.file("search.json").read_text())["trajectory"]) == 2
+    seen = []
+    t_resumed = dnas.search(killed, _factory, cm, basicmotions, budgets, cfg, "d",
+                            on_epoch=lambda e, n, x: seen.append(e))
+    assert seen == [2]  # finished epochs are not redone
+    assert t_resumed == t_full
+    assert dnas.load_supernet(killed, _factory).derive() == dnas.load_supernet(full, _factory).derive()
+
+
+def test_tiny_search_end_to_end(tiny_npz, tmp_path, monkeypatch):
+    """Search (2 epochs), train, export and profile on the emulated default board; the table
+    for the tiny data's shape is measured on demand."""
+    toolchain("arm-none-eabi-gcc")
+    toolchain("qemu-system-arm")
+    monkeypatch.chdir(tmp_path)  # the on-demand table goes to ./micronas-tables
+    r = api.search(str(tiny_npz), tmp_path / "run", Budgets.parse(latency="20ms", ram="64k"),
+                   cfg=dnas.SearchConfig(epochs=2, warmup_epochs=1), final_epochs=5, profile_windows=3)
+    assert (tmp_path / "micronas-tables" / "nucleo-l552ze-q-4ch-37-3cls.json").exists()
+    s = json.loads((tmp_path / "run" / "search.json").read_text())
+    assert len(s["trajectory"]) == 2 and s["derived"] == r["arch"]
+    prof = r["profile"]
+    assert prof["outputs_equal_tflm"] and prof["arena_bytes_measured"] == r["predicted"]["predicted_arena_bytes"]
+    assert prof["measured_latency_ms"] <= 20 and abs(prof["prediction_error"]) < 0.01
+    for f in ("arch.json", "model.pt", "model_int8.tflite", "c/micronas_model.c", "metrics.json", "profile.json"):
+        assert (tmp_path / "run" / f).exists()
