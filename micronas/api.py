@@ -108,7 +108,6 @@ def train(data: str | os.PathLike[str], out: str | os.PathLike[str], arch: str |
     """
     ds = load_dataset(data)
     the_arch = resolve_arch(arch, ds)
-    run = RunDir.create(out)
     split = make_split(ds, seed=cfg.seed)
     fingerprint = data_fingerprint(ds)
     digest = cfg.digest({"arch": the_arch.to_json(), "data": fingerprint})
@@ -643,7 +642,6 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
                               f"({format_size(have)})", f"lower --{what.lower()} or choose another --target")
     ds = load_dataset(data)
     shape = (ds.n_channels, ds.length, ds.n_classes)
-    run = RunDir.create(out)
     split = make_split(ds, seed=cfg.seed)
     std = Standardizer.fit(ds.X[split.train])
     parts = arrays_for(ds, split)
@@ -663,6 +661,7 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
     cm = costs_mod.build_costs(DEFAULT_SPACE, table, measure_missing=measure)
     mins = minimum_costs(cm, table)
     _check_feasible(budgets, mins, board)
+    run = RunDir.create(out)  # only now: an infeasible budget leaves nothing behind
 
     choices = [position_choices(DEFAULT_SPACE, i) for i in range(len(DEFAULT_SPACE.positions))]
 

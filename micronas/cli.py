@@ -299,8 +299,16 @@ def search(
     if resume is not None and not (Path(resume) / "search_checkpoint.pt").exists():
         raise UsageError(f"--resume {resume}: no search to resume there (no search_checkpoint.pt)",
                          "start one with --out")
-    budgets = Budgets.parse(latency=latency, ram=ram, flash=flash)
+    from targets import boards as board_registry
+
+    given = Budgets.parse(latency=latency, ram=ram, flash=flash)
+    board = board_registry.get(target) if target else board_registry.default_board()
+    budgets = Budgets(given.latency_s, given.ram_bytes if given.ram_bytes is not None else board.sram_bytes,
+                      given.flash_bytes if given.flash_bytes is not None else board.flash_bytes)
     _echo_budgets(budgets)
+    for what, value in (("RAM", given.ram_bytes), ("flash", given.flash_bytes)):
+        if value is None:
+            out.print(f"  ({what} budget not given: {board.name}'s {what})", markup=False)
 
     def epoch(e: int, n: int, entry: dict) -> None:
         x = entry["expected"]
@@ -309,7 +317,7 @@ def search(
                   f"{format_size(round(x['ram_bytes']))} arena, {format_size(round(x['flash_bytes']))} flash",
                   markup=False)
 
-    r = api.search(data, run, budgets, target=target, port=port,
+    r = api.search(data, run, budgets, target=board.name, port=port,
                    cfg=dnas.SearchConfig(epochs=epochs, warmup_epochs=min(5, max(0, epochs // 4)), seed=seed),
                    final_epochs=final_epochs, on_stage=lambda s: out.print(f"- {s}", markup=False), on_epoch=epoch)
     p, m, pr = r["predicted"], r["metrics"], r["profile"]
