@@ -108,6 +108,7 @@ def train(data: str | os.PathLike[str], out: str | os.PathLike[str], arch: str |
     """
     ds = load_dataset(data)
     the_arch = resolve_arch(arch, ds)
+    run = RunDir.create(out)
     split = make_split(ds, seed=cfg.seed)
     fingerprint = data_fingerprint(ds)
     digest = cfg.digest({"arch": the_arch.to_json(), "data": fingerprint})
