@@ -608,7 +608,7 @@ def _check_feasible(budgets: Budgets, mins: dict[str, Any], board: Any) -> None:
 def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: Budgets = Budgets(),
            target: str | None = None, port: str | None = None, cfg: Any = None, final_epochs: int = 120,
            profile_windows: int = 20, on_stage: StageCallback | None = None,
-           on_epoch: EpochCallback | None = None) -> dict[str, Any]:
+           on_epoch: EpochCallback | None = None, resume: bool = False) -> dict[str, Any]:
     """Search, train, export and profile: from data to a measured, budget-checked model.
 
     Budgets not given default to the board's SRAM and flash. Before searching, a budget below
@@ -674,7 +674,7 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     stage(f"DNAS over the {DEFAULT_SPACE.name} space ({cfg.epochs} epochs; supernet checkpointed every epoch)")
     trajectory = dnas.search(run, factory, cm, {k: v for k, v in scaled.items() if k in ("train", "val")},
-                             budgets, cfg, digest, on_epoch)
+                             budgets, cfg, digest, on_epoch, must_resume=resume)
     net = dnas.load_supernet(run, factory)
     stage("derivation: the most likely network, exact costs, repair if over budget")
     the_arch, pred, repairs = dnas.derive_and_repair(net, table, budgets)

@@ -319,7 +319,8 @@ def search(
 
     r = api.search(data, run, budgets, target=board.name, port=port,
                    cfg=dnas.SearchConfig(epochs=epochs, warmup_epochs=min(5, max(0, epochs // 4)), seed=seed),
-                   final_epochs=final_epochs, on_stage=lambda s: out.print(f"- {s}", markup=False), on_epoch=epoch)
+                   final_epochs=final_epochs, on_stage=lambda s: out.print(f"- {s}", markup=False), on_epoch=epoch,
+                   resume=resume is not None)
     p, m, pr = r["predicted"], r["metrics"], r["profile"]
     unit = pr["timer_kind"]
     layers = ", ".join(f"{la['op']}" + (f"{la['out']}k{la['kernel']}" if "out" in la else "") +

@@ -140,10 +140,12 @@ EpochCallback = Callable[[int, int, dict[str, Any]], None]
 
 
 def search(run: RunDir, net_factory: Callable[[], Any], cm, data: dict[str, tuple[np.ndarray, np.ndarray]],
-           budgets: Budgets, cfg: SearchConfig, digest: str, on_epoch: EpochCallback | None = None) -> list[dict]:
+           budgets: Budgets, cfg: SearchConfig, digest: str, on_epoch: EpochCallback | None = None,
+           must_resume: bool = False) -> list[dict]:
     """Run (or resume) the DNAS; returns the trajectory (also in search.json).
 
-    The supernet and its logits are left in `run/search_checkpoint.pt`.
+    The supernet and its logits are left in `run/search_checkpoint.pt`. A checkpoint of other
+    settings is started over, unless `must_resume` (`--resume`), which makes it an error.
     """
     import torch
     from torch.nn import functional as F
@@ -165,6 +167,10 @@ def search(run: RunDir, net_factory: Callable[[], Any], cm, data: dict[str, tupl
         except Exception as e:
             raise ConfigError(f"{ckpt_path} is corrupt ({type(e).__name__})",
                               f"delete it to search from scratch: rm {ckpt_path}") from None
+        if ckpt.get("digest") != digest and must_resume:
+            raise ConfigError(f"the search in {run.path} was started with other settings (data, budgets, board, "
+                              "epochs or seed)", "repeat the original command's options with --resume, or search "
+                              "into a new --out")
         if ckpt.get("digest") == digest:
             net.load_state_dict(ckpt["net"])
             w_opt.load_state_dict(ckpt["w_opt"])

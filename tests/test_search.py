@@ -140,3 +140,13 @@ def test_tiny_search_end_to_end(tiny_npz, tmp_path, monkeypatch):
     assert prof["measured_latency_ms"] <= 20 and abs(prof["prediction_error"]) < 0.01
     for f in ("arch.json", "model.pt", "model_int8.tflite", "c/micronas_model.c", "metrics.json", "profile.json"):
         assert (tmp_path / "run" / f).exists()
+
+
+def test_resume_with_other_settings_is_refused(tmp_path, basicmotions, cost_model):
+    _, cm = cost_model
+    run = RunDir.create(tmp_path / "r")
+    cfg = dnas.SearchConfig(epochs=1, warmup_epochs=0)
+    dnas.search(run, _factory, cm, basicmotions, Budgets.parse(latency="5ms"), cfg, "first")
+    with pytest.raises(api.ConfigError) as e:
+        dnas.search(run, _factory, cm, basicmotions, Budgets.parse(latency="5ms"), cfg, "other", must_resume=True)
+    assert "other settings" in e.value.message and "--resume" in e.value.hint
