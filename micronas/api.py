@@ -687,7 +687,7 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
     atomic_write_text(arch_path, the_arch.dumps())
 
     stage(f"final training of the derived network from scratch ({final_epochs} epochs)")
-    train_cfg = TrainConfig(epochs=final_epochs, seed=cfg.seed)
+    train_cfg = TrainConfig(epochs=final_epochs, seed=cfg.seed, checkpoint_rule="last")
     try:
         summary = train(data, run.path, arch=arch_path, cfg=train_cfg)
     except ConfigError:  # the run holds the model of an earlier search of another network: replace it

@@ -67,3 +67,11 @@ def test_out_must_not_be_a_foreign_folder(tiny_npz, tmp_path):
     with pytest.raises(ConfigError, match="not a micronas run"):
         api.train(tiny_npz, tmp_path / "project", cfg=TrainConfig(epochs=1))
     assert sorted(p.name for p in (tmp_path / "project").iterdir()) == ["main.c"]
+
+
+def test_last_epoch_checkpoint_rule_keeps_the_final_weights(tiny_npz, tiny_arch, tmp_path):
+    cfg = TrainConfig(epochs=3, checkpoint_rule="last")
+    s = api.train(tiny_npz, tmp_path / "run", arch=tiny_arch, cfg=cfg)
+    log = json.loads((tmp_path / "run" / "train_log.json").read_text())
+    assert s["best"]["epoch"] == 2 and log["checkpoint_rule"].startswith("the last epoch")
+    assert log["best"]["val_acc"] == log["history"][-1]["val_acc"]
