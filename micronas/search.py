@@ -37,6 +37,7 @@ import numpy as np
 
 from micronas.errors import BudgetError, ConfigError
 from micronas.rundir import RunDir, atomic_write_bytes
+from micronas.train import read_checkpoint
 from micronas.units import Budgets, format_size
 
 log = logging.getLogger(__name__)
@@ -161,12 +162,8 @@ def search(run: RunDir, net_factory: Callable[[], Any], cm, data: dict[str, tupl
     trajectory: list[dict] = []
     start = 0
     ckpt_path = run.file("search_checkpoint.pt")
-    if ckpt_path.exists():
-        try:
-            ckpt = torch.load(ckpt_path, weights_only=False)
-        except Exception as e:
-            raise ConfigError(f"{ckpt_path} is corrupt ({type(e).__name__})",
-                              f"delete it to search from scratch: rm {ckpt_path}") from None
+    ckpt = read_checkpoint(ckpt_path, "search from scratch")
+    if ckpt is not None:
         if ckpt.get("digest") != digest and must_resume:
             raise ConfigError(f"the search in {run.path} was started with other settings (data, budgets, board, "
                               "epochs or seed)", "repeat the original command's options with --resume, or search "
@@ -240,7 +237,7 @@ def load_supernet(run: RunDir, net_factory: Callable[[], Any]):
     import torch
 
     net = net_factory()
-    net.load_state_dict(torch.load(run.file("search_checkpoint.pt"), weights_only=False)["net"])
+    net.load_state_dict(read_checkpoint(run.file("search_checkpoint.pt"), "search from scratch")["net"])
     return net
 
 

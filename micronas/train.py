@@ -64,6 +64,22 @@ def _save_checkpoint(run: RunDir, state: dict[str, Any]) -> None:
     atomic_write_bytes(run.file("checkpoint.pt"), buf.getvalue())
 
 
+def read_checkpoint(path, start_over: str) -> dict[str, Any] | None:
+    """The checkpoint at `path` (None when there is none).
+
+    Raises:
+        ConfigError: it is corrupt; the hint says to delete it and `start_over`.
+    """
+    import torch
+
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception as e:  # a corrupt checkpoint is not worth keeping
+        raise ConfigError(f"{path} is corrupt ({type(e).__name__})", f"delete it to {start_over}: rm {path}") from None
+
+
 def train(run: RunDir, build_model: Callable[[], Any], data: dict[str, tuple[np.ndarray, np.ndarray]],
           cfg: TrainConfig, digest: str, on_epoch: EpochCallback | None = None) -> dict[str, Any]:
     """Train a model on standardised data, resuming from `run/checkpoint.pt` when it matches.
@@ -97,12 +113,8 @@ def train(run: RunDir, build_model: Callable[[], Any], data: dict[str, tuple[np.
     start = 0
 
     ckpt_path = run.file("checkpoint.pt")
-    if ckpt_path.exists():
-        try:
-            ckpt = torch.load(ckpt_path, weights_only=True)
-        except Exception as e:  # a corrupt checkpoint is not worth keeping
-            raise ConfigError(f"{ckpt_path} is corrupt ({type(e).__name__})",
-                              f"delete it to train from scratch: rm {ckpt_path}") from None
+    ckpt = read_checkpoint(ckpt_path, "train from scratch")
+    if ckpt is not None:
         if ckpt.get("digest") == digest:
             model.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["optimizer"])
