@@ -357,6 +357,21 @@ def export(run_path: str | os.PathLike[str], budgets: Budgets = Budgets(),
     return metrics
 
 
+def board_budgets(budgets: Budgets, board: Any) -> Budgets:
+    """`budgets` with RAM and flash not given set to what the board has."""
+    return Budgets(budgets.latency_s, budgets.ram_bytes if budgets.ram_bytes is not None else board.sram_bytes,
+                   budgets.flash_bytes if budgets.flash_bytes is not None else board.flash_bytes)
+
+
+def check_board_has(budgets: Budgets, board: Any) -> None:
+    """A RAM or flash budget above what the board has is a ConfigError naming both figures."""
+    for what, value, have in (("RAM", budgets.ram_bytes, board.sram_bytes),
+                              ("flash", budgets.flash_bytes, board.flash_bytes)):
+        if value is not None and value > have:
+            raise ConfigError(f"the {what} budget {format_size(value)} is more than {board.name} has "
+                              f"({format_size(have)})", f"lower --{what.lower()} or choose another --target")
+
+
 def _predict_for_export(the_arch: arch_mod.Arch, gen: Any, target: str | None) -> dict[str, Any]:
     """The latency table's prediction for an exported network (metrics.json), and a check that
     the search-space lowering produced exactly the exported kernels and arena."""
@@ -371,11 +386,9 @@ def _predict_for_export(the_arch: arch_mod.Arch, gen: Any, target: str | None) -
     board = boards.get(target) if target else boards.default_board()
     try:
         table = predictor.find_table(board.name, the_arch.input_channels, the_arch.input_length, the_arch.num_classes)
-        gcc = shutil.which("arm-none-eabi-gcc")
-        emulator = gcc and shutil.which("qemu-system-arm")
         p = predictor.predict(the_arch, table, measure_missing=(lambda keys: table_build.measure_into(table, keys))
-                              if emulator and table.metadata["where"].startswith("emulated") else None,
-                              elf_flash=bool(gcc))
+                              if _have_emulator() and table.metadata["where"].startswith("emulated") else None,
+                              elf_flash=bool(shutil.which("arm-none-eabi-gcc")))
     except ConfigError as e:
         log.warning("no latency prediction: %s", e.message)
         return {"predicted_latency_ms": None, "predicted_latency_note": f"{e.message}; {e.hint or ''}".strip("; ")}
@@ -450,10 +463,7 @@ def profile(run_path: str | os.PathLike[str], target: str | None = None, port: s
     metrics = run.read_json("metrics.json")
     board = boards.get(target) if target else boards.default_board()
     budgets = effective_budgets(run_path, budgets)
-    for what, value, have in (("RAM", budgets.ram_bytes, board.sram_bytes), ("flash", budgets.flash_bytes, board.flash_bytes)):
-        if value is not None and value > have:
-            raise ConfigError(f"the {what} budget {format_size(value)} is more than {board.name} has "
-                              f"({format_size(have)})", f"lower --{what.lower()} or choose another --target")
+    check_board_has(budgets, board)
     emulated = port is None
     kind = "emulated" if emulated else "board"
     out_dir = run.file(f"firmware/{board.name}-{kind}")
@@ -634,13 +644,8 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
     stage = on_stage or (lambda _s: None)
     cfg = cfg or dnas.SearchConfig()
     board = boards.get(target) if target else boards.default_board()
-    budgets = Budgets(budgets.latency_s, budgets.ram_bytes if budgets.ram_bytes is not None else board.sram_bytes,
-                      budgets.flash_bytes if budgets.flash_bytes is not None else board.flash_bytes)
-    for what, value, have in (("RAM", budgets.ram_bytes, board.sram_bytes), ("flash", budgets.flash_bytes,
-                                                                             board.flash_bytes)):
-        if value > have:
-            raise ConfigError(f"the {what} budget {format_size(value)} is more than {board.name} has "
-                              f"({format_size(have)})", f"lower --{what.lower()} or choose another --target")
+    budgets = board_budgets(budgets, board)
+    check_board_has(budgets, board)
     ds = load_dataset(data)
     shape = (ds.n_channels, ds.length, ds.n_classes)
     split = make_split(ds, seed=cfg.seed)

@@ -303,8 +303,7 @@ def search(
 
     given = Budgets.parse(latency=latency, ram=ram, flash=flash)
     board = board_registry.get(target) if target else board_registry.default_board()
-    budgets = Budgets(given.latency_s, given.ram_bytes if given.ram_bytes is not None else board.sram_bytes,
-                      given.flash_bytes if given.flash_bytes is not None else board.flash_bytes)
+    budgets = api.board_budgets(given, board)
     _echo_budgets(budgets)
     for what, value in (("RAM", given.ram_bytes), ("flash", given.flash_bytes)):
         if value is None:
