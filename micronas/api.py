@@ -34,7 +34,7 @@ import numpy as np
 from micronas import __version__
 from micronas.data import Dataset, Split, Standardizer, arrays_for, load_dataset, make_split
 from micronas.errors import BudgetError, ConfigError, ExportError
-from micronas.rundir import RunDir, atomic_write_text, sha256_file
+from micronas.rundir import RunDir, atomic_write_bytes, atomic_write_text, sha256_file
 from micronas.train import EpochCallback, TrainConfig
 from micronas.units import Budgets, format_size
 from search_space import arch as arch_mod
@@ -44,8 +44,10 @@ log = logging.getLogger(__name__)
 StageCallback = Callable[[str], None]
 # LiteRT's optimised kernels may round a product differently from TFLM's reference ones, and a
 # one-LSB difference in an attention branch (average pool -> FC -> softmax) can reach two LSB at
-# the logits; more than two apart means the conversion, not the rounding, is wrong.
-MAX_INTERPRETER_LSB_DIFF = 2
+# the logits; two attention layers in a row compound it (3 LSB on 1 of 1,145 watch-data windows,
+# dyconv after kdna). More than four apart means the conversion, not the rounding, is wrong.
+# (The generated C runtime is held to TFLM exactly, not to this tolerance.)
+MAX_INTERPRETER_LSB_DIFF = 4
 
 
 def data_fingerprint(ds: Dataset) -> str:
@@ -109,7 +111,7 @@ def train(data: str | os.PathLike[str], out: str | os.PathLike[str], arch: str |
     ds = load_dataset(data)
     the_arch = resolve_arch(arch, ds)
     run = RunDir.create(out)
-    split = make_split(ds, seed=cfg.seed)
+    split = make_split(ds, seed=cfg.seed, val_subjects=cfg.val_subjects)
     fingerprint = data_fingerprint(ds)
     digest = cfg.digest({"arch": the_arch.to_json(), "data": fingerprint})
     summary = {"run": str(run.path), "arch": the_arch.to_json(), "classes": list(ds.class_names),
@@ -124,7 +126,7 @@ def train(data: str | os.PathLike[str], out: str | os.PathLike[str], arch: str |
             raise ConfigError(f"{run.path} already holds a model trained with other settings, arch or data",
                               "choose another --out, or pass --force to retrain here")
     if force:
-        for name in ("model.pt", "train_log.json", "checkpoint.pt", "metrics.json", "stages.json"):
+        for name in ("model.pt", QAT_MODEL, "train_log.json", "checkpoint.pt", "metrics.json", "stages.json"):
             run.file(name).unlink(missing_ok=True)
 
     std = Standardizer.fit(ds.X[split.train])
@@ -183,6 +185,23 @@ def _load_run(run: RunDir) -> tuple[dict, arch_mod.Arch, Dataset, Split, Standar
     return config, the_arch, ds, split, std
 
 
+QAT_MODEL = "model_qat.pt"  # the folded network after quantisation-aware fine-tuning; export prefers it
+
+
+def _folded_model(run: RunDir, the_arch: arch_mod.Arch):
+    """The network export converts: model.pt with batch norms folded, or the QAT fine-tuned one."""
+    import torch
+
+    from search_space.network import build, for_export
+
+    model = build(the_arch)
+    model.load_state_dict(torch.load(run.file("model.pt"), weights_only=True))
+    folded = for_export(model)
+    if run.has(QAT_MODEL):
+        folded.load_state_dict(torch.load(run.file(QAT_MODEL), weights_only=True))
+    return folded
+
+
 def export(run_path: str | os.PathLike[str], budgets: Budgets = Budgets(),
            on_stage: StageCallback | None = None) -> dict[str, Any]:
     """Export a trained run: ONNX, int8 TFLite, C arrays; verify; check budgets.
@@ -207,7 +226,6 @@ def export(run_path: str | os.PathLike[str], budgets: Budgets = Budgets(),
     import torch
 
     from firmware_export import carrays, codegen, convert, hostbuild, verify
-    from search_space.network import build, for_export
 
     stage = on_stage or (lambda _s: None)
     t0 = time.monotonic()
@@ -221,14 +239,14 @@ def export(run_path: str | os.PathLike[str], budgets: Budgets = Budgets(),
     log_path = run.file("export.log")
     stages = _Stages(run)
 
-    model = build(the_arch)
-    model.load_state_dict(torch.load(run.file("model.pt"), weights_only=True))
-    folded = for_export(model)
+    folded = _folded_model(run, the_arch)
     with torch.no_grad():
         fp32_logits = folded(torch.from_numpy(X_test)).numpy()  # (N, classes)
     fp32_pred = fp32_logits.argmax(1)
 
     key = sha256_file(run.file("model.pt")) + sha256_file(run.file("arch.json"))
+    if run.has(QAT_MODEL):
+        key += sha256_file(run.file(QAT_MODEL))
     if not stages.fresh("onnx", key, ["model.onnx"]):
         stage("ONNX export (torch dynamo)")
         convert.export_onnx(folded, (the_arch.input_channels, the_arch.input_length), run.file("model.onnx"), log_path)
@@ -298,6 +316,8 @@ def export(run_path: str | os.PathLike[str], budgets: Budgets = Budgets(),
         "accuracy_fp32": acc_fp32,
         "accuracy_int8": acc_int8,
         "int8_accuracy_drop": acc_fp32 - acc_int8,
+        "weights": (f"{QAT_MODEL}: quantisation-aware fine-tuned from model.pt" if run.has(QAT_MODEL)
+                    else "model.pt (post-training quantisation)"),
         "argmax_agreement_int8_vs_fp32": float(np.mean(int8_pred == fp32_pred)),
         "int8_source": "tflite-micro host interpreter (TFLM reference int8 kernels)",
         "litert_vs_tflm": agreement.to_json(),
@@ -354,6 +374,74 @@ def export(run_path: str | os.PathLike[str], budgets: Budgets = Budgets(),
     run.write_json("metrics.json", metrics)
     if over:
         raise BudgetError("; ".join(over), "raise the budget, or train a smaller architecture (--arch)")
+    return metrics
+
+
+QAT_TRIGGER = 0.01  # quantisation-aware fine-tuning when int8 loses more than 1 point (validation split)
+
+
+def _val_accuracy(run: RunDir) -> tuple[float, float]:
+    """(fp32, int8) accuracy on the validation split: the exported network and its int8 TFLite model."""
+    import torch
+
+    from firmware_export import verify
+
+    config, the_arch, ds, split, std = _load_run(run)
+    X, y = arrays_for(ds, split)["val"]
+    X = std.apply(X)
+    with torch.no_grad():
+        fp32 = _folded_model(run, the_arch)(torch.from_numpy(X)).numpy().argmax(1)
+    tflite_path = run.file("model_int8.tflite")
+    qin, _ = verify.io_params(tflite_path)
+    int8 = verify.run_litert(tflite_path, qin.quantize(X.transpose(0, 2, 1))).argmax(1)
+    return float(np.mean(fp32 == y)), float(np.mean(int8 == y))
+
+
+def export_int8(run_path: str | os.PathLike[str], budgets: Budgets = Budgets(), qat_epochs: int = 10,
+                on_stage: StageCallback | None = None) -> dict[str, Any]:
+    """`export`, then quantisation-aware fine-tuning when post-training quantisation loses more
+    than 1 point of validation accuracy; the fine-tuned weights are kept only when their int8
+    validation accuracy is higher. The decision never looks at the test split.
+
+    Returns:
+        The metrics of the exported model, with a "qat" entry saying what was done and why.
+    """
+    import io
+
+    import torch
+
+    from micronas import qat
+
+    stage = on_stage or (lambda _s: None)
+    run = RunDir.open(run_path)
+    run.file(QAT_MODEL).unlink(missing_ok=True)  # a fine-tuning of an earlier model.pt
+    metrics = export(run.path, budgets, on_stage=stage)
+    fp32, ptq = _val_accuracy(run)
+    record: dict[str, Any] = {"validation_accuracy_fp32": fp32, "validation_accuracy_int8_ptq": ptq,
+                              "trigger": f"fp32 - int8 > {QAT_TRIGGER:g} on the validation split", "ran": False}
+    if fp32 - ptq > QAT_TRIGGER:
+        stage(f"int8 loses {100 * (fp32 - ptq):.1f} points on the validation split: quantisation-aware "
+              f"fine-tuning ({qat_epochs} epochs)")
+        config, the_arch, ds, split, std = _load_run(run)
+        X, y = arrays_for(ds, split)["train"]
+        tuned = qat.fine_tune(_folded_model(run, the_arch), (std.apply(X), y.astype(np.int64)), epochs=qat_epochs,
+                              seed=int(config["train"]["seed"]))
+        buf = io.BytesIO()
+        torch.save(tuned.state_dict(), buf)
+        atomic_write_bytes(run.file(QAT_MODEL), buf.getvalue())
+        ptq_test = metrics["accuracy_int8"]
+        metrics = export(run.path, budgets, on_stage=stage)
+        _, qat_val = _val_accuracy(run)
+        record.update(ran=True, epochs=qat_epochs, validation_accuracy_int8_qat=qat_val,
+                      test_accuracy_int8_ptq=ptq_test, test_accuracy_int8_qat=metrics["accuracy_int8"])
+        if qat_val <= ptq:
+            stage(f"fine-tuning did not help on the validation split ({100 * qat_val:.1f} % vs "
+                  f"{100 * ptq:.1f} %): back to post-training quantisation")
+            run.file(QAT_MODEL).unlink()
+            metrics = export(run.path, budgets, on_stage=stage)
+        record["kept"] = "qat" if qat_val > ptq else "ptq"
+    metrics["qat"] = record
+    run.write_json("metrics.json", metrics)
     return metrics
 
 
@@ -648,7 +736,7 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
     check_board_has(budgets, board)
     ds = load_dataset(data)
     shape = (ds.n_channels, ds.length, ds.n_classes)
-    split = make_split(ds, seed=cfg.seed)
+    split = make_split(ds, seed=cfg.seed, val_subjects=cfg.val_subjects)
     std = Standardizer.fit(ds.X[split.train])
     parts = arrays_for(ds, split)
     scaled = {k: (std.apply(X), y.astype(np.int64)) for k, (X, y) in parts.items()}
@@ -692,20 +780,39 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
     atomic_write_text(arch_path, the_arch.dumps())
 
     stage(f"final training of the derived network from scratch ({final_epochs} epochs)")
-    train_cfg = TrainConfig(epochs=final_epochs, seed=cfg.seed, checkpoint_rule="last")
+    train_cfg = TrainConfig(epochs=final_epochs, seed=cfg.seed, val_subjects=cfg.val_subjects,
+                            checkpoint_rule="last")
+    done = train_export_profile(data, run.path, arch_path, train_cfg, board.name, budgets, port=port,
+                                profile_windows=profile_windows, on_stage=stage)
+    return {"run": str(run.path), "arch": the_arch.to_json(), "repairs": repairs, "minimum_costs": mins,
+            "predicted": pred.to_json(), **done}
+
+
+def train_export_profile(data: str | os.PathLike[str], run_path: str | os.PathLike[str],
+                         arch: str | os.PathLike[str], train_cfg: TrainConfig, target: str, budgets: Budgets,
+                         port: str | None = None, profile_windows: int = 20,
+                         on_stage: StageCallback | None = None) -> dict[str, Any]:
+    """Train `arch` from scratch into a run, export it to int8 (QAT when PTQ loses more than a
+    point) and profile it on the board: the last steps of a search, and how a hand-designed
+    baseline is measured the same way. A run holding another model is retrained.
+
+    Returns:
+        {"train": best/last epoch, "metrics": metrics.json, "profile": profile.json}.
+    """
+    stage = on_stage or (lambda _s: None)
     try:
-        summary = train(data, run.path, arch=arch_path, cfg=train_cfg)
+        summary = train(data, run_path, arch=arch, cfg=train_cfg)
     except ConfigError:  # the run holds the model of an earlier search of another network: replace it
-        summary = train(data, run.path, arch=arch_path, cfg=train_cfg, force=True)
+        summary = train(data, run_path, arch=arch, cfg=train_cfg, force=True)
+    run = RunDir.open(run_path)
     config = run.read_json("config.json")
-    config["target"] = board.name
+    config["target"] = target
     run.write_json("config.json", config)
     stage("int8 export, C runtime")
-    metrics = export(run.path, Budgets(None, budgets.ram_bytes, budgets.flash_bytes), on_stage=stage)
-    stage(f"profile on {board.name} ({'emulated' if port is None else port})")
-    prof = profile(run.path, target=board.name, port=port, windows=profile_windows, budgets=budgets, on_stage=stage)
-    return {"run": str(run.path), "arch": the_arch.to_json(), "repairs": repairs, "minimum_costs": mins,
-            "predicted": pred.to_json(), "train": summary["best"], "metrics": metrics, "profile": prof}
+    metrics = export_int8(run.path, Budgets(None, budgets.ram_bytes, budgets.flash_bytes), on_stage=stage)
+    stage(f"profile on {target} ({'emulated' if port is None else port})")
+    prof = profile(run.path, target=target, port=port, windows=profile_windows, budgets=budgets, on_stage=stage)
+    return {"train": summary["best"], "metrics": metrics, "profile": prof}
 
 
 def _have_emulator() -> bool:

@@ -94,6 +94,19 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+VAL_SUBJECTS_HELP = ("Comma-separated subject ids whose windows are the validation split (e.g. 3, or 3,5); "
+                     "default: whole subjects picked by --seed, about 20 % of the pool.")
+
+
+def _subjects(value: Optional[str]) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    ids = tuple(v.strip() for v in value.split(",") if v.strip())
+    if not ids:
+        raise UsageError(f"--val-subjects {value!r} names no subject", "give ids separated by commas, e.g. 3 or 3,5")
+    return ids
+
+
 @app.callback()
 def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
@@ -112,13 +125,14 @@ def train(
         help="arch.json path or a shipped arch name; default: 'default' adapted to the data's shape.")] = None,
     epochs: Annotated[int, typer.Option(min=1, max=100000, help="Training epochs (fixed schedule).")] = 120,
     seed: Annotated[int, typer.Option(min=0, help="Seed for the split, the weights and the batch order.")] = 0,
+    val_subjects: Annotated[Optional[str], typer.Option(help=VAL_SUBJECTS_HELP)] = None,
     force: Annotated[bool, typer.Option(help="Retrain even if the run already holds a model.")] = False,
 ) -> None:
     """Train an architecture on a dataset (fp32); resumes an interrupted run."""
     from micronas import api
     from micronas.train import TrainConfig
 
-    cfg = TrainConfig(epochs=epochs, seed=seed)
+    cfg = TrainConfig(epochs=epochs, seed=seed, val_subjects=_subjects(val_subjects))
     step = max(1, epochs // 10)
 
     def on_epoch(epoch: int, total: int, e: dict[str, float]) -> None:
@@ -252,12 +266,13 @@ def boards() -> None:
 def data(
     path: Annotated[str, typer.Argument(help="'basicmotions' or a .npz, .ts or .csv file.")] = "basicmotions",
     seed: Annotated[int, typer.Option(min=0, help="Seed of the split to show.")] = 0,
+    val_subjects: Annotated[Optional[str], typer.Option(help=VAL_SUBJECTS_HELP)] = None,
 ) -> None:
     """Check a data file and show what micronas reads from it (shape, classes, split)."""
     from micronas.data import load_dataset, make_split
 
     ds = load_dataset(path)
-    split = make_split(ds, seed=seed)
+    split = make_split(ds, seed=seed, val_subjects=_subjects(val_subjects))
     counts = {name: int((ds.y == i).sum()) for i, name in enumerate(ds.class_names)}
     out.print(f"{ds.source}: {len(ds.X)} windows of {ds.n_channels} channels x {ds.length} samples", markup=False)
     if ds.X_test is not None:
@@ -281,6 +296,7 @@ def search(
     epochs: Annotated[int, typer.Option(min=1, max=10000, help="Search epochs.")] = 40,
     final_epochs: Annotated[int, typer.Option(min=1, max=10000, help="Epochs of the final training.")] = 120,
     seed: Annotated[int, typer.Option(min=0, help="Seeds the split, the supernet and the search.")] = 0,
+    val_subjects: Annotated[Optional[str], typer.Option(help=VAL_SUBJECTS_HELP)] = None,
     port: Annotated[Optional[str], typer.Option(
         help="pyserial URL of a real board for the final profile (and missing table entries); default: emulated.")]
     = None,
@@ -317,7 +333,8 @@ def search(
                   markup=False)
 
     r = api.search(data, run, budgets, target=board.name, port=port,
-                   cfg=dnas.SearchConfig(epochs=epochs, warmup_epochs=min(5, max(0, epochs // 4)), seed=seed),
+                   cfg=dnas.SearchConfig(epochs=epochs, warmup_epochs=epochs // 4, seed=seed,
+                                         val_subjects=_subjects(val_subjects)),
                    final_epochs=final_epochs, on_stage=lambda s: out.print(f"- {s}", markup=False), on_epoch=epoch,
                    resume=resume is not None)
     p, m, pr = r["predicted"], r["metrics"], r["profile"]

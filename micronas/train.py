@@ -31,6 +31,7 @@ class TrainConfig:
     lr: float = 3e-3  # Adam, cosine-annealed to 0 over `epochs`
     weight_decay: float = 1e-4  # light L2 keeps int8 weight ranges tight
     seed: int = 0  # seeds the split, the weights and the batch order
+    val_subjects: tuple[str, ...] = ()  # fixed validation subjects (else seeded, about 20 % of the pool)
     # "best_val": the epoch with the best validation accuracy (ties: lower loss, then earlier);
     # "last": the last epoch of the fixed schedule (the search's final training: on wearable data
     # validation accuracy peaks early while test accuracy keeps rising, see RECIPES/issue 6)

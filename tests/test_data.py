@@ -495,6 +495,35 @@ def test_subject_split_with_test_file_only_carves_val():
     assert len(s.val) == 5  # exactly one subject = 25 %
 
 
+def test_named_validation_subjects():
+    subjects = np.repeat(["1", "2", "3", "4", "5", "6"], [4, 5, 6, 3, 4, 5])
+    y = np.arange(subjects.size) % 2
+    # the file has its own test set: val is exactly subject 3, train all the others
+    s = make_split(_dataset(y, subjects, with_test=True), seed=4, val_subjects=["3"])
+    assert s.by_subject and s.test_from_file
+    assert s.val.tolist() == np.flatnonzero(subjects == "3").tolist()
+    assert s.train.tolist() == np.flatnonzero(subjects != "3").tolist()
+    # no test set in the file: test is carved by subject from the others, never from val
+    ds = _dataset(y, subjects)
+    s = make_split(ds, seed=4, val_subjects=("3", "5"))
+    assert set(subjects[s.val]) == {"3", "5"}
+    assert set(subjects[s.test]).isdisjoint({"3", "5"}) and set(subjects[s.test]).isdisjoint(subjects[s.train])
+    assert sorted(np.concatenate([s.train, s.val, s.test]).tolist()) == list(range(subjects.size))
+    assert make_split(ds, seed=4, val_subjects=("3", "5")) == s
+
+
+def test_named_validation_subjects_errors():
+    subjects = np.repeat(["a", "b", "c"], 4)
+    ds = _dataset(np.arange(12) % 2, subjects, with_test=True)
+    with pytest.raises(DataError, match="'z'") as e:
+        make_split(ds, val_subjects=["z"])
+    assert "a, b, c" in e.value.hint
+    with pytest.raises(DataError, match="every subject"):
+        make_split(ds, val_subjects=["a", "b", "c"])
+    with pytest.raises(UsageError, match="no subject ids"):
+        make_split(_dataset(np.arange(12) % 2), val_subjects=["a"])
+
+
 def test_subject_split_falls_back_with_too_few_subjects(caplog):
     ds = _dataset([0, 1] * 6, subjects=["a"] * 6 + ["b"] * 6)  # 2 subjects, need 3
     with caplog.at_level(logging.WARNING, logger="micronas.data.split"):

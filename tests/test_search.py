@@ -77,8 +77,10 @@ def test_penalty_is_steep_over_budget_and_mild_under():
     cfg = dnas.SearchConfig()
     over = float(dnas.penalty(torch.tensor(2.0), 1.0, cfg))
     under = float(dnas.penalty(torch.tensor(0.5), 1.0, cfg))
-    assert over == pytest.approx(cfg.over_weight * np.log(2)) and under == pytest.approx(cfg.under_weight * np.log(0.5))
-    assert over > 50 * abs(under)
+    assert over == pytest.approx(cfg.over_weight * np.log(2)) and under == pytest.approx(-cfg.under_weight * np.log(0.5))
+    assert over > 50 * abs(under) and under > 0  # under the latency budget: a mild pull towards it
+    assert float(dnas.penalty(torch.tensor(1.0), 1.0, cfg)) == 0.0
+    assert float(dnas.penalty(torch.tensor(0.5), 1.0, cfg, towards=False)) == 0.0  # RAM, flash: constraints
 
 
 @pytest.mark.parametrize("budgets, needle", [

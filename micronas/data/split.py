@@ -115,11 +115,13 @@ def _check_fraction(name: str, value: float) -> None:
 
 
 def _subject_split(
-    ds: Dataset, rng: np.random.Generator, fractions: dict[str, float]
+    ds: Dataset, rng: np.random.Generator, fractions: dict[str, float], pool: np.ndarray | None = None
 ) -> dict[str, np.ndarray] | None:
-    """Assign whole subjects to the parts in `fractions`; None when there are too few."""
+    """Assign whole subjects of `pool` (default: all windows) to the parts in `fractions`; None
+    when there are too few. Returned indices are into the whole pool."""
     assert ds.subjects is not None
-    subjects = np.asarray(ds.subjects).astype(str)
+    pool = np.arange(len(ds.subjects)) if pool is None else pool
+    subjects = np.asarray(ds.subjects).astype(str)[pool]
     unique, counts = np.unique(subjects, return_counts=True)
     needed = len(fractions) + 1  # plus train
     if unique.size < needed:
@@ -151,9 +153,38 @@ def _subject_split(
         chosen[part] = picked
     out: dict[str, np.ndarray] = {}
     for part, picked in chosen.items():
-        out[part] = np.flatnonzero(np.isin(subjects, unique[picked])).astype(np.int64)
-    out["train"] = np.flatnonzero(np.isin(subjects, unique[remaining])).astype(np.int64)
+        out[part] = pool[np.isin(subjects, unique[picked])].astype(np.int64)
+    out["train"] = pool[np.isin(subjects, unique[remaining])].astype(np.int64)
     return out
+
+
+def _named_val_split(ds: Dataset, rng: np.random.Generator, val_subjects: tuple[str, ...],
+                     test_fraction: float | None) -> dict[str, np.ndarray]:
+    """Validation = the windows of `val_subjects`; test (when carved) by subject from the rest."""
+    if ds.subjects is None:
+        raise UsageError(f"validation subjects {', '.join(val_subjects)} were given but {ds.source} has no subject "
+                         "ids", "add a 'subjects' array (.npz) or 'subject' column (.csv), or drop --val-subjects")
+    subjects = np.asarray(ds.subjects).astype(str)
+    known = sorted(set(subjects.tolist()))
+    unknown = [v for v in val_subjects if v not in known]
+    if unknown:
+        raise DataError(f"{ds.source}: no window of subject(s) {', '.join(map(repr, unknown))} in the training pool",
+                        f"choose among the pool's subjects: {', '.join(known[:20])}"
+                        + (" ..." if len(known) > 20 else ""))
+    is_val = np.isin(subjects, list(val_subjects))
+    if is_val.all():
+        raise DataError(f"{ds.source}: the validation subjects {', '.join(val_subjects)} are every subject of the pool",
+                        "leave at least one subject for training")
+    out = {"val": np.flatnonzero(is_val).astype(np.int64)}
+    rest = np.flatnonzero(~is_val)
+    if test_fraction is None:
+        out["train"] = rest.astype(np.int64)
+        return out
+    carved = _subject_split(ds, rng, {"test": test_fraction / (1.0 - is_val.mean())}, pool=rest)
+    if carved is None:
+        raise DataError(f"{ds.source}: too few subjects besides {', '.join(val_subjects)} to carve a test set",
+                        "give the file its own test set (X_test/y_test, or a 'split' column), or more subjects")
+    return {**out, **carved}
 
 
 def _stratified_split(
@@ -186,7 +217,8 @@ def _stratified_split(
 
 
 def make_split(
-    ds: Dataset, seed: int = 0, val_fraction: float = 0.2, test_fraction: float = 0.2
+    ds: Dataset, seed: int = 0, val_fraction: float = 0.2, test_fraction: float = 0.2,
+    val_subjects: tuple[str, ...] | list[str] | None = None,
 ) -> Split:
     """Split a dataset into train/val/test index sets, deterministically for a given seed.
 
@@ -204,13 +236,17 @@ def make_split(
         val_fraction: Fraction of the pool for validation, in (0, 1).
         test_fraction: Fraction of the pool for test, in (0, 1); ignored when the dataset has
             its own test set.
+        val_subjects: Subject ids whose windows form the validation part (then `val_fraction`
+            is unused), e.g. a fixed protocol's validation subject.
 
     Returns:
         The split, indices sorted within each part.
 
     Raises:
-        UsageError: A fraction is outside (0, 1) or val + test >= 1.
-        DataError: Some class ends up with no training window.
+        UsageError: A fraction is outside (0, 1) or val + test >= 1, or `val_subjects` is
+            given for data without subject ids.
+        DataError: Some class ends up with no training window, or a validation subject is
+            not in the pool.
     """
     _check_fraction("val_fraction", val_fraction)
     test_from_file = ds.X_test is not None
@@ -224,7 +260,11 @@ def make_split(
         fractions = {"test": float(test_fraction), "val": float(val_fraction)}
     rng = np.random.default_rng(seed)
 
-    parts = _subject_split(ds, rng, fractions) if ds.subjects is not None else None
+    if val_subjects:
+        parts = _named_val_split(ds, rng, tuple(str(v) for v in val_subjects),
+                                 None if test_from_file else float(test_fraction))
+    else:
+        parts = _subject_split(ds, rng, fractions) if ds.subjects is not None else None
     by_subject = parts is not None
     if parts is None:
         parts = _stratified_split(ds, rng, fractions)
