@@ -64,6 +64,7 @@ class Prediction:
                                          f"{self.overhead:.0f} from {self.table} ({self.count_source}"
                                          + ("; latency assumes one instruction per cycle" if self.unit == "instructions" else "")
                                          + ")"),
+            "predicted_per_layer_count": [round(c, 1) for _, c in self.per_layer],
             "predicted_arena_bytes": self.arena_bytes,
             "predicted_const_bytes": self.const_bytes,
             "predicted_flash_bytes": self.flash_bytes,

@@ -185,6 +185,13 @@ def _load_run(run: RunDir) -> tuple[dict, arch_mod.Arch, Dataset, Split, Standar
     return config, the_arch, ds, split, std
 
 
+def _confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> list[list[int]]:
+    """Counts, rows = true class, columns = predicted class."""
+    m = np.zeros((k, k), dtype=np.int64)
+    np.add.at(m, (y_true.astype(np.int64), y_pred.astype(np.int64)), 1)
+    return m.tolist()
+
+
 QAT_MODEL = "model_qat.pt"  # the folded network after quantisation-aware fine-tuning; export prefers it
 
 
@@ -319,6 +326,8 @@ def export(run_path: str | os.PathLike[str], budgets: Budgets = Budgets(),
         "weights": (f"{QAT_MODEL}: quantisation-aware fine-tuned from model.pt" if run.has(QAT_MODEL)
                     else "model.pt (post-training quantisation)"),
         "argmax_agreement_int8_vs_fp32": float(np.mean(int8_pred == fp32_pred)),
+        "classes": list(config["classes"]),
+        "confusion_int8": _confusion(y_test, int8_pred, len(config["classes"])),
         "int8_source": "tflite-micro host interpreter (TFLM reference int8 kernels)",
         "litert_vs_tflm": agreement.to_json(),
         "tflite_bytes": len(flatbuffer),
@@ -332,6 +341,7 @@ def export(run_path: str | os.PathLike[str], budgets: Budgets = Budgets(),
         "arena_source": "planned by micronas at export time: exact for the micronas C runtime "
                         "(static arena, tensor lifetimes + best-fit placement)",
         "arena_bytes_without_reuse": gen.arena_naive_bytes,
+        "arena_timeline": gen.timeline,
         "flash_bytes_weights": gen.flash_bytes_weights,
         "flash_bytes_weights_source": "counted: distinct const bytes of the generated C (weights, biases, "
                                       "requantisation tables, kernel params); runtime code not included",
@@ -518,7 +528,8 @@ def effective_budgets(run_path: str | os.PathLike[str], given: Budgets | None) -
 
 def profile(run_path: str | os.PathLike[str], target: str | None = None, port: str | None = None,
             windows: int = 20, budgets: Budgets | None = None, flash_cmd: str | None = None,
-            on_stage: StageCallback | None = None) -> dict[str, Any]:
+            on_stage: StageCallback | None = None,
+            on_window: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Build the profiling firmware for a run's model, run it on a board, write profile.json.
 
     Emulated (QEMU, the board's core) unless `port` is given; then the firmware must already be on
@@ -581,10 +592,12 @@ def profile(run_path: str | os.PathLike[str], target: str | None = None, port: s
                                   f"{hello.output_bytes} outputs; this run: {metrics['arena_bytes_planned']} B, "
                                   f"{out_bytes})", "flash this run's firmware: " + str(image.elf))
             window_ticks = []
-            for w in x:  # counts depend on the data (clamps, max, softmax cut-off): time every window
+            for i, w in enumerate(x):  # counts depend on the data (clamps, max, softmax cut-off): time every window
                 dev.set_input(w.tobytes())
                 window_ticks.append(dev.invoke(1).min_ticks)
                 device_out.append(np.frombuffer(dev.get_output(), np.int8))
+                if on_window:
+                    on_window(i + 1, len(x))
             repeat = dev.invoke(count=3)  # the last window again: the same count every time
             dev.invoke(1, per_layer=True)
             layers = dev.get_layers()
@@ -706,7 +719,9 @@ def _check_feasible(budgets: Budgets, mins: dict[str, Any], board: Any) -> None:
 def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: Budgets = Budgets(),
            target: str | None = None, port: str | None = None, cfg: Any = None, final_epochs: int = 120,
            profile_windows: int = 20, on_stage: StageCallback | None = None,
-           on_epoch: EpochCallback | None = None, resume: bool = False) -> dict[str, Any]:
+           on_epoch: EpochCallback | None = None, resume: bool = False,
+           on_train_epoch: EpochCallback | None = None,
+           on_window: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Search, train, export and profile: from data to a measured, budget-checked model.
 
     Budgets not given default to the board's SRAM and flash. Before searching, a budget below
@@ -774,6 +789,7 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
     run.write_json("search.json", {"config": asdict(cfg), "digest": digest, "budgets": budgets.to_json(),
                                    "board": board.name, "latency_table": table.path.name if table.path else None,
                                    "minimum_costs": mins, "trajectory": trajectory,
+                                   "search_seconds": round(sum(e.get("seconds", 0.0) for e in trajectory), 1),
                                    "derived": the_arch.to_json(), "repairs": repairs,
                                    "predicted": pred.to_json()})
     arch_path = run.file("searched_arch.json")
@@ -783,15 +799,20 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
     train_cfg = TrainConfig(epochs=final_epochs, seed=cfg.seed, val_subjects=cfg.val_subjects,
                             checkpoint_rule="last")
     done = train_export_profile(data, run.path, arch_path, train_cfg, board.name, budgets, port=port,
-                                profile_windows=profile_windows, on_stage=stage)
+                                profile_windows=profile_windows, on_stage=stage, on_epoch=on_train_epoch,
+                                on_window=on_window)
+    from micronas import report
+
+    stage("report (HTML, Markdown, plots)")
     return {"run": str(run.path), "arch": the_arch.to_json(), "repairs": repairs, "minimum_costs": mins,
-            "predicted": pred.to_json(), **done}
+            "predicted": pred.to_json(), **done, "report": report.build(run.path)}
 
 
 def train_export_profile(data: str | os.PathLike[str], run_path: str | os.PathLike[str],
                          arch: str | os.PathLike[str], train_cfg: TrainConfig, target: str, budgets: Budgets,
                          port: str | None = None, profile_windows: int = 20,
-                         on_stage: StageCallback | None = None) -> dict[str, Any]:
+                         on_stage: StageCallback | None = None, on_epoch: EpochCallback | None = None,
+                         on_window: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Train `arch` from scratch into a run, export it to int8 (QAT when PTQ loses more than a
     point) and profile it on the board: the last steps of a search, and how a hand-designed
     baseline is measured the same way. A run holding another model is retrained.
@@ -801,9 +822,9 @@ def train_export_profile(data: str | os.PathLike[str], run_path: str | os.PathLi
     """
     stage = on_stage or (lambda _s: None)
     try:
-        summary = train(data, run_path, arch=arch, cfg=train_cfg)
+        summary = train(data, run_path, arch=arch, cfg=train_cfg, on_epoch=on_epoch)
     except ConfigError:  # the run holds the model of an earlier search of another network: replace it
-        summary = train(data, run_path, arch=arch, cfg=train_cfg, force=True)
+        summary = train(data, run_path, arch=arch, cfg=train_cfg, force=True, on_epoch=on_epoch)
     run = RunDir.open(run_path)
     config = run.read_json("config.json")
     config["target"] = target
@@ -811,7 +832,8 @@ def train_export_profile(data: str | os.PathLike[str], run_path: str | os.PathLi
     stage("int8 export, C runtime")
     metrics = export_int8(run.path, Budgets(None, budgets.ram_bytes, budgets.flash_bytes), on_stage=stage)
     stage(f"profile on {target} ({'emulated' if port is None else port})")
-    prof = profile(run.path, target=target, port=port, windows=profile_windows, budgets=budgets, on_stage=stage)
+    prof = profile(run.path, target=target, port=port, windows=profile_windows, budgets=budgets, on_stage=stage,
+                   on_window=on_window)
     return {"train": summary["best"], "metrics": metrics, "profile": prof}
 
 

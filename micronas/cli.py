@@ -10,6 +10,7 @@ Exit codes: 0 ok, 1 a budget cannot be met or is exceeded, 2 usage/config/data/i
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import sys
@@ -115,6 +116,17 @@ def _root(
     """Find, train, quantise and ship an int8 time-series classifier that fits a microcontroller."""
 
 
+def _train_counter(show):
+    def on_epoch(e: int, n: int, entry: dict) -> None:
+        show.counter("train", "training epochs", n).update(
+            e + 1, f"val acc {entry['val_acc']:.3f}, val loss {entry['val_loss']:.4f}")
+    return on_epoch
+
+
+def _window_counter(show):
+    return lambda i, n: show.counter("profile", "profiled windows", n).update(i)
+
+
 @app.command()
 @_handled
 def train(
@@ -126,30 +138,32 @@ def train(
     epochs: Annotated[int, typer.Option(min=1, max=100000, help="Training epochs (fixed schedule).")] = 120,
     seed: Annotated[int, typer.Option(min=0, help="Seed for the split, the weights and the batch order.")] = 0,
     val_subjects: Annotated[Optional[str], typer.Option(help=VAL_SUBJECTS_HELP)] = None,
+    checkpoint: Annotated[str, typer.Option(
+        help="Which epoch's weights to keep: 'last' (of the fixed cosine schedule; what search uses) or "
+             "'best-val' (best validation accuracy).")] = "best-val",
     force: Annotated[bool, typer.Option(help="Retrain even if the run already holds a model.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or result lines (errors only).")] = False,
 ) -> None:
     """Train an architecture on a dataset (fp32); resumes an interrupted run."""
     from micronas import api
+    from micronas.progress import Progress
     from micronas.train import TrainConfig
 
-    cfg = TrainConfig(epochs=epochs, seed=seed, val_subjects=_subjects(val_subjects))
-    step = max(1, epochs // 10)
-
-    def on_epoch(epoch: int, total: int, e: dict[str, float]) -> None:
-        if (epoch + 1) % step == 0 or epoch + 1 == total:
-            out.print(f"epoch {epoch + 1:>4}/{total}  train loss {e['train_loss']:.4f}  "
-                      f"val loss {e['val_loss']:.4f}  val acc {e['val_acc']:.3f}", markup=False)
-
-    out.print(f"training on {data} into {out_dir}", markup=False)
-    s = api.train(data, out_dir, arch=arch, cfg=cfg, force=force, on_epoch=on_epoch)
+    rules = {"last": "last", "best-val": "best_val"}
+    if checkpoint not in rules:
+        raise UsageError(f"--checkpoint {checkpoint!r} is not a checkpoint rule", "use last or best-val")
+    cfg = TrainConfig(epochs=epochs, seed=seed, val_subjects=_subjects(val_subjects), checkpoint_rule=rules[checkpoint])
+    show = Progress.for_cli(quiet)
+    show.line(f"training on {data} into {out_dir}")
+    with show:
+        s = api.train(data, out_dir, arch=arch, cfg=cfg, force=force, on_epoch=_train_counter(show))
     sp = s["split"]
-    out.print(f"split: {sp['train']} train / {sp['val']} val / {sp['test']} test windows"
-              + (" (by subject)" if sp["by_subject"] else ""), markup=False)
+    show.line(f"split: {sp['train']} train / {sp['val']} val / {sp['test']} test windows"
+              + (" (by subject)" if sp["by_subject"] else ""))
     b = s["best"]
     verb = "already trained (same settings); kept" if s["reused"] else "kept"
-    out.print(f"{verb} epoch {b['epoch'] + 1}: val acc {b['val_acc']:.3f}, val loss {b['val_loss']:.4f}",
-              markup=False)
-    out.print(f"model: {Path(s['run']) / 'model.pt'}\nnext: micronas export {s['run']}", markup=False)
+    show.line(f"{verb} epoch {b['epoch'] + 1}: val acc {b['val_acc']:.3f}, val loss {b['val_loss']:.4f}")
+    show.line(f"model: {Path(s['run']) / 'model.pt'}\nnext: micronas export {s['run']}")
 
 
 @app.command()
@@ -158,16 +172,21 @@ def export(
     run: Annotated[Path, typer.Argument(help="Run directory from `micronas train`.")],
     ram: Annotated[Optional[str], typer.Option(help=RAM_HELP)] = None,
     flash: Annotated[Optional[str], typer.Option(help=FLASH_HELP)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or result lines (errors only).")] = False,
 ) -> None:
     """Export a trained run to ONNX, int8 TFLite and C arrays, verified on the test split.
 
     Exits 1 when the measured TFLM arena exceeds --ram or the model exceeds --flash.
     """
+    from micronas.progress import Progress
+
     budgets = Budgets.parse(ram=ram, flash=flash)
-    _echo_budgets(budgets)
+    show = Progress.for_cli(quiet)
+    for line in budgets.describe():
+        show.line(line)
     from micronas import api
 
-    metrics = api.export(run, budgets, on_stage=lambda s: out.print(f"- {s}", markup=False))
+    metrics = api.export(run, budgets, on_stage=show.stage)
     a = metrics["litert_vs_tflm"]
     lines = [
         f"accuracy (test, {metrics['test_windows']} windows): fp32 {metrics['accuracy_fp32']:.3f}, "
@@ -193,7 +212,7 @@ def export(
         "c/model_data.h (TFLM), metrics.json",
     ]
     for line in lines:
-        out.print(line, markup=False)
+        show.line(line)
 
 
 @app.command()
@@ -213,33 +232,42 @@ def profile(
     flash_cmd: Annotated[Optional[str], typer.Option(
         help="With --port: program the board first with this command ({elf} / {bin} placeholders); "
              "runs as an argument list, not through a shell.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or result lines (errors only).")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print profile.json on stdout (progress on stderr).")]
+    = False,
 ) -> None:
     """Run the model on a board (emulated unless --port) and measure latency, arena and stack.
 
     Exits 1 when a budget (given here or recorded by export) is exceeded on the device.
     """
     from micronas import api
+    from micronas.progress import Progress
 
     budgets = api.effective_budgets(run, Budgets.parse(latency=latency, ram=ram, flash=flash))
-    _echo_budgets(budgets)  # including those recorded by `micronas export`
-    p = api.profile(run, target=target, port=port, windows=windows, budgets=budgets, flash_cmd=flash_cmd,
-                    on_stage=lambda s: out.print(f"- {s}", markup=False))
+    show = Progress.for_cli(quiet, to_stderr=json_out)
+    for line in budgets.describe():  # including those recorded by `micronas export`
+        show.line(line)
+    with show:
+        p = api.profile(run, target=target, port=port, windows=windows, budgets=budgets, flash_cmd=flash_cmd,
+                        on_stage=show.stage, on_window=_window_counter(show))
+    if json_out:
+        print(json.dumps(p, indent=1))
+        return
     unit = p["timer_kind"]
-    out.print(f"{p['board']} ({p['where']}): {p[f'total_{unit}']:,.0f} {unit} per inference (mean of "
+    show.line(f"{p['board']} ({p['where']}): {p[f'total_{unit}']:,.0f} {unit} per inference (mean of "
               f"{p['windows']} windows) "
-              f"-> {p['measured_latency_ms']:.3f} ms at {p['clock_hz'] / 1e6:g} MHz", markup=False)
-    out.print(f"  source: {p['count_source']}", markup=False)
+              f"-> {p['measured_latency_ms']:.3f} ms at {p['clock_hz'] / 1e6:g} MHz")
+    show.line(f"  source: {p['count_source']}")
     if "prediction_error" in p:
-        out.print(f"  predicted before export: {p['predicted_latency_ms']:.3f} ms (latency table), "
-                  f"{p['prediction_error'] * 100:+.2f}% from this measurement", markup=False)
-    out.print(f"  per-layer sum / total: {p['per_layer_sum_over_total']:.4f}", markup=False)
-    out.print(f"  outputs on {p['windows']} test windows equal the host runtime and TFLite Micro: "
-              f"{p['outputs_equal_host_runtime'] and p['outputs_equal_tflm']}", markup=False)
-    out.print(f"  arena high-water {p['arena_bytes_measured']:,} B (planned {p['arena_bytes_planned']:,} B), "
-              f"stack high-water {p['stack_high_water_bytes']:,} B", markup=False)
-    out.print(f"  firmware: flash {format_size(p['flash_bytes'])}, RAM {format_size(p['ram_bytes'])} (ELF)",
-              markup=False)
-    out.print(f"profile: {Path(run) / 'profile.json'}", markup=False)
+        show.line(f"  predicted before export: {p['predicted_latency_ms']:.3f} ms (latency table), "
+                  f"{p['prediction_error'] * 100:+.2f}% from this measurement")
+    show.line(f"  per-layer sum / total: {p['per_layer_sum_over_total']:.4f}")
+    show.line(f"  outputs on {p['windows']} test windows equal the host runtime and TFLite Micro: "
+              f"{p['outputs_equal_host_runtime'] and p['outputs_equal_tflm']}")
+    show.line(f"  arena high-water {p['arena_bytes_measured']:,} B (planned {p['arena_bytes_planned']:,} B), "
+              f"stack high-water {p['stack_high_water_bytes']:,} B")
+    show.line(f"  firmware: flash {format_size(p['flash_bytes'])}, RAM {format_size(p['ram_bytes'])} (ELF)")
+    show.line(f"profile: {Path(run) / 'profile.json'}")
 
 
 @app.command()
@@ -300,6 +328,9 @@ def search(
     port: Annotated[Optional[str], typer.Option(
         help="pyserial URL of a real board for the final profile (and missing table entries); default: emulated.")]
     = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or result lines (errors only).")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (progress on stderr).")]
+    = False,
 ) -> None:
     """Search the most accurate network that fits, train, export and profile it: data to a measured model.
 
@@ -317,45 +348,68 @@ def search(
                          "start one with --out")
     from targets import boards as board_registry
 
+    from micronas.progress import Progress
+
     given = Budgets.parse(latency=latency, ram=ram, flash=flash)
     board = board_registry.get(target) if target else board_registry.default_board()
     budgets = api.board_budgets(given, board)
-    _echo_budgets(budgets)
+    show = Progress.for_cli(quiet, to_stderr=json_out)
+    for line in budgets.describe():
+        show.line(line)
     for what, value in (("RAM", given.ram_bytes), ("flash", given.flash_bytes)):
         if value is None:
-            out.print(f"  ({what} budget not given: {board.name}'s {what})", markup=False)
+            show.line(f"  ({what} budget not given: {board.name}'s {what})")
 
     def epoch(e: int, n: int, entry: dict) -> None:
         x = entry["expected"]
-        out.print(f"  search epoch {e + 1}/{n}: tau {entry['tau']:.2f}, val acc (most likely) "
-                  f"{entry['val_acc_most_likely']:.3f}, expected {x['latency_ms']:.2f} ms, "
-                  f"{format_size(round(x['ram_bytes']))} arena, {format_size(round(x['flash_bytes']))} flash",
-                  markup=False)
+        show.counter("search", "search epochs", n).update(
+            e + 1, f"val acc {entry['val_acc_most_likely']:.2f}, E[latency] {x['latency_ms']:.2f} ms")
 
-    r = api.search(data, run, budgets, target=board.name, port=port,
-                   cfg=dnas.SearchConfig(epochs=epochs, warmup_epochs=epochs // 4, seed=seed,
-                                         val_subjects=_subjects(val_subjects)),
-                   final_epochs=final_epochs, on_stage=lambda s: out.print(f"- {s}", markup=False), on_epoch=epoch,
-                   resume=resume is not None)
+    with show:
+        r = api.search(data, run, budgets, target=board.name, port=port,
+                       cfg=dnas.SearchConfig(epochs=epochs, warmup_epochs=epochs // 4, seed=seed,
+                                             val_subjects=_subjects(val_subjects)),
+                       final_epochs=final_epochs, on_stage=show.stage, on_epoch=epoch, resume=resume is not None,
+                       on_train_epoch=_train_counter(show), on_window=_window_counter(show))
+    if json_out:
+        print(json.dumps(r, indent=1))
+        return
     p, m, pr = r["predicted"], r["metrics"], r["profile"]
     unit = pr["timer_kind"]
-    layers = ", ".join(f"{la['op']}" + (f"{la['out']}k{la['kernel']}" if "out" in la else "") +
-                       (f"x{la['experts']}" if "experts" in la else "") + ("/2" if la.get("stride") == 2 else "")
-                       for la in [r["arch"]["stem"], *r["arch"]["cells"]])
-    out.print(f"found: {layers}", markup=False)
+    from micronas.report import arch_summary
+
+    show.line(f"found: {arch_summary(r['arch'])}")
     for step in r["repairs"]:
-        out.print(f"  repaired: {step}", markup=False)
-    out.print(f"accuracy (test): fp32 {m['accuracy_fp32']:.3f}, int8 {m['accuracy_int8']:.3f}", markup=False)
-    out.print(f"latency: predicted {p['predicted_latency_ms']:.3f} ms, measured {pr['measured_latency_ms']:.3f} ms "
-              f"({pr['where']}, {unit})", markup=False)
-    out.print(f"arena: predicted {p['predicted_arena_bytes']:,} B, measured {pr['arena_bytes_measured']:,} B; "
-              f"flash: predicted {p['predicted_flash_bytes']:,} B, ELF {pr['flash_bytes']:,} B", markup=False)
-    out.print(f"run: {r['run']} (search.json, arch.json, model_int8.tflite, c/, profile.json)", markup=False)
+        show.line(f"  derivation: {step}")
+    q = m.get("qat", {})
+    show.line(f"accuracy (test): fp32 {m['accuracy_fp32']:.3f}, int8 {m['accuracy_int8']:.3f}"
+              + (f" (quantisation-aware fine-tuning ran, kept {q['kept']})" if q.get("ran") else ""))
+    show.line(f"latency: predicted {p['predicted_latency_ms']:.3f} ms, measured {pr['measured_latency_ms']:.3f} ms "
+              f"({pr['where']}, {unit})")
+    show.line(f"arena: predicted {p['predicted_arena_bytes']:,} B, measured {pr['arena_bytes_measured']:,} B; "
+              f"flash: predicted {p['predicted_flash_bytes']:,} B, ELF {pr['flash_bytes']:,} B")
+    show.line(f"run: {r['run']} (search.json, arch.json, model_int8.tflite, c/, profile.json)")
+    show.line(f"report: {r['report']['html']}")
 
 
 tables_app = typer.Typer(help="Latency lookup tables: measure every op of the search space on a board, show them.",
                          no_args_is_help=True)
 app.add_typer(tables_app, name="tables")
+
+
+@app.command()
+@_handled
+def report(
+    run: Annotated[Path, typer.Argument(help="A run directory (from search, or train + export [+ profile]).")],
+) -> None:
+    """Write the run's report: RUN/report/report.html (self-contained) and report.md, with PNG plots."""
+    from micronas import report as report_mod
+
+    r = report_mod.build(run)
+    out.print(f"report: {r['html']}", markup=False)
+    out.print(f"        {r['markdown']}", markup=False)
+    for p in r["plots"]:
+        out.print(f"  plot: {p}", markup=False)
 
 
 def _data_shape(data: str, channels: int | None, length: int | None, classes: int | None) -> tuple[int, int, int]:
@@ -385,14 +439,13 @@ def tables_build(
     flash_cmd: Annotated[Optional[str], typer.Option(
         help="With --port: program the table firmware first with this command ({elf} / {bin} placeholders).")]
     = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary (errors only).")] = False,
 ) -> None:
     """Measure every runtime op the search space can produce for one input shape (resumable).
 
     Every entry is measured with BENCH_OP over serial on one firmware image and saved as it
     arrives: a killed build continues where it stopped when run again.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
     from latency_tables import build as tb
     from latency_tables.predict import USER_TABLES_DIR
     from targets import boards as board_registry
@@ -400,16 +453,15 @@ def tables_build(
     c, t, k = _data_shape(data, channels, length, classes)
     board = board_registry.get(target) if target else board_registry.default_board()
     out_file = out_path or Path(USER_TABLES_DIR) / tb.default_table_name(board.name, c, t, k)
-    with Progress(TextColumn("measuring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=False) as bar:
-        task = bar.add_task("entries", total=None)
+    from micronas.progress import Progress
 
-        def progress(done: int, total: int, key: str, elapsed: float) -> None:
-            bar.update(task, total=total, completed=done)
-
-        table = tb.build_table(board.name, c, t, k, out_file, port=port, progress=progress, flash_cmd=flash_cmd,
-                               on_stage=lambda s: out.print(f"- {s}", markup=False))
-    _show_table(table)
+    show = Progress.for_cli(quiet)
+    with show:
+        table = tb.build_table(board.name, c, t, k, out_file, port=port, flash_cmd=flash_cmd, on_stage=show.stage,
+                               progress=lambda done, total, key, elapsed: show.counter(
+                                   "entries", "measuring table entries", total).update(done))
+    if not quiet:
+        _show_table(table)
 
 
 def _show_table(table) -> None:
@@ -446,23 +498,36 @@ def _show_table(table) -> None:
 @_handled
 def tables_show(
     path: Annotated[Optional[Path], typer.Argument(help="A table file; without it, list the tables found.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the table's metadata (and entries) or the list "
+                                                          "as JSON.")] = False,
 ) -> None:
     """Summarise a latency table, or list the tables micronas finds (yours, then the shipped ones)."""
     from latency_tables import table as table_mod
     from latency_tables.predict import table_dirs
 
     if path is not None:
-        _show_table(table_mod.load(path, allow_stale=True))
+        table = table_mod.load(path, allow_stale=True)
+        if json_out:
+            print(json.dumps({"path": str(path), "metadata": table.metadata, "overhead": table.overhead,
+                              "entries": table.entries}, indent=1))
+        else:
+            _show_table(table)
         return
-    found = False
+    found = []
     for d in table_dirs():
         for f in sorted(d.glob("*.json")) if d.is_dir() else []:
             try:
                 t = table_mod.load(f, allow_stale=True)
-                out.print(f"{f}: {t.describe()}", markup=False)
+                found.append({"path": str(f), "usable": True, "summary": t.describe(), "board": t.metadata["board"],
+                              "shape": [t.metadata["input_channels"], t.metadata["input_length"],
+                                        t.metadata["num_classes"]], "entries": len(t.entries)})
             except MicronasError as e:
-                out.print(f"{f}: unusable: {e.message}", markup=False)
-            found = True
+                found.append({"path": str(f), "usable": False, "summary": f"unusable: {e.message}"})
+    if json_out:
+        print(json.dumps(found, indent=1))
+        return
+    for f in found:
+        out.print(f"{f['path']}: {f['summary']}", markup=False)
     if not found:
         out.print("no latency tables found in " + ", ".join(str(d) for d in table_dirs()), markup=False)
 

@@ -57,6 +57,9 @@ class Generated:
     layers: list[Layer]
     plan: planner.Plan
     buffers: list[planner.Buffer] = field(default_factory=list)
+    # per emitted kernel, in execution order: bytes of the buffers alive during it and the
+    # highest arena byte they reach (the plan's peak is the largest "top")
+    timeline: list[dict] = field(default_factory=list)
 
 
 def emitter_for(name: str):
@@ -347,8 +350,15 @@ def generate(tflite: Path | bytes | Graph, labels: tuple[str, ...], input_mean: 
         mean=", ".join(c_float(v) + "f" for v in input_mean),
         std=", ".join(c_float(v) + "f" for v in input_std),
     )
+    timeline = []
+    for step, op in enumerate(ops):
+        if getattr(emitters[step], "view", False):
+            continue
+        live = [b for b in buffers if b.first <= step <= b.last]
+        timeline.append({"layer": len(timeline), "op": op.name, "live_bytes": sum(b.size for b in live),
+                         "top_byte": max((plan.offsets[b.id] + b.size for b in live), default=0)})
     return Generated(header, source, plan.arena_bytes, plan.naive_bytes, cg.const_bytes,
-                     cg.const_bytes_before_sharing, layers, plan, buffers)
+                     cg.const_bytes_before_sharing, layers, plan, buffers, timeline)
 
 
 

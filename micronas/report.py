@@ -1,0 +1,405 @@
+"""The run report: one self-contained HTML page and the same content as Markdown, with PNG plots.
+
+Written into RUN/report/ at the end of `micronas search` and by `micronas report RUN` from the
+run's JSON files alone (metrics.json, profile.json, search.json, arch.json, train_log.json):
+
+* budgets against achieved figures, each with where it comes from (predicted from a latency
+  table, planned, measured on the emulated core or on a board);
+* accuracy fp32 / int8 and the int8 confusion matrix on the test split;
+* the architecture as a table;
+* plots: the search trajectory against the budget lines, validation accuracy against
+  predicted latency of the candidates the search held most likely, per-layer latency from
+  the device profile, and the arena over the execution order.
+
+A run that was trained and exported but not searched or profiled gets the parts it has.
+Imports matplotlib (Agg backend).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from micronas.errors import ConfigError
+from micronas.rundir import RunDir, atomic_write_bytes, atomic_write_text
+from micronas.units import format_size
+
+REPORT_DIR = "report"
+
+
+def _load(run: RunDir, name: str) -> dict | None:
+    return run.read_json(name) if run.has(name) else None
+
+
+def _layer_text(la: dict) -> str:
+    if la["op"] == "skip":
+        return "skip"
+    s = f"{la['op']} {la['out']}ch k{la['kernel']}"
+    if la.get("experts"):
+        s += f" x{la['experts']} experts"
+    return s + (" /2" if la.get("stride") == 2 else "")
+
+
+def layer_short(la: dict) -> str:
+    """`dyconv32k5x4/2`: op, width, kernel, experts, /2 for stride 2."""
+    if la["op"] == "skip":
+        return "skip"
+    return (f"{la['op']}{la['out']}k{la['kernel']}" + (f"x{la['experts']}" if la.get("experts") else "")
+            + ("/2" if la.get("stride") == 2 else ""))
+
+
+def arch_summary(arch: dict) -> str:
+    """One line for an arch.json: its layers, `layer_short` each."""
+    return ", ".join(layer_short(la) for la in [arch["stem"], *arch["cells"]])
+
+
+# ---- plots ------------------------------------------------------------------------------------
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 10, "axes.grid": True, "grid.alpha": 0.3, "figure.dpi": 110})
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    _plt().close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_trajectory(search: dict, path: Path) -> None:
+    """Expected latency, expected arena and the most likely network's validation accuracy per epoch."""
+    plt = _plt()
+    traj = search["trajectory"]
+    ep = [e["epoch"] + 1 for e in traj]
+    b = search["budgets"]
+    warm = search["config"].get("warmup_epochs", 0)
+    fig, axes = plt.subplots(3, 1, figsize=(7.5, 7.2), sharex=True)
+    panels = [
+        ("expected latency (ms)", [e["expected"]["latency_ms"] for e in traj],
+         None if b.get("latency_s") is None else b["latency_s"] * 1e3, "latency budget", "ms"),
+        ("expected peak arena (KiB)", [e["expected"]["ram_bytes"] / 1024 for e in traj],
+         None if b.get("ram_bytes") is None else b["ram_bytes"] / 1024, "RAM budget", "KiB"),
+        ("validation accuracy\n(most likely network,\nsupernet weights)", [e["val_acc_most_likely"] for e in traj],
+         None, "", ""),
+    ]
+    for ax, (label, ys, budget, blabel, unit) in zip(axes, panels):
+        ax.plot(ep, ys, marker="o", ms=3, color="#1f77b4", label="search")
+        if budget is not None:
+            ax.axhline(budget, color="#d62728", ls="--", lw=1.5, label=f"{blabel} {budget:g} {unit}")
+            lo, hi = min(ys + [budget]), max(ys + [budget])
+            if hi / max(lo, 1e-9) > 20:  # a budget far above the figures: log scale keeps both readable
+                ax.set_yscale("log")
+            ax.legend(loc="best", fontsize=8)
+        if warm:
+            ax.axvspan(0.5, warm + 0.5, color="#999999", alpha=0.15, lw=0)
+        ax.set_ylabel(label)
+    axes[2].set_ylim(0, 1.02)
+    axes[2].set_xlabel("search epoch (grey: weight-only warm-up)")
+    axes[0].set_title("Search trajectory")
+    _save(fig, path)
+
+
+def plot_candidates(cands: list[dict], final: dict | None, latency_budget_ms: float | None, path: Path) -> None:
+    """Validation accuracy against predicted latency of each epoch's most likely network."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    xs = [c["latency_ms"] for c in cands]
+    ys = [c["val_acc"] for c in cands]
+    sc = ax.scatter(xs, ys, c=[c["epoch"] for c in cands], cmap="viridis", s=28, zorder=3,
+                    label="most likely network of an epoch (supernet weights)")
+    fig.colorbar(sc, ax=ax, label="search epoch")
+    if final is not None:
+        ax.scatter([final["latency_ms"]], [final["val_acc"]], marker="*", s=260, color="#d62728", zorder=4,
+                   edgecolor="black", label="found network, trained from scratch")
+    if latency_budget_ms is not None:
+        ax.axvline(latency_budget_ms, color="#d62728", ls="--", lw=1.5, label=f"latency budget {latency_budget_ms:g} ms")
+    ax.set_xlabel("predicted latency on the board (ms, latency table)")
+    ax.set_ylabel("validation accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.set_title("Candidates the search held most likely")
+    ax.legend(loc="lower right", fontsize=8)
+    _save(fig, path)
+
+
+def plot_layers(names: list[str], measured_ms: list[float], predicted_ms: list[float] | None, source: str,
+                path: Path) -> None:
+    """Per-layer latency bars from the device profile (predicted entries as markers)."""
+    plt = _plt()
+    n = len(names)
+    fig, ax = plt.subplots(figsize=(7.5, max(2.5, 0.28 * n + 1.2)))
+    ypos = list(range(n))[::-1]
+    ax.barh(ypos, measured_ms, color="#1f77b4", label=f"measured ({source})")
+    if predicted_ms and len(predicted_ms) == n:
+        ax.scatter(predicted_ms, ypos, marker="|", s=120, color="#d62728", zorder=3, label="predicted (latency table)")
+    ax.set_yticks(ypos)
+    ax.set_yticklabels(names, fontsize=8)
+    ax.set_xlabel("latency per inference (ms at the board clock)")
+    ax.set_title("Latency per layer")
+    ax.legend(loc="lower right", fontsize=8)
+    _save(fig, path)
+
+
+def plot_arena(timeline: list[dict], planned: int, measured: int | None, budget: int | None, path: Path) -> None:
+    """Bytes alive per kernel in execution order, and the highest arena byte in use."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    x = [t["layer"] for t in timeline]
+    ax.step(x, [t["top_byte"] for t in timeline], where="mid", color="#1f77b4", label="highest arena byte in use")
+    ax.fill_between(x, [t["live_bytes"] for t in timeline], step="mid", color="#1f77b4", alpha=0.25,
+                    label="bytes of live tensors")
+    ax.axhline(planned, color="black", ls=":", lw=1.2, label=f"planned arena {planned:,} B")
+    if measured is not None:
+        ax.axhline(measured, color="#2ca02c", ls="--", lw=1.2, label=f"measured high-water {measured:,} B")
+    title = "Arena over the execution order"
+    if budget is not None:
+        title += f" (RAM budget {format_size(budget)}: {100 * planned / budget:.1f} % used)"
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("kernel call, in execution order")
+    ax.set_ylabel("bytes")
+    ax.set_ylim(0, max(planned, measured or 0) * 1.45)
+    ax.legend(loc="upper center", fontsize=8, ncol=2)
+    _save(fig, path)
+
+
+def plot_confusion(matrix: list[list[int]], classes: list[str], path: Path) -> None:
+    plt = _plt()
+    import numpy as np
+
+    m = np.asarray(matrix)
+    k = len(classes)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * k, 0.8 + 0.6 * k))
+    ax.imshow(m, cmap="Blues")
+    ax.grid(False)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=8,
+                    color="white" if m[i, j] > m.max() / 2 else "black")
+    ax.set_xticks(range(k))
+    ax.set_xticklabels(classes, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(k))
+    ax.set_yticklabels(classes, fontsize=8)
+    ax.set_xlabel("predicted (int8)")
+    ax.set_ylabel("true")
+    ax.set_title("Confusion matrix, int8, test split", fontsize=10)
+    _save(fig, path)
+
+
+# ---- content ----------------------------------------------------------------------------------
+
+def _candidates(search: dict, run: RunDir) -> list[dict]:
+    """Predicted latency of each epoch's most likely network (after the warm-up)."""
+    from latency_tables import predict as predictor
+    from search_space import arch as arch_mod
+
+    arch = arch_mod.from_json(search["derived"], "search.json")
+    try:
+        table = predictor.find_table(search["board"], arch.input_channels, arch.input_length, arch.num_classes)
+    except ConfigError:
+        return []
+    warm = search["config"].get("warmup_epochs", 0)
+    cache: dict[str, float] = {}
+    out = []
+    for e in search["trajectory"]:
+        if e["epoch"] < warm:
+            continue
+        key = json.dumps(e["most_likely"], sort_keys=True)
+        if key not in cache:
+            try:
+                cache[key] = predictor.predict(arch_mod.from_json(e["most_likely"], "search.json"), table).latency_ms
+            except ConfigError:
+                continue
+        out.append({"epoch": e["epoch"] + 1, "latency_ms": cache[key], "val_acc": e["val_acc_most_likely"]})
+    return out
+
+
+def _rows(metrics: dict | None, profile: dict | None, budgets: dict) -> list[list[str]]:
+    """Budget vs achieved, one row per figure, with sources."""
+    m, p = metrics or {}, profile or {}
+    where = p.get("where", "not profiled")
+    unit = p.get("timer_kind", "")
+
+    def size(v):
+        return "-" if v is None else f"{v:,} B"
+
+    lat_b = budgets.get("latency_s")
+    rows = [["latency", "-" if lat_b is None else f"{lat_b * 1e3:g} ms",
+             "-" if m.get("predicted_latency_ms") is None else f"{m['predicted_latency_ms']:.3f} ms",
+             "-" if p.get("measured_latency_ms") is None else f"{p['measured_latency_ms']:.3f} ms",
+             f"predicted: latency table {m.get('latency_table', '-')}; measured: {where}"
+             + (f" ({unit}; one per cycle at the board clock)" if unit == "instructions" else f" ({unit})" if unit else "")],
+            ["RAM (arena)", size(budgets.get("ram_bytes")), size(m.get("arena_bytes_planned")),
+             size(p.get("arena_bytes_measured")),
+             "predicted: the export's static plan (exact); measured: canary high-water mark on the device"],
+            ["RAM (whole firmware)", size(budgets.get("ram_bytes")), "-", size(p.get("ram_bytes")),
+             "ELF data + bss: the arena, the reserved stack, the serial protocol's buffers"],
+            ["flash", size(budgets.get("flash_bytes")), size(m.get("predicted_flash_bytes")), size(p.get("flash_bytes")),
+             f"predicted: {m.get('predicted_flash_source', '-')}; measured: the profiling firmware's ELF "
+             "(links every kernel)"]]
+    if m.get("tflm_arena_bytes") is not None:
+        rows.append(["RAM (TFLite Micro arena)", size(budgets.get("ram_bytes")), "-", size(m["tflm_arena_bytes"]),
+                     "for comparison: tflite-micro host interpreter (64-bit), smallest arena that runs"])
+    return rows
+
+
+def build(run_path: str | Path) -> dict[str, Any]:
+    """Write RUN/report/{report.html, report.md, *.png}; returns the paths and what was included.
+
+    Raises:
+        ConfigError: the run has no metrics.json (nothing exported yet).
+    """
+    run = RunDir.open(run_path)
+    metrics = _load(run, "metrics.json")
+    if metrics is None:
+        raise ConfigError(f"{run.path} has no metrics.json: nothing has been exported yet",
+                          f"export it first: micronas export {run.path}")
+    profile = _load(run, "profile.json")
+    search = _load(run, "search.json")
+    if search is not None and "derived" not in search:
+        search = None  # a search still running: its trajectory has no result yet
+    arch = run.read_json("arch.json")
+    train_log = _load(run, "train_log.json")
+    config = run.read_json("config.json")
+    budgets = (search or {}).get("budgets") or (profile or {}).get("budgets") or metrics.get("budgets") or {}
+    out_dir = run.file(REPORT_DIR)
+    out_dir.mkdir(exist_ok=True)
+    plots: list[tuple[str, str, str]] = []  # (file, title, caption)
+
+    if search is not None:
+        plot_trajectory(search, out_dir / "trajectory.png")
+        plots.append(("trajectory.png", "Search trajectory",
+                      "Per search epoch: the expected latency and peak arena of the architecture distribution "
+                      "(from the latency table) against the budgets, and the validation accuracy of the most likely "
+                      "network with the supernet's shared weights (noisy; not the final accuracy)."))
+        cands = _candidates(search, run)
+        if cands:
+            final = None
+            if train_log is not None and search.get("predicted"):
+                final = {"latency_ms": search["predicted"]["predicted_latency_ms"],
+                         "val_acc": train_log["best"]["val_acc"]}
+            lat_b = budgets.get("latency_s")
+            plot_candidates(cands, final, None if lat_b is None else lat_b * 1e3, out_dir / "candidates.png")
+            plots.append(("candidates.png", "Accuracy against latency of the candidates",
+                          "Each dot is the network the search held most likely at the end of an epoch (after the "
+                          "warm-up), at its predicted latency; the star is the network found, trained from scratch "
+                          "(validation accuracy of its kept epoch)."))
+    if profile is not None:
+        unit = profile["timer_kind"]
+        per = profile.get(f"per_layer_{unit}", [])
+        clock = profile["clock_hz"]
+        ops = metrics.get("runtime_layer_ops", [])
+        names = [f"{i}: {ops[i] if i < len(ops) else la['name']}" for i, la in enumerate(per)]
+        measured = [la[unit] / clock * 1e3 for la in per]
+        pred = metrics.get("predicted_per_layer_count")
+        predicted = [c / clock * 1e3 for c in pred] if pred else None
+        plot_layers(names, measured, predicted, profile["where"], out_dir / "layers.png")
+        plots.append(("layers.png", "Latency per layer",
+                      f"Measured per kernel call on {profile['board']} ({profile['where']}, {unit}), "
+                      "with the latency table's entry for the same call."))
+    if metrics.get("arena_timeline"):
+        plot_arena(metrics["arena_timeline"], metrics["arena_bytes_planned"],
+                   (profile or {}).get("arena_bytes_measured"), budgets.get("ram_bytes"), out_dir / "arena.png")
+        plots.append(("arena.png", "Arena over the execution order",
+                      "Bytes of the tensors alive during each kernel call, and the highest arena byte they occupy "
+                      "in the static plan; the plan's peak is the arena the firmware reserves."))
+    if metrics.get("confusion_int8"):
+        plot_confusion(metrics["confusion_int8"], metrics["classes"], out_dir / "confusion.png")
+        plots.append(("confusion.png", "Confusion matrix", "int8 model on the test split (TFLite Micro)."))
+
+    doc = _document(run, config, metrics, profile, search, arch, train_log, budgets, plots)
+    atomic_write_text(out_dir / "report.md", _markdown(doc))
+    atomic_write_text(out_dir / "report.html", _html(doc, out_dir))
+    return {"html": str(out_dir / "report.html"), "markdown": str(out_dir / "report.md"),
+            "plots": [str(out_dir / f) for f, _, _ in plots]}
+
+
+def _document(run, config, metrics, profile, search, arch, train_log, budgets, plots) -> dict:
+    """The report's content, independent of the format."""
+    title = f"micronas run {run.path.name}"
+    facts = [("run", str(run.path)), ("data", f"{config['data']['spec']} ({config['data']['channels']} channels x "
+                                              f"{config['data']['length']} samples, {len(config['classes'])} classes)"),
+             ("board", (profile or {}).get("board") or config.get("target") or "-"),
+             ("micronas", metrics.get("micronas_version", "-"))]
+    if search is not None:
+        facts.append(("search", f"{len(search['trajectory'])} epochs, {search.get('search_seconds', '-')} s"))
+    acc = [["fp32", f"{100 * metrics['accuracy_fp32']:.1f} %", "torch, folded network"],
+           ["int8", f"{100 * metrics['accuracy_int8']:.1f} %", metrics.get("weights", "") + "; TFLite Micro"]]
+    q = metrics.get("qat")
+    if q:
+        acc.append(["QAT", "ran, kept " + q["kept"] if q.get("ran") else "not needed",
+                    f"validation fp32 {100 * q['validation_accuracy_fp32']:.1f} %, int8 (PTQ) "
+                    f"{100 * q['validation_accuracy_int8_ptq']:.1f} %; rule: {q['trigger']}"])
+    layers = [[str(i), "stem" if i == 0 else f"cell {i}", _layer_text(la)]
+              for i, la in enumerate([arch["stem"], *arch["cells"]])]
+    layers.append([str(len(layers)), "head", f"global average, fully connected -> {arch['num_classes']} classes"])
+    notes = []
+    if profile and profile.get("over_budget"):
+        notes.append("OVER BUDGET on the device: " + "; ".join(profile["over_budget"]))
+    elif profile:
+        notes.append(f"Fits every budget, measured on {profile['where']}.")
+    else:
+        notes.append("Not profiled on a device yet: run `micronas profile " + str(run.path) + "`.")
+    if search and search.get("repairs"):
+        notes.append("Repaired after derivation: " + "; ".join(search["repairs"]))
+    return {"title": title, "facts": facts, "notes": notes, "budget_rows": _rows(metrics, profile, budgets),
+            "accuracy": acc, "layers": layers, "arch_short": arch_summary(arch),
+            "plots": plots, "confusion": (metrics.get("classes"), metrics.get("confusion_int8"))}
+
+
+_BUDGET_HEAD = ["figure", "budget", "predicted", "measured", "source"]
+
+
+def _md_table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _markdown(doc: dict) -> str:
+    parts = [f"# {doc['title']}", "", *[f"- **{k}**: {v}" for k, v in doc["facts"]], "",
+             *[f"> {n}" for n in doc["notes"]], "", "## Budgets and achieved figures", "",
+             _md_table(_BUDGET_HEAD, doc["budget_rows"]), "", "## Accuracy (test split)", "",
+             _md_table(["model", "accuracy", "notes"], doc["accuracy"]), "",
+             f"## Architecture: {doc['arch_short']}", "", _md_table(["#", "position", "layer"], doc["layers"]), ""]
+    for f, title, caption in doc["plots"]:
+        parts += [f"## {title}", "", f"![{title}]({f})", "", caption, ""]
+    return "\n".join(parts)
+
+
+def _h_table(head: list[str], rows: list[list[str]]) -> str:
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    trs = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
+
+
+_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:980px;margin:2em auto;
+padding:0 1em;color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;
+padding:4px 8px;text-align:left;vertical-align:top;font-size:14px}th{background:#f3f3f3}
+img{max-width:100%;border:1px solid #eee}.note{background:#f6f8fa;border-left:4px solid #1f77b4;
+padding:.5em 1em;margin:.5em 0}.caption{color:#555;font-size:14px}"""
+
+
+def _html(doc: dict, out_dir: Path) -> str:
+    facts = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in doc["facts"])
+    notes = "".join(f'<div class="note">{html.escape(n)}</div>' for n in doc["notes"])
+    body = [f"<h1>{html.escape(doc['title'])}</h1><ul>{facts}</ul>{notes}",
+            "<h2>Budgets and achieved figures</h2>", _h_table(_BUDGET_HEAD, doc["budget_rows"]),
+            "<h2>Accuracy (test split)</h2>", _h_table(["model", "accuracy", "notes"], doc["accuracy"]),
+            f"<h2>Architecture: {html.escape(doc['arch_short'])}</h2>",
+            _h_table(["#", "position", "layer"], doc["layers"])]
+    for f, title, caption in doc["plots"]:
+        data = base64.b64encode((out_dir / f).read_bytes()).decode()
+        body.append(f'<h2>{html.escape(title)}</h2><img alt="{html.escape(title)}" src="data:image/png;base64,{data}">'
+                    f'<p class="caption">{html.escape(caption)}</p>')
+    return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(doc['title'])}"
+            f"</title><style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n")
