@@ -38,6 +38,10 @@ class MissingEntriesError(ConfigError):
     """The table lacks entries a network needs (and nothing is available to measure them)."""
 
 
+class NoTableError(ConfigError):
+    """No table exists for the board and shape (a file that exists but is unusable is a ConfigError)."""
+
+
 @dataclass
 class Prediction:
     """Predicted figures of one network on one table's board."""
@@ -92,8 +96,16 @@ def find_table(board: str, channels: int, length: int, classes: int, space: str 
     name = default_table_name(board, channels, length, classes, space)
     for d in table_dirs():
         if (d / name).is_file():
-            return table_mod.load(d / name, allow_stale=allow_stale)
-    raise ConfigError(f"no latency table for {board} with {channels}-channel x {length} input and {classes} classes "
+            table = table_mod.load(d / name, allow_stale=allow_stale)
+            m = table.metadata
+            got = (m["board"], m["input_channels"], m["input_length"], m["num_classes"])
+            if got != (board, channels, length, classes):  # a file renamed or copied over another
+                raise ConfigError(f"{d / name} holds a table for {got[0]}, {got[1]}ch x {got[2]}, {got[3]} classes, "
+                                  f"not for {board}, {channels}ch x {length}, {classes} classes as its name says",
+                                  f"remove or rename it (rm {d / name}), or rebuild it: micronas tables build "
+                                  f"--target {board} --channels {channels} --length {length} --classes {classes}")
+            return table
+    raise NoTableError(f"no latency table for {board} with {channels}-channel x {length} input and {classes} classes "
                       f"(looked for {name} in {', '.join(str(d) for d in table_dirs())})",
                       f"build it: micronas tables build --target {board} --channels {channels} --length {length} "
                       f"--classes {classes}")

@@ -124,7 +124,10 @@ def from_json(d: Any, src: str) -> Table:
     if not isinstance(entries, dict):
         raise ConfigError(f"{src}: 'entries' is missing or not an object of key -> count", hint)
     for key, v in entries.items():
-        parse_key(key)
+        try:
+            parse_key(key)
+        except ConfigError as e:
+            raise ConfigError(f"{src}: {e.message}", hint) from None
         if not _count(v):
             raise ConfigError(f"{src}: entry {key} = {v!r}; expected a count >= 0", hint)
     overhead = d.get("overhead")
@@ -140,6 +143,9 @@ def load(path: str | os.PathLike[str], allow_stale: bool = False) -> Table:
         ConfigError: missing, truncated, corrupt or stale (runtime hash differs) file.
     """
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{p} is a folder, not a latency table", f"pass one of its .json files, e.g. {p}/*.json, "
+                          "or list the tables with `micronas tables show`")
     if not p.is_file():
         raise ConfigError(f"latency table {p} does not exist", "list the tables with `micronas tables show`")
     try:

@@ -33,7 +33,7 @@ import numpy as np
 
 from micronas import __version__
 from micronas.data import Dataset, Split, Standardizer, arrays_for, load_dataset, make_split
-from micronas.errors import BudgetError, ConfigError, ExportError
+from micronas.errors import BudgetError, ConfigError, DataError, ExportError
 from micronas.rundir import RunDir, atomic_write_bytes, atomic_write_text, sha256_file
 from micronas.train import EpochCallback, TrainConfig
 from micronas.units import Budgets, format_size
@@ -110,8 +110,8 @@ def train(data: str | os.PathLike[str], out: str | os.PathLike[str], arch: str |
     """
     ds = load_dataset(data)
     the_arch = resolve_arch(arch, ds)
-    run = RunDir.create(out)
     split = make_split(ds, seed=cfg.seed, val_subjects=cfg.val_subjects)
+    run = RunDir.create(out)  # only now: a bad split option leaves nothing behind
     fingerprint = data_fingerprint(ds)
     digest = cfg.digest({"arch": the_arch.to_json(), "data": fingerprint})
     summary = {"run": str(run.path), "arch": the_arch.to_json(), "classes": list(ds.class_names),
@@ -176,7 +176,12 @@ class _Stages:
 def _load_run(run: RunDir) -> tuple[dict, arch_mod.Arch, Dataset, Split, Standardizer]:
     config = run.read_json("config.json")
     the_arch = arch_mod.from_json(run.read_json("arch.json"), str(run.file("arch.json")))
-    ds = load_dataset(config["data"]["spec"])
+    try:
+        ds = load_dataset(config["data"]["spec"])
+    except DataError as e:
+        raise ConfigError(f"the data {run.path} was trained on ({config['data']['spec']}, recorded in config.json) "
+                          f"cannot be read: {e.message}",
+                          "restore the file at that path, or train again on its new location") from None
     if data_fingerprint(ds) != config["data"]["fingerprint"]:
         raise ConfigError(f"the data {config['data']['spec']} changed since {run.path} was trained",
                           "retrain with `micronas train --force`, or restore the original data")
@@ -560,6 +565,7 @@ def profile(run_path: str | os.PathLike[str], target: str | None = None, port: s
     if not run.has("metrics.json") or not run.has("c/micronas_model.c"):
         raise ConfigError(f"{run.path} has not been exported", f"run: micronas export {run.path}")
     metrics = run.read_json("metrics.json")
+    target = target or (run.read_json("config.json").get("target") if run.has("config.json") else None)
     board = boards.get(target) if target else boards.default_board()
     budgets = effective_budgets(run_path, budgets)
     check_board_has(budgets, board)
@@ -648,7 +654,9 @@ def profile(run_path: str | os.PathLike[str], target: str | None = None, port: s
         "elf": {"text_bytes": image.text_bytes, "data_bytes": image.data_bytes, "bss_bytes": image.bss_bytes},
         "flash_bytes": image.flash_bytes,
         "ram_bytes": image.ram_bytes,
-        "ram_source": "ELF data + bss (includes the arena and the reserved stack)",
+        "ram_source": "ELF data + bss of the profiling firmware: the arena, BENCH_OP's scratch buffer, the serial "
+                      "protocol's buffers and statics; not the stack (its high-water mark is separate). The RAM "
+                      "budget is checked against the arena high-water mark, as search and export check the arena",
         "budgets": budgets.to_json(),
     }
     if metrics.get("predicted_for_board") == board.name and metrics.get("predicted_latency_unit") == unit:
@@ -659,8 +667,9 @@ def profile(run_path: str | os.PathLike[str], target: str | None = None, port: s
     over = []
     if budgets.latency_s is not None and latency_ms > budgets.latency_s * 1e3:
         over.append(f"latency {latency_ms:.3f} ms ({unit}) exceeds the latency budget {budgets.latency_s * 1e3:.3f} ms")
-    if budgets.ram_bytes is not None and image.ram_bytes > budgets.ram_bytes:
-        over.append(f"device RAM {format_size(image.ram_bytes)} exceeds the RAM budget {format_size(budgets.ram_bytes)}")
+    if budgets.ram_bytes is not None and mem.arena_high_water > budgets.ram_bytes:
+        over.append(f"the arena's high-water mark on the device {format_size(mem.arena_high_water)} exceeds the RAM "
+                    f"budget {format_size(budgets.ram_bytes)}")
     if budgets.flash_bytes is not None and image.flash_bytes > budgets.flash_bytes:
         over.append(f"firmware flash {format_size(image.flash_bytes)} exceeds the flash budget "
                     f"{format_size(budgets.flash_bytes)}")
@@ -759,7 +768,7 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
     stage(f"latency table for {board.name}, {shape[0]}ch x {shape[1]}, {shape[2]} classes")
     try:
         table = predictor.find_table(board.name, *shape)
-    except ConfigError:
+    except predictor.NoTableError:  # only a missing table is measured; a bad one is the user's to fix
         if port is not None or not _have_emulator():
             raise
         out_table = Path(predictor.USER_TABLES_DIR) / table_build.default_table_name(board.name, *shape)
@@ -830,7 +839,7 @@ def train_export_profile(data: str | os.PathLike[str], run_path: str | os.PathLi
     config["target"] = target
     run.write_json("config.json", config)
     stage("int8 export, C runtime")
-    metrics = export_int8(run.path, Budgets(None, budgets.ram_bytes, budgets.flash_bytes), on_stage=stage)
+    metrics = export_int8(run.path, budgets, on_stage=stage)  # records the latency budget for a later profile
     stage(f"profile on {target} ({'emulated' if port is None else port})")
     prof = profile(run.path, target=target, port=port, windows=profile_windows, budgets=budgets, on_stage=stage,
                    on_window=on_window)

@@ -23,10 +23,9 @@ import typer
 from rich.console import Console
 
 from micronas import __version__
-from micronas.errors import EXIT_USAGE, MicronasError, UsageError
+from micronas.errors import EXIT_INTERRUPTED, EXIT_USAGE, MicronasError, UsageError
 from micronas.units import SIZE_UNITS_HELP, Budgets, format_size
 
-EXIT_INTERRUPTED = 130
 
 app = typer.Typer(
     name="micronas",
@@ -176,7 +175,8 @@ def export(
 ) -> None:
     """Export a trained run to ONNX, int8 TFLite and C arrays, verified on the test split.
 
-    Exits 1 when the measured TFLM arena exceeds --ram or the model exceeds --flash.
+    Exits 1 when the micronas runtime's planned arena exceeds --ram, or the predicted firmware flash
+    (the flatbuffer when no latency table fits the data's shape) exceeds --flash.
     """
     from micronas.progress import Progress
 

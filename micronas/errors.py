@@ -7,6 +7,7 @@ Exit codes (the contract scripts rely on):
     0  ok
     1  a budget cannot be met, or a measured figure is over budget
     2  usage, configuration, data or internal error
+    130  interrupted (Ctrl-C): finished stages are kept, the same command resumes
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Iterable
 EXIT_OK = 0
 EXIT_BUDGET = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 class MicronasError(Exception):

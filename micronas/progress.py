@@ -51,6 +51,7 @@ class Progress:
         if mode not in ("bar", "lines", "quiet"):
             raise ValueError(mode)
         self.mode, self.console = mode, console
+        self.t0 = time.monotonic()
         self._open: tuple[str, ExitStack, Task] | None = None  # the counted step on screen
 
     def counter(self, name: str, label: str, total: int) -> Task:
@@ -81,9 +82,10 @@ class Progress:
         return cls("bar" if console.is_terminal else "lines", console)
 
     def stage(self, text: str) -> None:
+        """A step without a count (conversion, builds): one line, stamped with the time since the start."""
         self.close()
         if self.mode != "quiet":
-            self.console.print(f"- {text}", markup=False)
+            self.console.print(f"- [{_clock(time.monotonic() - self.t0)}] {text}", markup=False)
 
     def line(self, text: str) -> None:
         """A result line that --quiet also hides (figures a script reads from --json instead)."""

@@ -24,8 +24,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 from torch.nn.utils import parametrize
+
+from micronas.train import run_epoch
 
 log = logging.getLogger(__name__)
 
@@ -119,20 +120,9 @@ def fine_tune(model: nn.Module, train: tuple[np.ndarray, np.ndarray], epochs: in
         model.train()
         model(X[: min(len(X), 256)])
     for epoch in range(epochs):
-        model.train()
-        order = torch.randperm(len(X), generator=gen)
-        losses = []
-        for i in range(0, len(order), batch_size):
-            idx = order[i : i + batch_size]
-            if len(idx) < 2:
-                continue
-            opt.zero_grad()
-            loss = F.cross_entropy(model(X[idx]), y[idx])
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
+        loss = run_epoch(model, X, y, opt, batch_size, gen)
         sched.step()
         if on_epoch:
-            on_epoch(epoch, epochs, float(np.mean(losses)) if losses else float("nan"))
+            on_epoch(epoch, epochs, loss)
     _strip(model, handles)
     return model.eval()

@@ -68,13 +68,16 @@ class RunDir:
             ConfigError: missing folder, not a run, or written by an incompatible version.
         """
         p = Path(path)
+        if p.is_file():
+            raise ConfigError(f"{p} is a file, not a run directory",
+                              f"pass the run directory that holds it: {p.parent}")
         if not p.is_dir():
             raise ConfigError(f"run directory {p} does not exist",
-                              "create one with `micronas train --out RUN`")
+                              "create one with `micronas search --out RUN` or `micronas train --out RUN`")
         run = cls(p)
         if not run.file("run.json").exists():
             raise ConfigError(f"{p} is not a micronas run directory (no run.json)",
-                              "pass the folder given to `micronas train --out`")
+                              "pass the folder given to `micronas search --out` or `micronas train --out`")
         run.check_format()
         return run
 
@@ -102,9 +105,13 @@ class RunDir:
         if not p.exists():
             raise ConfigError(f"{p} is missing", "the stage that writes it has not run; see `micronas --help`")
         try:
-            return json.loads(p.read_text(encoding="utf-8"))
+            obj = json.loads(p.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"{p} is corrupt ({e})", "delete the run directory and re-run") from None
+        if not isinstance(obj, dict):  # every artefact of a run is a JSON object
+            raise ConfigError(f"{p} is corrupt (a JSON {type(obj).__name__}, not an object)",
+                              "delete the run directory and re-run")
+        return obj
 
     def write_json(self, name: str, obj: Any) -> Path:
         p = self.file(name)

@@ -333,6 +333,28 @@ def derive_and_repair(net, table, budgets: Budgets, max_steps: int = 50,
     def score(st):
         return sum(logp[i][0][c] + logp[i][1][w] for i, (c, w) in enumerate(st))
 
+    cache: dict[tuple, Any] = {}
+
+    def neighbours(st):
+        """Every valid network one position away from `st`: (position, state, arch, prediction)."""
+        for i, pos in enumerate(net.positions):
+            for c in range(len(pos.choices)):
+                for w in range(len(pos.widths)):
+                    if (c, w) == st[i]:
+                        continue
+                    cand = list(st)
+                    cand[i] = (c, w)
+                    key = tuple(cand)
+                    if key not in cache:
+                        try:
+                            a = arch_of(cand)
+                        except ConfigError:
+                            cache[key] = None
+                            continue
+                        cache[key] = (a, predictor.predict(a, table))
+                    if cache[key] is not None:
+                        yield (i, cand, *cache[key])
+
     steps: list[str] = []
     arch = arch_of(state)
     pred = predictor.predict(arch, table)
@@ -341,24 +363,13 @@ def derive_and_repair(net, table, budgets: Budgets, max_steps: int = 50,
             break
         v0, s0 = _violation(pred, budgets), score(state)
         best = None
-        for i, pos in enumerate(net.positions):
-            for c in range(len(pos.choices)):
-                for w in range(len(pos.widths)):
-                    if (c, w) == state[i]:
-                        continue
-                    cand = list(state)
-                    cand[i] = (c, w)
-                    try:
-                        a = arch_of(cand)
-                    except ConfigError:
-                        continue
-                    p = predictor.predict(a, table)
-                    gain = v0 - _violation(p, budgets)
-                    if gain <= 0:
-                        continue
-                    cost = max(1e-6, s0 - score(cand))
-                    if best is None or gain / cost > best[0]:
-                        best = (gain / cost, cand, a, p, i)
+        for i, cand, a, p in neighbours(state):
+            gain = v0 - _violation(p, budgets)
+            if gain <= 0:
+                continue
+            ratio = gain / max(1e-6, s0 - score(cand))
+            if best is None or ratio > best[0]:
+                best = (ratio, cand, a, p, i)
         if best is None:
             break
         _, state, arch, new, i = best
@@ -368,32 +379,20 @@ def derive_and_repair(net, table, budgets: Budgets, max_steps: int = 50,
     if _over(pred, budgets):
         raise BudgetError(f"the searched network does not fit after repair: {', '.join(_over(pred, budgets))}",
                           "relax the budget, or search longer")
-    if budgets.latency_s is not None and fill:
-        for _ in range(max_steps):
-            s0, best = score(state), None
-            for i, pos in enumerate(net.positions):
-                for c in range(len(pos.choices)):
-                    for w in range(len(pos.widths)):
-                        if (c, w) == state[i]:
-                            continue
-                        cand = list(state)
-                        cand[i] = (c, w)
-                        try:
-                            a = arch_of(cand)
-                        except ConfigError:
-                            continue
-                        p = predictor.predict(a, table)
-                        if _over(p, budgets) or p.latency_ms <= pred.latency_ms * 1.001:
-                            continue
-                        # log-probability given up per log of latency gained: the search's next
-                        # most likely way of spending more of the budget
-                        price = max(1e-6, s0 - score(cand)) / math.log(p.latency_ms / pred.latency_ms)
-                        if best is None or price < best[0]:
-                            best = (price, cand, a, p, i)
-            if best is None:
-                break
-            _, state, arch, new, i = best
-            steps.append(f"fill, position {i}: {arch.layers[i].to_json()} ({pred.latency_ms:.3f} -> "
-                         f"{new.latency_ms:.3f} ms)")
-            pred = new
+    for _ in range(max_steps if budgets.latency_s is not None and fill else 0):
+        s0, best = score(state), None
+        for i, cand, a, p in neighbours(state):
+            if _over(p, budgets) or p.latency_ms <= pred.latency_ms * 1.001:
+                continue
+            # log-probability given up per log of latency gained: the search's next most likely
+            # way of spending more of the budget
+            price = max(1e-6, s0 - score(cand)) / math.log(p.latency_ms / pred.latency_ms)
+            if best is None or price < best[0]:
+                best = (price, cand, a, p, i)
+        if best is None:
+            break
+        _, state, arch, new, i = best
+        steps.append(f"fill, position {i}: {arch.layers[i].to_json()} ({pred.latency_ms:.3f} -> "
+                     f"{new.latency_ms:.3f} ms)")
+        pred = new
     return arch, pred, steps

@@ -57,6 +57,26 @@ def _evaluate(model, X, y) -> tuple[float, float]:
     return acc, loss
 
 
+def run_epoch(model, X, y, opt, batch_size: int, gen) -> float:
+    """One pass over (X, y) in a seeded random order; returns the mean training loss."""
+    import torch
+    from torch.nn import functional as F
+
+    model.train()
+    order = torch.randperm(len(X), generator=gen)
+    total, seen = 0.0, 0
+    for i in range(0, len(order), batch_size):
+        idx = order[i : i + batch_size]
+        if len(idx) < 2 and len(order) > 1:  # batch norm needs two samples
+            continue
+        opt.zero_grad()
+        loss = F.cross_entropy(model(X[idx]), y[idx])
+        loss.backward()
+        opt.step()
+        total, seen = total + float(loss.detach()) * len(idx), seen + len(idx)
+    return total / max(seen, 1)
+
+
 def _save_checkpoint(run: RunDir, state: dict[str, Any]) -> None:
     import torch
 
@@ -99,7 +119,6 @@ def train(run: RunDir, build_model: Callable[[], Any], data: dict[str, tuple[np.
         The summary written to train_log.json.
     """
     import torch
-    from torch.nn import functional as F
 
     torch.manual_seed(cfg.seed)
     model = build_model()
@@ -127,21 +146,10 @@ def train(run: RunDir, build_model: Callable[[], Any], data: dict[str, tuple[np.
             log.info("resuming training at epoch %d of %d from %s", start + 1, cfg.epochs, ckpt_path)
 
     for epoch in range(start, cfg.epochs):
-        model.train()
-        order = torch.randperm(len(Xtr), generator=gen)
-        total, seen = 0.0, 0
-        for i in range(0, len(order), cfg.batch_size):
-            idx = order[i : i + cfg.batch_size]
-            if len(idx) < 2 and len(order) > 1:  # batch norm needs two samples
-                continue
-            opt.zero_grad()
-            loss = F.cross_entropy(model(Xtr[idx]), ytr[idx])
-            loss.backward()
-            opt.step()
-            total, seen = total + float(loss.detach()) * len(idx), seen + len(idx)
+        train_loss = run_epoch(model, Xtr, ytr, opt, cfg.batch_size, gen)
         sched.step()
         val_acc, val_loss = _evaluate(model, Xva, yva)
-        entry = {"epoch": epoch, "train_loss": total / max(seen, 1), "val_acc": val_acc, "val_loss": val_loss}
+        entry = {"epoch": epoch, "train_loss": train_loss, "val_acc": val_acc, "val_loss": val_loss}
         history.append(entry)
         if (val_acc, -val_loss) > (best["val_acc"], -best["val_loss"]):
             best = {"epoch": epoch, "val_acc": val_acc, "val_loss": val_loss}

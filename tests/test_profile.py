@@ -41,7 +41,17 @@ def test_profile_measures_and_checks_everything(profiled):
     assert p["measured_latency_ms"] == pytest.approx(p["total_instructions"] / 110e6 * 1e3, rel=1e-3)
     assert 0 < p["stack_high_water_bytes"] < p["stack_bytes_reserved"]
     assert p["flash_bytes"] == p["elf"]["text_bytes"] + p["elf"]["data_bytes"]
-    assert p["ram_bytes"] >= p["arena_bytes_planned"] + p["stack_bytes_reserved"]
+    assert p["ram_bytes"] > p["arena_bytes_planned"]  # the firmware's statics hold the arena and more
+
+
+def test_ram_budget_is_the_arena_as_in_search_and_export(profiled):
+    run, p = profiled
+    arena = p["arena_bytes_measured"]
+    ok = api.profile(run, windows=1, budgets=Budgets(ram_bytes=arena))  # the firmware's other statics do not count
+    assert ok["over_budget"] == [] and ok["ram_bytes"] > arena
+    with pytest.raises(BudgetError) as e:
+        api.profile(run, windows=1, budgets=Budgets(ram_bytes=arena - 1))
+    assert "high-water mark" in str(e.value) and f"{arena:,} bytes" in str(e.value)
 
 
 def test_same_binary_twice_gives_identical_counts(profiled):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,6 +146,16 @@ def test_tiny_search_end_to_end(tiny_npz, tmp_path, monkeypatch):
     assert prof["measured_latency_ms"] <= 20 and abs(prof["prediction_error"]) < 0.01
     for f in ("arch.json", "model.pt", "model_int8.tflite", "c/micronas_model.c", "metrics.json", "profile.json"):
         assert (tmp_path / "run" / f).exists()
+    # the report: every plot, a self-contained page and the same content as Markdown
+    rep = tmp_path / "run" / "report"
+    names = ["trajectory.png", "candidates.png", "layers.png", "arena.png", "confusion.png"]
+    assert [Path(p).name for p in r["report"]["plots"]] == names
+    for n in names:
+        assert (rep / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({n})" in (rep / "report.md").read_text()
+    page = (rep / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == len(names) and "src=\"http" not in page
+    assert f"{prof['measured_latency_ms']:.3f} ms" in page and "20 ms" in page
 
 
 def test_resume_with_other_settings_is_refused(tmp_path, basicmotions, cost_model):

@@ -1,0 +1,39 @@
+"""`micronas report` on runs that were not searched: the parts they have, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from micronas import report
+from micronas.errors import ConfigError
+
+import pytest
+
+
+def test_report_of_an_exported_run_has_its_parts(run_copy):
+    r = report.build(run_copy)
+    assert [p.split("/")[-1] for p in r["plots"]] == ["arena.png", "confusion.png"]  # no search, no profile
+    md = (run_copy / "report" / "report.md").read_text()
+    m = json.loads((run_copy / "metrics.json").read_text())
+    assert f"{100 * m['accuracy_int8']:.1f} %" in md
+    assert f"{m['arena_bytes_planned']:,} B" in md
+    assert "Not profiled on a device yet" in md
+    # the confusion matrix counts every test window once
+    assert sum(map(sum, m["confusion_int8"])) == m["test_windows"]
+    assert max(t["top_byte"] for t in m["arena_timeline"]) == m["arena_bytes_planned"]
+
+
+def test_report_without_an_export_is_a_clear_error(tmp_path):
+    (tmp_path / "run").mkdir()
+    p = subprocess.run([sys.executable, "-m", "micronas", "report", str(tmp_path / "run")],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert "not a micronas run directory" in p.stderr and "hint:" in p.stderr
+
+
+def test_report_api_raises_config_error(tmp_path, run_copy):
+    (run_copy / "metrics.json").unlink()
+    with pytest.raises(ConfigError, match="nothing has been exported"):
+        report.build(run_copy)
