@@ -528,8 +528,11 @@ def _start(args: list[str], cwd: Path, logs: Path) -> tuple[subprocess.Popen, Pa
     logs.mkdir(parents=True, exist_ok=True)
     out, err = logs / "stdout.txt", logs / "stderr.txt"
     with open(out, "w") as fo, open(err, "w") as fe:
+        # a shell without job control starts background jobs with SIGINT ignored, and Python then
+        # never raises KeyboardInterrupt: give the child the default disposition, as a terminal would
         p = subprocess.Popen([*MICRONAS, *args], cwd=cwd, env=cli_env(cwd), stdin=subprocess.DEVNULL,
-                             stdout=fo, stderr=fe, text=True)
+                             stdout=fo, stderr=fe, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     return p, out, err
 
 
