@@ -241,8 +241,9 @@ def _rows(metrics: dict | None, profile: dict | None, budgets: dict) -> list[lis
             ["RAM (arena)", size(budgets.get("ram_bytes")), size(m.get("arena_bytes_planned")),
              size(p.get("arena_bytes_measured")),
              "predicted: the export's static plan (exact); measured: canary high-water mark on the device"],
-            ["RAM (whole firmware)", size(budgets.get("ram_bytes")), "-", size(p.get("ram_bytes")),
-             "ELF data + bss: the arena, the reserved stack, the serial protocol's buffers"],
+            ["RAM (whole profiling firmware)", "not checked", "-", size(p.get("ram_bytes")),
+             "ELF data + bss: the arena, BENCH_OP's scratch buffer, the serial protocol's buffers; not the stack "
+             f"(high-water {size(p.get('stack_high_water_bytes'))})"],
             ["flash", size(budgets.get("flash_bytes")), size(m.get("predicted_flash_bytes")), size(p.get("flash_bytes")),
              f"predicted: {m.get('predicted_flash_source', '-')}; measured: the profiling firmware's ELF "
              "(links every kernel)"]]
@@ -350,7 +351,8 @@ def _document(run, config, metrics, profile, search, arch, train_log, budgets, p
     else:
         notes.append("Not profiled on a device yet: run `micronas profile " + str(run.path) + "`.")
     if search and search.get("repairs"):
-        notes.append("Repaired after derivation: " + "; ".join(search["repairs"]))
+        notes.append("Derivation steps (repair while over a budget, then fill towards the latency budget): "
+                     + "; ".join(search["repairs"]))
     return {"title": title, "facts": facts, "notes": notes, "budget_rows": _rows(metrics, profile, budgets),
             "accuracy": acc, "layers": layers, "arch_short": arch_summary(arch),
             "plots": plots, "confusion": (metrics.get("classes"), metrics.get("confusion_int8"))}
