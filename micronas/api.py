@@ -34,7 +34,7 @@ import numpy as np
 from micronas import __version__
 from micronas.data import Dataset, Split, Standardizer, arrays_for, load_dataset, make_split
 from micronas.errors import BudgetError, ConfigError, DataError, ExportError
-from micronas.rundir import RunDir, atomic_write_bytes, atomic_write_text, sha256_file
+from micronas.rundir import RunDir, atomic_write_text, sha256_file
 from micronas.train import EpochCallback, TrainConfig
 from micronas.units import Budgets, format_size
 from search_space import arch as arch_mod
@@ -395,13 +395,16 @@ def export(run_path: str | os.PathLike[str], budgets: Budgets = Budgets(),
 QAT_TRIGGER = 0.01  # quantisation-aware fine-tuning when int8 loses more than 1 point (validation split)
 
 
-def _val_accuracy(run: RunDir) -> tuple[float, float]:
-    """(fp32, int8) accuracy on the validation split: the exported network and its int8 TFLite model."""
+def _val_accuracy(run: RunDir, loaded: tuple) -> tuple[float, float]:
+    """(fp32, int8) accuracy on the validation split: the exported network and its int8 TFLite model.
+
+    `loaded`: `_load_run(run)`, read once by the caller.
+    """
     import torch
 
     from firmware_export import verify
 
-    config, the_arch, ds, split, std = _load_run(run)
+    config, the_arch, ds, split, std = loaded
     X, y = arrays_for(ds, split)["val"]
     X = std.apply(X)
     with torch.no_grad():
@@ -421,32 +424,28 @@ def export_int8(run_path: str | os.PathLike[str], budgets: Budgets = Budgets(), 
     Returns:
         The metrics of the exported model, with a "qat" entry saying what was done and why.
     """
-    import io
-
-    import torch
-
     from micronas import qat
+    from micronas.train import atomic_torch_save
 
     stage = on_stage or (lambda _s: None)
     run = RunDir.open(run_path)
     run.file(QAT_MODEL).unlink(missing_ok=True)  # a fine-tuning of an earlier model.pt
     metrics = export(run.path, budgets, on_stage=stage)
-    fp32, ptq = _val_accuracy(run)
+    loaded = _load_run(run)
+    fp32, ptq = _val_accuracy(run, loaded)
     record: dict[str, Any] = {"validation_accuracy_fp32": fp32, "validation_accuracy_int8_ptq": ptq,
                               "trigger": f"fp32 - int8 > {QAT_TRIGGER:g} on the validation split", "ran": False}
     if fp32 - ptq > QAT_TRIGGER:
         stage(f"int8 loses {100 * (fp32 - ptq):.1f} points on the validation split: quantisation-aware "
               f"fine-tuning ({qat_epochs} epochs)")
-        config, the_arch, ds, split, std = _load_run(run)
+        config, the_arch, ds, split, std = loaded
         X, y = arrays_for(ds, split)["train"]
         tuned = qat.fine_tune(_folded_model(run, the_arch), (std.apply(X), y.astype(np.int64)), epochs=qat_epochs,
                               seed=int(config["train"]["seed"]))
-        buf = io.BytesIO()
-        torch.save(tuned.state_dict(), buf)
-        atomic_write_bytes(run.file(QAT_MODEL), buf.getvalue())
+        atomic_torch_save(run.file(QAT_MODEL), tuned.state_dict())
         ptq_test = metrics["accuracy_int8"]
         metrics = export(run.path, budgets, on_stage=stage)
-        _, qat_val = _val_accuracy(run)
+        _, qat_val = _val_accuracy(run, loaded)
         record.update(ran=True, epochs=qat_epochs, validation_accuracy_int8_qat=qat_val,
                       test_accuracy_int8_ptq=ptq_test, test_accuracy_int8_qat=metrics["accuracy_int8"])
         if qat_val <= ptq:
@@ -763,7 +762,7 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
     split = make_split(ds, seed=cfg.seed, val_subjects=cfg.val_subjects)
     std = Standardizer.fit(ds.X[split.train])
     parts = arrays_for(ds, split)
-    scaled = {k: (std.apply(X), y.astype(np.int64)) for k, (X, y) in parts.items()}
+    scaled = {k: (std.apply(parts[k][0]), parts[k][1].astype(np.int64)) for k in ("train", "val")}  # not test
 
     stage(f"latency table for {board.name}, {shape[0]}ch x {shape[1]}, {shape[2]} classes")
     try:
@@ -790,10 +789,9 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
                          "table": table.metadata["runtime_hash"], "space": DEFAULT_SPACE.name})
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     stage(f"DNAS over the {DEFAULT_SPACE.name} space ({cfg.epochs} epochs; supernet checkpointed every epoch)")
-    trajectory = dnas.search(run, factory, cm, {k: v for k, v in scaled.items() if k in ("train", "val")},
-                             budgets, cfg, digest, on_epoch, must_resume=resume)
+    trajectory = dnas.search(run, factory, cm, scaled, budgets, cfg, digest, on_epoch, must_resume=resume)
     net = dnas.load_supernet(run, factory)
-    stage("derivation: the most likely network, exact costs, repair if over budget")
+    stage("derivation: the most likely network, exact costs, repair if over a budget, fill towards the latency budget")
     the_arch, pred, repairs = dnas.derive_and_repair(net, table, budgets)
     run.write_json("search.json", {"config": asdict(cfg), "digest": digest, "budgets": budgets.to_json(),
                                    "board": board.name, "latency_table": table.path.name if table.path else None,

@@ -83,9 +83,13 @@ def _handled(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _echo_budgets(budgets: Budgets) -> None:
+QUIET = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or result lines (errors only).")]
+
+
+def _echo_budgets(budgets: Budgets, show) -> None:
+    """How the budgets were read, one line each (hidden by --quiet)."""
     for line in budgets.describe():
-        out.print(line, markup=False)
+        show.line(line)
 
 
 def _version(value: bool) -> None:
@@ -141,7 +145,7 @@ def train(
         help="Which epoch's weights to keep: 'last' (of the fixed cosine schedule; what search uses) or "
              "'best-val' (best validation accuracy).")] = "best-val",
     force: Annotated[bool, typer.Option(help="Retrain even if the run already holds a model.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or result lines (errors only).")] = False,
+    quiet: QUIET = False,
 ) -> None:
     """Train an architecture on a dataset (fp32); resumes an interrupted run."""
     from micronas import api
@@ -171,7 +175,7 @@ def export(
     run: Annotated[Path, typer.Argument(help="Run directory from `micronas train`.")],
     ram: Annotated[Optional[str], typer.Option(help=RAM_HELP)] = None,
     flash: Annotated[Optional[str], typer.Option(help=FLASH_HELP)] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or result lines (errors only).")] = False,
+    quiet: QUIET = False,
 ) -> None:
     """Export a trained run to ONNX, int8 TFLite and C arrays, verified on the test split.
 
@@ -182,8 +186,7 @@ def export(
 
     budgets = Budgets.parse(ram=ram, flash=flash)
     show = Progress.for_cli(quiet)
-    for line in budgets.describe():
-        show.line(line)
+    _echo_budgets(budgets, show)
     from micronas import api
 
     metrics = api.export(run, budgets, on_stage=show.stage)
@@ -232,7 +235,7 @@ def profile(
     flash_cmd: Annotated[Optional[str], typer.Option(
         help="With --port: program the board first with this command ({elf} / {bin} placeholders); "
              "runs as an argument list, not through a shell.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or result lines (errors only).")] = False,
+    quiet: QUIET = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print profile.json on stdout (progress on stderr).")]
     = False,
 ) -> None:
@@ -245,8 +248,7 @@ def profile(
 
     budgets = api.effective_budgets(run, Budgets.parse(latency=latency, ram=ram, flash=flash))
     show = Progress.for_cli(quiet, to_stderr=json_out)
-    for line in budgets.describe():  # including those recorded by `micronas export`
-        show.line(line)
+    _echo_budgets(budgets, show)  # including those recorded by `micronas export`
     with show:
         p = api.profile(run, target=target, port=port, windows=windows, budgets=budgets, flash_cmd=flash_cmd,
                         on_stage=show.stage, on_window=_window_counter(show))
@@ -328,7 +330,7 @@ def search(
     port: Annotated[Optional[str], typer.Option(
         help="pyserial URL of a real board for the final profile (and missing table entries); default: emulated.")]
     = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or result lines (errors only).")] = False,
+    quiet: QUIET = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (progress on stderr).")]
     = False,
 ) -> None:
@@ -354,8 +356,7 @@ def search(
     board = board_registry.get(target) if target else board_registry.default_board()
     budgets = api.board_budgets(given, board)
     show = Progress.for_cli(quiet, to_stderr=json_out)
-    for line in budgets.describe():
-        show.line(line)
+    _echo_budgets(budgets, show)
     for what, value in (("RAM", given.ram_bytes), ("flash", given.flash_bytes)):
         if value is None:
             show.line(f"  ({what} budget not given: {board.name}'s {what})")

@@ -73,9 +73,8 @@ def _instrument(model: nn.Module) -> list:
     model.qat_input = _ActInt8()
     handles.append(model.register_forward_pre_hook(lambda m, args: (m.qat_input(args[0]), *args[1:])))
     stages = [*getattr(model, "blocks", []), model.classifier]
-    for i, block in enumerate(stages):
-        q = _ActInt8()
-        block.add_module("qat_output", q)
+    for block in stages:
+        block.add_module("qat_output", _ActInt8())
         handles.append(block.register_forward_hook(lambda m, args, out: m.qat_output(out)))
     return handles
 

@@ -33,7 +33,6 @@ checkpointed after every epoch, so a killed search resumes where it stopped.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import math
@@ -45,8 +44,8 @@ from typing import Any
 import numpy as np
 
 from micronas.errors import BudgetError, ConfigError
-from micronas.rundir import RunDir, atomic_write_bytes
-from micronas.train import read_checkpoint
+from micronas.rundir import RunDir
+from micronas.train import read_checkpoint, resume_from, save_checkpoint
 from micronas.units import Budgets, format_size
 
 log = logging.getLogger(__name__)
@@ -83,27 +82,39 @@ def penalty(expected, budget: float, cfg: SearchConfig, towards: bool = True):
     return torch.where(log_r > 0, cfg.over_weight * log_r, under)
 
 
-def expected_costs(net, cm, cfg: SearchConfig) -> dict[str, Any]:
-    """E[latency count], E[peak arena] (soft max), E[flash] under the architecture distribution."""
+def cost_tensors(cm) -> dict[str, Any]:
+    """The cost model's per-choice latency, flash and arena as float32 tensors: built once per
+    search, not on every architecture step."""
     import torch
 
+    def t(a):
+        return torch.from_numpy(np.asarray(a, dtype=np.float32))
+
+    return {"positions": [(t(pc.latency), t(pc.const_bytes + cm.flash_per_kernel * pc.kernels), t(pc.arena))
+                          for pc in cm.positions],
+            "head": (t(cm.head_latency), t(cm.head_const + cm.flash_per_kernel * cm.head_kernels),
+                     t(cm.head_arena))}
+
+
+def expected_costs(net, cm, cfg: SearchConfig, tensors: dict[str, Any] | None = None) -> dict[str, Any]:
+    """E[latency count], E[peak arena] (soft max), E[flash] under the architecture distribution.
+
+    `tensors`: `cost_tensors(cm)`, passed in by a caller that evaluates many times.
+    """
+    import torch
+
+    tensors = tensors or cost_tensors(cm)
     lat = torch.tensor(cm.overhead)
     flash = torch.tensor(cm.flash_base)
     arenas = []
     q_in = torch.ones(1)  # distribution over the input widths of position 0: the data's channels
-    for pos, pc in zip(net.positions, cm.positions):
+    for pos, pc, (t_lat, t_flash, t_arena) in zip(net.positions, cm.positions, tensors["positions"]):
         p_op = torch.softmax(pos.alpha, 0)
         p_w = torch.softmax(pos.beta, 0)
-        joint = q_in[:, None] * p_w[None, :]  # (width_in, width_out)
-        for name, arr in (("lat", pc.latency), ("const", pc.const_bytes + cm.flash_per_kernel * pc.kernels),
-                          ("arena", pc.arena)):
-            e = (p_op[:, None, None] * joint[None] * torch.from_numpy(arr).float()).sum()
-            if name == "lat":
-                lat = lat + e
-            elif name == "const":
-                flash = flash + e
-            else:
-                arenas.append(e)
+        w = p_op[:, None, None] * (q_in[:, None] * p_w[None, :])[None]  # (choice, width_in, width_out)
+        lat = lat + (w * t_lat).sum()
+        flash = flash + (w * t_flash).sum()
+        arenas.append((w * t_arena).sum())
         # distribution of this position's output width over the next position's input widths
         skip = sum(p_op[i] for i, ch in enumerate(pc.choices) if ch.op == "skip") if pos.skip else torch.tensor(0.0)
         widths_next = sorted(set(pc.widths_out) | (set(pc.widths_in) if pos.skip else set()))
@@ -114,12 +125,11 @@ def expected_costs(net, cm, cfg: SearchConfig) -> dict[str, Any]:
             for a, w in enumerate(pc.widths_in):
                 q_next = q_next + skip * q_in[a] * _onehot(widths_next, w)
         q_in, pc_next_widths = q_next, widths_next
-    head = {"lat": cm.head_latency, "const": cm.head_const + cm.flash_per_kernel * cm.head_kernels,
-            "arena": cm.head_arena}
     idx = [cm.head_widths.index(w) for w in pc_next_widths]
-    lat = lat + (q_in * torch.from_numpy(head["lat"][idx]).float()).sum()
-    flash = flash + (q_in * torch.from_numpy(head["const"][idx]).float()).sum()
-    arenas.append((q_in * torch.from_numpy(head["arena"][idx]).float()).sum())
+    h_lat, h_flash, h_arena = (t[idx] for t in tensors["head"])
+    lat = lat + (q_in * h_lat).sum()
+    flash = flash + (q_in * h_flash).sum()
+    arenas.append((q_in * h_arena).sum())
     a = torch.stack(arenas)
     ram = cfg.ram_smoothness_bytes * torch.logsumexp(a / cfg.ram_smoothness_bytes, 0)
     return {"latency": lat, "ram": ram, "flash": flash}
@@ -171,9 +181,11 @@ def search(run: RunDir, net_factory: Callable[[], Any], cm, data: dict[str, tupl
     Xtr, ytr = (torch.from_numpy(a) for a in data["train"])
     Xva, yva = (torch.from_numpy(a) for a in data["val"])
     targets = _budget_counts(budgets, cm)
+    tensors = cost_tensors(cm)
     bs = max(2, min(cfg.batch_size, len(Xtr) // 4))  # at least 4 steps per epoch on small data
     trajectory: list[dict] = []
     start = 0
+    stateful = {"net": net, "w_opt": w_opt, "a_opt": a_opt}
     ckpt_path = run.file("search_checkpoint.pt")
     ckpt = read_checkpoint(ckpt_path, "search from scratch")
     if ckpt is not None:
@@ -182,13 +194,8 @@ def search(run: RunDir, net_factory: Callable[[], Any], cm, data: dict[str, tupl
                               "epochs or seed)", "repeat the original command's options with --resume, or search "
                               "into a new --out")
         if ckpt.get("digest") == digest:
-            net.load_state_dict(ckpt["net"])
-            w_opt.load_state_dict(ckpt["w_opt"])
-            a_opt.load_state_dict(ckpt["a_opt"])
-            gen.set_state(ckpt["generator"])
-            torch.set_rng_state(ckpt["torch_rng"])
+            start = resume_from(ckpt, stateful, gen)
             trajectory = ckpt["trajectory"]
-            start = int(ckpt["epoch"]) + 1
             log.info("resuming the search at epoch %d of %d", start + 1, cfg.epochs)
 
     for epoch in range(start, cfg.epochs):
@@ -214,7 +221,7 @@ def search(run: RunDir, net_factory: Callable[[], Any], cm, data: dict[str, tupl
                 if len(vidx) < 2:
                     vidx = vorder[:bs]
                 a_opt.zero_grad()
-                e = expected_costs(net, cm, cfg)
+                e = expected_costs(net, cm, cfg, tensors)
                 a_loss = F.cross_entropy(net(Xva[vidx]), yva[vidx])
                 for k, b in targets.items():
                     a_loss = a_loss + penalty(e[k], b, cfg, towards=k == "latency")
@@ -223,7 +230,7 @@ def search(run: RunDir, net_factory: Callable[[], Any], cm, data: dict[str, tupl
         net.eval()
         with torch.no_grad():
             val_acc = float((net(Xva, sample=False).argmax(1) == yva).float().mean())
-            e = expected_costs(net, cm, cfg)
+            e = expected_costs(net, cm, cfg, tensors)
             entry = {
                 "epoch": epoch, "tau": round(net.tau, 4), "train_loss": float(np.mean(losses)) if losses else None,
                 "val_acc_most_likely": val_acc, "expected": _costs_json(e, cm),
@@ -236,11 +243,7 @@ def search(run: RunDir, net_factory: Callable[[], Any], cm, data: dict[str, tupl
                 "seconds": round(time.monotonic() - t0, 2),
             }
         trajectory.append(entry)
-        buf = io.BytesIO()
-        torch.save({"digest": digest, "epoch": epoch, "net": net.state_dict(), "w_opt": w_opt.state_dict(),
-                    "a_opt": a_opt.state_dict(), "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                    "trajectory": trajectory}, buf)
-        atomic_write_bytes(ckpt_path, buf.getvalue())
+        save_checkpoint(ckpt_path, digest, epoch, stateful, gen, trajectory=trajectory)
         run.write_json("search.json", {"config": asdict(cfg), "digest": digest, "budgets": budgets.to_json(),
                                        "trajectory": trajectory})
         if on_epoch:

@@ -77,12 +77,33 @@ def run_epoch(model, X, y, opt, batch_size: int, gen) -> float:
     return total / max(seen, 1)
 
 
-def _save_checkpoint(run: RunDir, state: dict[str, Any]) -> None:
+def atomic_torch_save(path, obj: Any) -> None:
+    """`torch.save` to a temporary file, then rename: a kill never leaves half a file."""
     import torch
 
     buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write_bytes(run.file("checkpoint.pt"), buf.getvalue())
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def save_checkpoint(path, digest: str, epoch: int, stateful: dict[str, Any], gen, **extra: Any) -> None:
+    """A resumable epoch: the state of every object in `stateful` (modules, optimisers,
+    schedulers) under its key, the batch-order generator, torch's RNG, and `extra`."""
+    import torch
+
+    atomic_torch_save(path, {"digest": digest, "epoch": epoch, **{k: o.state_dict() for k, o in stateful.items()},
+                             "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), **extra})
+
+
+def resume_from(ckpt: dict[str, Any], stateful: dict[str, Any], gen) -> int:
+    """Load a `save_checkpoint` checkpoint into the same objects; returns the next epoch."""
+    import torch
+
+    for k, o in stateful.items():
+        o.load_state_dict(ckpt[k])
+    gen.set_state(ckpt["generator"])
+    torch.set_rng_state(ckpt["torch_rng"])
+    return int(ckpt["epoch"]) + 1
 
 
 def read_checkpoint(path, start_over: str) -> dict[str, Any] | None:
@@ -134,15 +155,11 @@ def train(run: RunDir, build_model: Callable[[], Any], data: dict[str, tuple[np.
 
     ckpt_path = run.file("checkpoint.pt")
     ckpt = read_checkpoint(ckpt_path, "train from scratch")
+    stateful = {"model": model, "optimizer": opt, "scheduler": sched}
     if ckpt is not None:
         if ckpt.get("digest") == digest:
-            model.load_state_dict(ckpt["model"])
-            opt.load_state_dict(ckpt["optimizer"])
-            sched.load_state_dict(ckpt["scheduler"])
-            gen.set_state(ckpt["generator"])
-            torch.set_rng_state(ckpt["torch_rng"])
+            start = resume_from(ckpt, stateful, gen)
             history, best, best_state = ckpt["history"], ckpt["best"], ckpt["best_state"]
-            start = int(ckpt["epoch"]) + 1
             log.info("resuming training at epoch %d of %d from %s", start + 1, cfg.epochs, ckpt_path)
 
     for epoch in range(start, cfg.epochs):
@@ -154,11 +171,7 @@ def train(run: RunDir, build_model: Callable[[], Any], data: dict[str, tuple[np.
         if (val_acc, -val_loss) > (best["val_acc"], -best["val_loss"]):
             best = {"epoch": epoch, "val_acc": val_acc, "val_loss": val_loss}
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        _save_checkpoint(run, {
-            "digest": digest, "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(), "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-            "history": history, "best": best, "best_state": best_state,
-        })
+        save_checkpoint(ckpt_path, digest, epoch, stateful, gen, history=history, best=best, best_state=best_state)
         if on_epoch:
             on_epoch(epoch, cfg.epochs, entry)
 
@@ -169,9 +182,7 @@ def train(run: RunDir, build_model: Callable[[], Any], data: dict[str, tuple[np.
         rule = "the last epoch of the fixed cosine schedule"
     else:
         rule = "best validation accuracy, ties: lower validation loss, then earlier epoch"
-    buf = io.BytesIO()
-    torch.save(best_state, buf)
-    atomic_write_bytes(run.file("model.pt"), buf.getvalue())
+    atomic_torch_save(run.file("model.pt"), best_state)
     summary = {"digest": digest, "checkpoint_rule": rule, "best": best, "history": history}
     run.write_json("train_log.json", summary)
     ckpt_path.unlink(missing_ok=True)
