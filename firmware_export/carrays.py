@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from importlib import resources
 from string import Template
 
-from micronas import __version__
+from micronas_base import __version__
 
 BYTES_PER_LINE = 12
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from micronas.errors import ExportError
+from micronas_base.errors import ExportError
 
 from ._fdcapture import capture_fds
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from micronas.errors import ExportError, ToolchainError
+from micronas_base.errors import ExportError, ToolchainError
 
 WARN_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror"]
 RELEASE_FLAGS = ["-O2"]

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from micronas.errors import ExportError
+from micronas_base.errors import ExportError
 
 # schema TensorType -> numpy dtype (only the types an int8 model uses)
 _DTYPES = {0: np.float32, 2: np.int32, 3: np.uint8, 4: np.int64, 9: np.int8, 7: np.int16}

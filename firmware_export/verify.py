@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from micronas.errors import ExportError
+from micronas_base.errors import ExportError
 from search_space.registry import RUNTIME_OPS
 
 from ._fdcapture import capture_fds

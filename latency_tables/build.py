@@ -32,8 +32,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from micronas import __version__
-from micronas.errors import ConfigError
+from micronas_base import __version__
+from micronas_base.errors import ConfigError
 from search_space.arch import Arch
 from search_space.space import SPACES, SearchSpace
 

@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from micronas.errors import ConfigError
+from micronas_base.errors import ConfigError
 from targets.bench_ops import COST_FIELDS
 
 _KEY = re.compile(r"^([A-Z][A-Z0-9_]*)\((.*)\)$")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from micronas.errors import ConfigError
+from micronas_base.errors import ConfigError
 from search_space.arch import Arch
 
 from . import table as table_mod

@@ -37,7 +37,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from micronas.errors import ConfigError
+from micronas_base.errors import ConfigError
 
 from .keys import parse_key
 

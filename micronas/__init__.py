@@ -6,4 +6,4 @@ tensorflow, onnx2tf) are imported inside the functions that need them, so import
 `micronas` and `micronas --help` stay instant.
 """
 
-__version__ = "0.1.0"
+from micronas_base import __version__  # noqa: F401  (from the package metadata)

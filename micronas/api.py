@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from micronas import __version__
+from micronas_base import __version__
 from micronas.data import Dataset, Split, Standardizer, arrays_for, load_dataset, make_split
-from micronas.errors import BudgetError, ConfigError, DataError, ExportError
+from micronas_base.errors import BudgetError, ConfigError, DataError, ExportError
 from micronas.rundir import RunDir, atomic_write_text, sha256_file
 from micronas.train import EpochCallback, TrainConfig
 from micronas.units import Budgets, format_size

@@ -22,8 +22,8 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.console import Console
 
-from micronas import __version__
-from micronas.errors import EXIT_INTERRUPTED, EXIT_USAGE, MicronasError, UsageError
+from micronas_base import __version__
+from micronas_base.errors import EXIT_INTERRUPTED, EXIT_USAGE, MicronasError, UsageError
 from micronas.units import SIZE_UNITS_HELP, Budgets, format_size
 
 

@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from micronas.errors import ConfigError
+from micronas_base.errors import ConfigError
 from micronas.rundir import RunDir, atomic_write_bytes, atomic_write_text
 from micronas.units import format_size
 

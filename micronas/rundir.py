@@ -13,9 +13,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from firmware_export._files import atomic_write_bytes, atomic_write_json, atomic_write_text
-from micronas import __version__
-from micronas.errors import ConfigError
+from micronas_base.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from micronas_base import __version__
+from micronas_base.errors import ConfigError
 
 RUN_FORMAT = "micronas.run/1"
 __all__ = ["RunDir", "RUN_FORMAT", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "sha256_file"]

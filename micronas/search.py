@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from micronas.errors import BudgetError, ConfigError
+from micronas_base.errors import BudgetError, ConfigError
 from micronas.rundir import RunDir
 from micronas.train import read_checkpoint, resume_from, save_checkpoint
 from micronas.units import Budgets, format_size

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from micronas.errors import ConfigError
+from micronas_base.errors import ConfigError
 from micronas.rundir import RunDir, atomic_write_bytes
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, fields
 from decimal import Decimal, DecimalException
 from typing import Any
 
-from micronas.errors import ConfigError, UsageError
+from micronas_base.errors import ConfigError, UsageError
 
 SIZE_UNITS_HELP = (
     "k, K, KB and KiB all mean 1024 bytes; M/MB/MiB mean 1024*1024; "

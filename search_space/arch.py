@@ -28,7 +28,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from micronas.errors import ConfigError, unknown_name_error
+from micronas_base.errors import ConfigError, unknown_name_error
 
 from .registry import SEARCH_OPS
 

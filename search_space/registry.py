@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from micronas.errors import ConfigError, unknown_name_error
+from micronas_base.errors import ConfigError, unknown_name_error
 
 T = TypeVar("T")
 

@@ -60,7 +60,7 @@ layer is timed: a BENCH_OP figure is the layer's INVOKE mode 1 figure in a gener
                                            "in2_strides": (0, 0, 0, 1)})
     stats = client.bench_op(kernel, params, count=1)
 
-Imports the standard library and micronas.errors only (targets is the bottom layer).
+Imports the standard library and micronas_base only (targets is the bottom layer).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ import numbers
 import struct
 from collections.abc import Callable, Mapping
 
-from micronas.errors import UsageError
+from micronas_base.errors import UsageError
 
 # TFLite builtin name -> BENCH_OP kernel id (targets/firmware/bench.c)
 BENCH_KERNELS: dict[str, int] = {

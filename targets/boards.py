@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from micronas.errors import ConfigError, unknown_name_error
+from micronas_base.errors import ConfigError, unknown_name_error
 
 CORES = ("cortex-m4", "cortex-m7", "cortex-m33")
 _REQUIRED = ("name", "core", "clock_hz", "sram_bytes", "flash_bytes", "memory", "serial", "timer", "qemu", "sources")

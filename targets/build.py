@@ -14,7 +14,7 @@ compiled with `-DMICRONAS_PROFILE` and without `-ffreestanding` (which would tur
 4-byte `memcpy` loads into library calls); the firmware's own sources with it. Everything with
 `-O2 -Wall -Wextra -Werror -ffunction-sections -fdata-sections`, linked with `--gc-sections`.
 
-At the bottom of the layering: stdlib and `micronas.errors` only.
+At the bottom of the layering: stdlib and `micronas_base` only.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from micronas.errors import ConfigError, ExportError, ToolchainError
+from micronas_base.errors import ConfigError, ExportError, ToolchainError
 
 from .boards import Board
 

@@ -17,7 +17,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from micronas.errors import ConfigError, ToolchainError
+from micronas_base.errors import ConfigError, ToolchainError
 
 from .boards import Board
 

@@ -22,7 +22,7 @@ between frames. An exchange therefore fails with `DeviceTimeout` after at most
 `DeviceReportedError` at once; a lost link (QEMU killed, cable pulled) raises
 `DeviceConnectionError`.
 
-This module sits at the bottom of the layering: stdlib, pyserial and `micronas.errors` only.
+This module sits at the bottom of the layering: stdlib, pyserial and `micronas_base` only.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from micronas.errors import MicronasError, UsageError
+from micronas_base.errors import MicronasError, UsageError
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from micronas.errors import ToolchainError
+from micronas_base.errors import ToolchainError
 
 from .protocol import DeviceError, DeviceClient
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from micronas.errors import UsageError
+from micronas_base.errors import UsageError
 from targets.bench_ops import BENCH_KERNELS, COST_FIELDS, PARAM_FIELDS, VECTOR_FIELDS, bench_fields, bench_request
 
 BOARD = "nucleo-f446re"

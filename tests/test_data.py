@@ -25,7 +25,7 @@ from micronas.data import (
     load_ts,
     make_split,
 )
-from micronas.errors import ConfigError, DataError, UsageError
+from micronas_base.errors import ConfigError, DataError, UsageError
 
 # ---------------------------------------------------------------------------------------------
 # writers for synthetic data

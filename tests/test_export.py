@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from micronas import api
-from micronas.errors import BudgetError, ExportError
+from micronas_base.errors import BudgetError, ExportError
 from micronas.units import Budgets
 from search_space.registry import RUNTIME_OPS
 

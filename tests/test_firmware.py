@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from firmware_export import codegen
-from micronas.errors import ExportError, ToolchainError
+from micronas_base.errors import ExportError, ToolchainError
 from targets import boards
 from targets.build import build_firmware
 

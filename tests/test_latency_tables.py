@@ -14,7 +14,7 @@ from latency_tables import predict as predictor
 from latency_tables import table as table_mod
 from latency_tables.keys import op_key, parse_key
 from latency_tables.lowering import lower
-from micronas.errors import ConfigError
+from micronas_base.errors import ConfigError
 from search_space import arch as arch_mod
 from search_space.registry import SEARCH_OPS
 from search_space.space import DEFAULT_SPACE, Position, SearchSpace

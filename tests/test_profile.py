@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from micronas import api
-from micronas.errors import BudgetError, ConfigError
+from micronas_base.errors import BudgetError, ConfigError
 from micronas.units import Budgets
 
 from .conftest import toolchain

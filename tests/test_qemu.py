@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import serial
 
-from micronas.errors import ToolchainError
+from micronas_base.errors import ToolchainError
 from targets import qemu as Q
 from targets.protocol import DeviceClient, DeviceConnectionError, DeviceError, DeviceTimeout
 from targets.qemu import EmulatedBoard, instructions_from_ticks

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from micronas import report
-from micronas.errors import ConfigError
+from micronas_base.errors import ConfigError
 
 import pytest
 

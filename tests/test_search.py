@@ -14,7 +14,7 @@ from latency_tables import predict as predictor
 from micronas import api
 from micronas import search as dnas
 from micronas.data import Standardizer, arrays_for, load_dataset, make_split
-from micronas.errors import BudgetError
+from micronas_base.errors import BudgetError
 from micronas.rundir import RunDir
 from micronas.units import Budgets
 from search_space.registry import SEARCH_OPS

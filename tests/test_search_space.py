@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from micronas.errors import ConfigError
+from micronas_base.errors import ConfigError
 from search_space import arch as A
 from search_space.network import build, for_export
 from search_space.registry import RUNTIME_OPS, SEARCH_OPS

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from micronas.errors import ConfigError, ToolchainError
+from micronas_base.errors import ConfigError, ToolchainError
 from targets import boards, flash
 
 

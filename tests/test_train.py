@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from micronas import api
-from micronas.errors import ConfigError
+from micronas_base.errors import ConfigError
 from micronas.train import TrainConfig
 
 

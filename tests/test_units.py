@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from micronas.errors import EXIT_USAGE, UsageError
+from micronas_base.errors import EXIT_USAGE, UsageError
 from micronas.units import (
     MAX_SIZE_BYTES,
     SIZE_UNITS_HELP,

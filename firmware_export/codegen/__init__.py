@@ -19,11 +19,11 @@ from string import Template
 
 import numpy as np
 
-from micronas import __version__
-from micronas.errors import ExportError
+from micronas_base import __version__
+from micronas_base.errors import ExportError
 from search_space.registry import RUNTIME_OPS
 
-from .._files import atomic_write_text
+from micronas_base.files import atomic_write_text
 from ..tflite_graph import Graph, Op, Tensor, read
 from . import planner
 

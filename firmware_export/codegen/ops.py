@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from micronas.errors import ExportError
+from micronas_base.errors import ExportError
 
 from ..tflite_graph import Op, Tensor
 from . import CodeGen

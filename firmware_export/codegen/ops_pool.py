@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from micronas.errors import ExportError
+from micronas_base.errors import ExportError
 
 from ..tflite_graph import Op, Tensor
 from . import CodeGen

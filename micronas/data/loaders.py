@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from micronas.errors import DataError
+from micronas_base.errors import DataError
 
 logger = logging.getLogger(__name__)
 

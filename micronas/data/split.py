@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from micronas.data.loaders import Dataset
-from micronas.errors import ConfigError, DataError, UsageError
+from micronas_base.errors import ConfigError, DataError, UsageError
 
 logger = logging.getLogger(__name__)
 
