@@ -25,12 +25,14 @@ No torch here: the lowering runs inside the search loop.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from firmware_export.tflite_graph import Graph, Op, Tensor
 from search_space.arch import Arch, LayerSpec
+from search_space.registry import SEARCH_OPS, Registry
 
 SAME, VALID = 0, 1  # TFLite Padding
 RELU, NONE = 1, 0  # TFLite ActivationFunctionType
@@ -52,7 +54,7 @@ class _Builder:
 
     tensors: list[Tensor] = field(default_factory=list)
     ops: list[Op] = field(default_factory=list)
-    shared: dict[tuple, int] = field(default_factory=dict)
+    shared: dict[str, int] = field(default_factory=dict)  # parent key -> its constant tensor
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
 
     def _tensor(self, shape, dtype=np.int8, scales=(ACT_SCALE,), zero_points=(0,), qdim=0, data=None) -> int:
@@ -148,6 +150,42 @@ class _Builder:
         return self.op(name, [a, b], y, fusedActivationFunction=act)
 
 
+# --------------------------------------------------------------------------------------------
+# One lowering per search op, registered beside its definition and looked up by the op's name
+# (tests/test_latency_tables.py fails when a registered search op has none).
+
+Lowering = Callable[[_Builder, int, LayerSpec, int], int]  # (builder, input, layer, in channels) -> output
+LOWERINGS: Registry[Lowering] = Registry("search-op lowering")
+
+
+def lowers(*names: str) -> Callable[[Lowering], Lowering]:
+    """Register the decorated function as the lowering of the search ops `names`."""
+
+    def register(fn: Lowering) -> Lowering:
+        for name in names:
+            LOWERINGS.add(name, fn)
+        return fn
+
+    return register
+
+
+@lowers("skip")
+def _identity(b: _Builder, x: int, layer: LayerSpec, c: int) -> int:
+    return x
+
+
+@lowers("conv", "wconv")
+def _conv(b: _Builder, x: int, layer: LayerSpec, c: int) -> int:
+    return b.conv(b.conv_input(x, layer.kernel, layer.stride), layer.out, layer.kernel, layer.stride, RELU)
+
+
+@lowers("dwsep")
+def _dwsep(b: _Builder, x: int, layer: LayerSpec, c: int) -> int:
+    dw = b.conv(b.conv_input(x, layer.kernel, layer.stride), c, layer.kernel, layer.stride, RELU, groups=c)
+    return b.conv(b.conv_input(dw, 1, 1), layer.out, 1, 1, RELU)
+
+
+@lowers("dyconv")
 def _dyconv(b: _Builder, x: int, layer: LayerSpec, c: int) -> int:
     k = layer.experts
     pi = b.attention(x, attention_hidden(c), k, "SOFTMAX")  # [1, K]
@@ -163,9 +201,10 @@ def _dyconv(b: _Builder, x: int, layer: LayerSpec, c: int) -> int:
     return total
 
 
+@lowers("kdna")
 def _kdna(b: _Builder, x: int, layer: LayerSpec, c: int) -> int:
     att = b.attention(x, attention_hidden(c), layer.out, "LOGISTIC")  # [1, O]
-    key = ("kdna", c, layer.out, layer.kernel)
+    key = SEARCH_OPS.get(layer.op).parent_key(c, layer.out, layer.kernel)
     if key not in b.shared:  # one parent per shape: the converter stores it once, so do we
         b.shared[key] = b.weights((layer.out, 1, layer.kernel, c), True)
     xin = b.conv_input(x, layer.kernel, layer.stride)
@@ -174,18 +213,7 @@ def _kdna(b: _Builder, x: int, layer: LayerSpec, c: int) -> int:
 
 
 def _layer(b: _Builder, x: int, layer: LayerSpec, c: int) -> int:
-    if layer.op == "skip":
-        return x
-    if layer.op in ("conv", "wconv"):
-        return b.conv(b.conv_input(x, layer.kernel, layer.stride), layer.out, layer.kernel, layer.stride, RELU)
-    if layer.op == "dwsep":
-        dw = b.conv(b.conv_input(x, layer.kernel, layer.stride), c, layer.kernel, layer.stride, RELU, groups=c)
-        return b.conv(b.conv_input(dw, 1, 1), layer.out, 1, 1, RELU)
-    if layer.op == "dyconv":
-        return _dyconv(b, x, layer, c)
-    if layer.op == "kdna":
-        return _kdna(b, x, layer, c)
-    raise NotImplementedError(f"no lowering for search op {layer.op!r}; add one in latency_tables/lowering.py")
+    return LOWERINGS.get(layer.op)(b, x, layer, c)
 
 
 def lower(arch: Arch) -> Graph:

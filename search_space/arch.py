@@ -123,7 +123,7 @@ def _layer_from_json(d: Any, where: str, src: str) -> LayerSpec:
         raise ConfigError(f"{src}: {where} has unknown keys {sorted(unknown)}; "
                           "expected op, out, kernel, stride, experts")
     if "op" not in d:
-        raise ConfigError(f"{src}: {where} has no 'op'; known ops: {', '.join(SEARCH_OPS.names())}")
+        raise ConfigError(f"{src}: {where} has no 'op'; known ops: {', '.join(sorted(SEARCH_OPS.names()))}")
     try:
         SEARCH_OPS.get(d["op"])
     except ConfigError as e:
@@ -169,8 +169,9 @@ def validate(arch: Arch, src: str = "arch") -> Arch:
         where = "stem" if i == 0 else f"cells[{i - 1}]"
         _check_layer(layer, where, src, c)
         c = layer.out if layer.out is not None else c
-    if arch.stem.op == "skip":
-        raise ConfigError(f"{src}: stem op 'skip' is not allowed; the stem must compute something")
+    if SEARCH_OPS.get(arch.stem.op).keeps_width:
+        raise ConfigError(f"{src}: stem op {arch.stem.op!r} is not allowed; the stem must compute something "
+                          "(an op that can change the channel count)")
     return arch
 
 

@@ -28,12 +28,7 @@ class Network(nn.Module):
             params = {"out": layer.out, "kernel": layer.kernel, "stride": layer.stride}
             if layer.experts is not None:
                 params["experts"] = layer.experts
-            if op.shares_parent:
-                name = f"{layer.op}_{c}x{layer.out}x{layer.kernel}"
-                if name not in self.parents:
-                    self.parents[name] = op.build(c, **params).parent
-                params["parent"] = self.parents[name]
-            blocks.append(op.build(c, **params))
+            blocks.append(op.build_sharing(c, self.parents, **params))
             c = layer.out if layer.out is not None else c
         self.blocks = nn.Sequential(*blocks)
         self.classifier = nn.Linear(c, arch.num_classes)

@@ -83,6 +83,9 @@ class SearchOp:
         keeps_width: The op cannot change the channel count (skip).
         shares_parent: Layers of this op with one (in, out, kernel) shape share one parent
             kernel (KernelDNA); `build` then takes a `parent` parameter.
+        supernet_as: The op the supernet trains in this op's place where both are offered
+            (`conv` is `wconv` with one width: once widths are masks they compute the same
+            function, so the supernet keeps one candidate for both). Empty: itself.
     """
 
     name: str
@@ -93,6 +96,15 @@ class SearchOp:
     experts: tuple[int, ...] = ()
     keeps_width: bool = False
     shares_parent: bool = False
+    supernet_as: str = ""
+
+    def parent_key(self, in_channels: int, out: int, kernel: int) -> str:
+        """The name of the parent kernel that layers of this (in, out, kernel) shape share.
+
+        It names the parameter in a network's state dict (`parents.<key>`) and the one constant
+        the exporter stores for all those layers, so every stage keys parents through it.
+        """
+        return f"{self.name}_{in_channels}x{out}x{kernel}"
 
     def build(self, in_channels: int, **params: Any):
         """Instantiate the torch module for this op (imports torch).
@@ -108,6 +120,21 @@ class SearchOp:
         cls: Callable[..., Any] = getattr(importlib.import_module(module_name), cls_name)
         return cls(in_channels, **params)
 
+    def build_sharing(self, in_channels: int, parents: Any, **params: Any):
+        """`build`, with the parent kernel of a `shares_parent` op taken from (or added to) `parents`.
+
+        Args:
+            in_channels: Channels of the layer input.
+            parents: A `torch.nn.ParameterDict` of the network's shared parents, by `parent_key`.
+            **params: out, kernel, stride (and experts) as for `build`.
+        """
+        if self.shares_parent:
+            key = self.parent_key(in_channels, params["out"], params["kernel"])
+            if key not in parents:
+                parents[key] = self.build(in_channels, **params).parent
+            params["parent"] = parents[key]
+        return self.build(in_channels, **params)
+
 
 SEARCH_OPS: Registry[SearchOp] = Registry("search op")
 
@@ -116,16 +143,41 @@ def register_search_op(op: SearchOp) -> SearchOp:
     return SEARCH_OPS.add(op.name, op)
 
 
+# In the order the search space offers them (`search_space.space.ALL_OPS`): the supernet's
+# candidate order, hence its architecture parameters, follows it.
 register_search_op(SearchOp(
     name="conv",
     summary="plain 1-D convolution + batch norm (folded at export) + ReLU",
     module="search_space.layers:ConvBlock",
+    supernet_as="wconv",
 ))
+
+register_search_op(SearchOp(
+    name="wconv",
+    summary="width-searchable convolution: Gumbel-softmax over channel masks; exports as a plain narrower conv",
+    module="search_space.layers:WidthConvBlock",
+))
+
 register_search_op(SearchOp(
     name="dwsep",
     summary="depthwise-separable: depthwise k-tap conv + ReLU, pointwise 1x1 conv + ReLU",
     module="search_space.layers:DWSepBlock",
 ))
+
+register_search_op(SearchOp(
+    name="dyconv",
+    summary="dynamic convolution (DY-Conv/CondConv), K experts mixed by input attention, split form",
+    module="search_space.layers:DyConvBlock",
+    experts=(2, 4),
+))
+
+register_search_op(SearchOp(
+    name="kdna",
+    summary="KernelDNA: kernel from a parent shared by same-shape layers, static per-filter scale, input filter attention",
+    module="search_space.layers:KernelDNABlock",
+    shares_parent=True,
+))
+
 register_search_op(SearchOp(
     name="skip",
     summary="identity (stride 1, same width): lets the search drop a cell",
@@ -133,23 +185,6 @@ register_search_op(SearchOp(
     kernels=(),
     strides=(1,),
     keeps_width=True,
-))
-register_search_op(SearchOp(
-    name="wconv",
-    summary="width-searchable convolution: Gumbel-softmax over channel masks; exports as a plain narrower conv",
-    module="search_space.layers:WidthConvBlock",
-))
-register_search_op(SearchOp(
-    name="kdna",
-    summary="KernelDNA: kernel from a parent shared by same-shape layers, static per-filter scale, input filter attention",
-    module="search_space.layers:KernelDNABlock",
-    shares_parent=True,
-))
-register_search_op(SearchOp(
-    name="dyconv",
-    summary="dynamic convolution (DY-Conv/CondConv), K experts mixed by input attention, split form",
-    module="search_space.layers:DyConvBlock",
-    experts=(2, 4),
 ))
 
 

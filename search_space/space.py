@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from .arch import Arch, LayerSpec, validate
 from .registry import SEARCH_OPS
 
-ALL_OPS = ("conv", "wconv", "dwsep", "dyconv", "kdna", "skip")
+ALL_OPS = tuple(SEARCH_OPS.names())  # every registered op, in registration order
 
 
 @dataclass(frozen=True)
@@ -127,13 +127,13 @@ class Choice:
 def position_choices(space: SearchSpace, index: int) -> list[Choice]:
     """The supernet's candidates at a position: each op with each kernel and expert count.
 
-    `conv` and `wconv` compute the same function once widths are masks (every candidate of the
-    supernet is width-searched), so the supernet keeps `wconv` when both are offered.
+    An op whose registry entry names a `supernet_as` op that is also offered is left out: the
+    supernet trains the other in its place (`conv` is `wconv` with one width; every candidate of
+    the supernet is width-searched).
     """
     p = space.positions[index]
     names = [o for o in p.op_names() if not (index == 0 and SEARCH_OPS.get(o).keeps_width)]
-    if "wconv" in names and "conv" in names:
-        names.remove("conv")
+    names = [o for o in names if SEARCH_OPS.get(o).supernet_as not in names]
     out = []
     for name in names:
         op = SEARCH_OPS.get(name)

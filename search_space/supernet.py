@@ -41,12 +41,7 @@ class MixedPosition(nn.Module):
             params = {"out": self.out_max, "kernel": ch.kernel, "stride": stride}
             if ch.experts is not None:
                 params["experts"] = ch.experts
-            if op.shares_parent:
-                name = f"{ch.op}_{in_max}x{self.out_max}x{ch.kernel}"
-                if name not in parents:
-                    parents[name] = op.build(in_max, **params).parent
-                params["parent"] = parents[name]
-            mods.append(op.build(in_max, **params))
+            mods.append(op.build_sharing(in_max, parents, **params))
         self.ops = nn.ModuleList(mods)
         self.alpha = nn.Parameter(torch.zeros(len(self.choices)))
         self.beta = nn.Parameter(torch.zeros(len(self.widths)))

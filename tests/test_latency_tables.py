@@ -83,6 +83,36 @@ def test_lowering_archs_cover_every_search_op_at_every_stride():
     assert wanted <= seen, f"add these to LOWERING_ARCHS: {sorted(wanted - seen)}"
 
 
+@pytest.mark.parametrize("op", SEARCH_OPS.names())
+def test_every_search_op_has_a_lowering(op):
+    from latency_tables.lowering import LOWERINGS
+
+    assert op in LOWERINGS, f"search op {op!r} has no lowering: add one with @lowers({op!r}) in latency_tables/lowering.py"
+
+
+def test_unknown_lowering_names_the_known_ones():
+    from latency_tables.lowering import LOWERINGS
+
+    with pytest.raises(ConfigError) as e:
+        LOWERINGS.get("dyconf")
+    assert "dyconv" in e.value.message and e.value.hint == "did you mean 'dyconv'?"
+
+
+def test_kdna_layers_of_one_shape_share_one_parent_constant():
+    """Two same-shape KernelDNA layers lower to one parent constant, keyed as the network keys it."""
+    from latency_tables.lowering import lower
+    from search_space.network import build
+
+    arch = _arch({"stem": {"op": "conv", "out": 8, "kernel": 3, "stride": 1},
+                  "cells": [{"op": "kdna", "out": 8, "kernel": 3, "stride": 1},
+                            {"op": "kdna", "out": 8, "kernel": 3, "stride": 1},
+                            {"op": "kdna", "out": 8, "kernel": 5, "stride": 1}]})
+    g = lower(arch)
+    filters = [g.tensors[op.inputs[1]].index for op in g.ops if op.name == "CONV_2D"]
+    assert len(filters) == 4 and filters[1] == filters[2] and len(set(filters)) == 3
+    assert sorted(build(arch).parents.keys()) == ["kdna_8x8x3", "kdna_8x8x5"]
+
+
 def _export_tflite(arch: arch_mod.Arch, tmp: Path) -> bytes:
     import torch
 
