@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from micronas_base.errors import ExportError
-from search_space.registry import RUNTIME_OPS
+from .codegen.registry import runtime_op_names
 
 from ._fdcapture import capture_fds
 
@@ -86,11 +86,12 @@ def check_ops(ops: list[str], path: Path) -> None:
     Raises:
         ExportError: naming the unexpected ops (a Flex op, say) and the supported set.
     """
-    unknown = sorted({op for op in ops if op not in RUNTIME_OPS})
+    known = runtime_op_names()
+    unknown = sorted({op for op in ops if op not in known})
     if unknown:
         raise ExportError(
             f"{path.name} contains ops the micronas runtime does not support: {', '.join(unknown)}; "
-            f"supported: {', '.join(RUNTIME_OPS.names())}",
+            f"supported: {', '.join(known)}",
             "change the architecture so it avoids these ops, or register the op and its kernel",
         )
 

@@ -48,15 +48,23 @@ PROBE_SEEDS = (0, 1)  # probe 0's firmware measures every entry (and is the real
 FLASH_PROBE_SEEDS = (2, 3, 4, 5, 6, 7)  # more probe networks for the overhead and flash model
 
 
+def _plan(graph):
+    """The code generator's plan of a lowered graph: keys, arena and constants, no C text."""
+    from firmware_export.codegen import plan
+
+    return plan(graph)
+
+
 def _generate(graph, channels: int, classes: int):
+    """The generated C of a lowered graph (for the probe firmware)."""
     from firmware_export.codegen import generate
 
     return generate(graph, tuple(f"c{i}" for i in range(classes)), (0.0,) * channels, (1.0,) * channels)
 
 
-def graph_keys(graph, channels: int, classes: int = 2) -> list[str]:
+def graph_keys(graph) -> list[str]:
     """Table keys of a lowered graph's kernel calls, in execution order (views emit none)."""
-    return [op_key(layer.op, layer.fields) for layer in _generate(graph, channels, classes).layers]
+    return [op_key(layer.op, layer.key_fields) for layer in _plan(graph).layers]
 
 
 def enumerate_keys(space: SearchSpace, channels: int, length: int, classes: int) -> list[str]:
@@ -65,11 +73,11 @@ def enumerate_keys(space: SearchSpace, channels: int, length: int, classes: int)
     for _pos, c, t, layer in space.layer_configs(channels, length):
         if layer.op == "skip":
             continue
-        for k in graph_keys(lower_layer(layer, c, t), c):
+        for k in graph_keys(lower_layer(layer, c, t)):
             keys.setdefault(k)
     t_last = space.lengths(length)[-1]
     for c in sorted(space.input_widths(channels)[-1]):
-        for k in graph_keys(lower_head(c, t_last, classes), c, classes):
+        for k in graph_keys(lower_head(c, t_last, classes)):
             keys.setdefault(k)
     return list(keys)
 
@@ -135,7 +143,7 @@ def _counter(hello, board) -> tuple[Callable[[float], float], str, str]:
 
 def measure_key(dev, key: str, count: Callable[[float], float]) -> float:
     """One entry: the mean count of BENCH_CALLS calls of the key's kernel."""
-    from targets.bench_ops import bench_request
+    from firmware_export.codegen.bench import bench_request
 
     op, cost = parse_key(key)
     kernel, params = bench_request(op, cost)

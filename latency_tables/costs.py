@@ -2,7 +2,7 @@
 differentiable search takes expectations over.
 
 For every position of the space, every candidate (op, kernel, experts) and every (input width,
-output width), the single layer is lowered and generated exactly as `predict` does for a whole
+output width), the single layer is lowered and planned exactly as `predict` does for a whole
 network, giving its latency (the sum of its kernels' table entries), its constant bytes, its
 kernel count and the arena it needs alone. A network's latency and flash are sums of these
 (plus the table's overhead and flash base) up to the sharing of KernelDNA parents; its arena is
@@ -19,7 +19,7 @@ import numpy as np
 from search_space.registry import SEARCH_OPS
 from search_space.space import Choice, SearchSpace, position_choices
 
-from .build import _generate
+from .build import _plan
 from .keys import op_key
 from .lowering import lower_head, lower_layer
 from .predict import MissingEntriesError
@@ -58,12 +58,12 @@ class CostModel:
     unit: str
 
 
-def _layer_costs(graph, channels: int, table: Table, missing: set[str]) -> tuple[float, int, int, int]:
-    gen = _generate(graph, channels, table.metadata["num_classes"])
-    keys = [op_key(la.op, la.fields) for la in gen.layers]
+def _layer_costs(graph, table: Table, missing: set[str]) -> tuple[float, int, int, int]:
+    plan = _plan(graph)
+    keys = [op_key(la.op, la.key_fields) for la in plan.layers]
     missing.update(k for k in keys if k not in table.entries)
     latency = sum(table.entries.get(k, 0.0) for k in keys)
-    return latency, gen.flash_bytes_weights, len(keys), gen.arena_bytes
+    return latency, plan.flash_bytes_weights, len(keys), plan.arena_bytes
 
 
 def build_costs(space: SearchSpace, table: Table, measure_missing=None) -> CostModel:
@@ -89,9 +89,9 @@ def build_costs(space: SearchSpace, table: Table, measure_missing=None) -> CostM
                 if SEARCH_OPS.get(ch.op).keeps_width:
                     continue
                 g = lower_layer(ch.layer(cout, p.stride), cin, lengths[i])
-                lat[ci, a, b], const[ci, a, b], kern[ci, a, b], arena[ci, a, b] = _layer_costs(g, cin, table, missing)
+                lat[ci, a, b], const[ci, a, b], kern[ci, a, b], arena[ci, a, b] = _layer_costs(g, table, missing)
             positions.append(PositionCosts(choices, w_in, w_out, p.stride, lengths[i], lat, const, kern, arena))
-        head = [_layer_costs(lower_head(c, lengths[-1], classes), c, table, missing) for c in widths_in[-1]]
+        head = [_layer_costs(lower_head(c, lengths[-1], classes), table, missing) for c in widths_in[-1]]
         return positions, head
 
     missing: set[str] = set()

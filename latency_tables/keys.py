@@ -1,7 +1,8 @@
 """Latency-table keys: one string per runtime-op configuration, from one function.
 
 A key is the op's TFLite name and every parameter that changes the kernel's cost, in the
-order `targets.bench_ops.COST_FIELDS` lists them (the same fields BENCH_OP takes), e.g.
+order its runtime op's `cost_fields` lists them (firmware_export's registry; the same fields
+BENCH_OP takes), e.g.
 
     CONV_2D(in_len=104,in_ch=16,out_len=50,out_ch=24,kernel=5,stride=2,dilation=1,pad_before=0,groups=1)
     MUL(out_dims=1x1x1x1200,in1_strides=0x0x0x1,in2_strides=0x0x0x0)
@@ -17,10 +18,15 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from firmware_export.codegen.registry import bench_ops
 from micronas_base.errors import ConfigError
-from targets.bench_ops import COST_FIELDS
 
 _KEY = re.compile(r"^([A-Z][A-Z0-9_]*)\((.*)\)$")
+
+
+def _cost_fields() -> dict[str, tuple[str, ...]]:
+    """Op name -> its cost fields, for every op BENCH_OP can time (views have no key)."""
+    return {op.name: op.cost_fields for op in bench_ops()}
 
 
 def _flat(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -40,9 +46,10 @@ def cost_params(op: str, fields: Mapping[str, Any]) -> dict[str, int | tuple[int
     Raises:
         ConfigError: `op` has no BENCH_OP kernel, or `fields` lacks a cost parameter.
     """
-    names = COST_FIELDS.get(op)
+    cost_fields = _cost_fields()
+    names = cost_fields.get(op)
     if names is None:
-        raise ConfigError(f"runtime op {op!r} has no latency-table key; known: {', '.join(sorted(COST_FIELDS))}")
+        raise ConfigError(f"runtime op {op!r} has no latency-table key; known: {', '.join(sorted(cost_fields))}")
     flat = _flat(fields)
     missing = [n for n in names if n not in flat]
     if missing:
@@ -80,8 +87,9 @@ def parse_key(key: str) -> tuple[str, dict[str, int | tuple[int, ...]]]:
     except ValueError:
         raise ConfigError(f"latency-table key {key!r}: parameter {item!r} is not name=integer or "
                           "name=AxBxCxD") from None
-    names = COST_FIELDS.get(op)
+    cost_fields = _cost_fields()
+    names = cost_fields.get(op)
     if names is None or list(params) != list(names):
         raise ConfigError(f"latency-table key {key!r}: expected {op}({', '.join(names or ())}); "
-                          f"known ops: {', '.join(sorted(COST_FIELDS))}")
+                          f"known ops: {', '.join(sorted(cost_fields))}")
     return op, params

@@ -25,7 +25,7 @@ from micronas_base.errors import ConfigError
 from search_space.arch import Arch
 
 from . import table as table_mod
-from .build import _generate, default_table_name
+from .build import _generate, _plan, default_table_name
 from .keys import op_key
 from .lowering import lower
 from .table import Table
@@ -134,8 +134,9 @@ def predict(arch: Arch, table: Table, measure_missing=None, elf_flash: bool = Fa
                           f"{arch.input_length}, {arch.num_classes} classes",
                           f"build a table for it: micronas tables build --target {m['board']} --channels "
                           f"{arch.input_channels} --length {arch.input_length} --classes {arch.num_classes}")
-    gen = _generate(lower(arch), arch.input_channels, arch.num_classes)
-    keys = [op_key(layer.op, layer.fields) for layer in gen.layers]
+    graph = lower(arch)
+    plan = _plan(graph)
+    keys = [op_key(layer.op, layer.key_fields) for layer in plan.layers]
     missing = sorted({k for k in keys if k not in table.entries})
     if missing and measure_missing is not None:
         measure_missing(missing)
@@ -150,14 +151,15 @@ def predict(arch: Arch, table: Table, measure_missing=None, elf_flash: bool = Fa
     per_layer = [(k, table.entries[k]) for k in keys]
     total = sum(c for _, c in per_layer) + table.overhead
     if elf_flash:
+        gen = _generate(graph, arch.input_channels, arch.num_classes)
         flash, flash_source = _elf_flash(gen, m), (f"ELF of the {m['board']} profiling firmware built around the "
                                                    "lowered network (constants an upper bound)")
     else:
         fm = m.get("flash_model") or {}
-        flash = round(fm.get("base_bytes", 0) + gen.flash_bytes_weights + fm.get("per_layer_bytes", 0) * len(keys))
+        flash = round(fm.get("base_bytes", 0) + plan.flash_bytes_weights + fm.get("per_layer_bytes", 0) * len(keys))
         flash_source = "constants + the latency table's flash model (code fitted on probe firmware ELFs)"
-    return Prediction(total, table.unit, total / m["clock_hz"] * 1e3, table.overhead, per_layer, gen.arena_bytes,
-                      gen.flash_bytes_weights, flash, flash_source, table.path.name if table.path else "table",
+    return Prediction(total, table.unit, total / m["clock_hz"] * 1e3, table.overhead, per_layer, plan.arena_bytes,
+                      plan.flash_bytes_weights, flash, flash_source, table.path.name if table.path else "table",
                       m["count_source"])
 
 

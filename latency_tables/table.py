@@ -11,7 +11,7 @@ Format (`micronas.latency_table/1`, JSON)::
         "count_source": "...",                   # one sentence: what a count is
         "compiler": "arm-none-eabi-gcc 12.2.1", "cflags": ["-O2", ...], "simd": true,
         "runtime_version": "1", "runtime_hash": "<sha256 of the C runtime and model template>",
-        "bench_hash": "<sha256 of the BENCH_OP firmware and representative values>",
+        "bench_hash": "<sha256 of the BENCH_OP dispatcher, its firmware glue and representative values>",
         "micronas_version": "0.1.0", "date": "2026-11-22T04:30:00Z",
         "command": "micronas tables build --target nucleo-f446re --channels 6 --length 100 --classes 4",
         "space": "default", "input_channels": 6, "input_length": 100, "num_classes": 4,
@@ -61,10 +61,19 @@ def runtime_hash() -> str:
 
 
 def bench_hash() -> str:
-    """sha256 over how entries are measured: the BENCH_OP firmware and its representative values."""
+    """sha256 over how entries are measured: the generated BENCH_OP dispatcher, the firmware glue
+    that times and feeds it, and the sources that define the ops' representative values."""
+    import inspect
+
+    from firmware_export.codegen import bench, quant
+    from firmware_export.codegen.registry import bench_ops
+
     h = hashlib.sha256()
+    h.update(b"micronas_bench.c\0" + bench.render_dispatcher().encode() + b"\0")
     fw = resources.files("targets") / "firmware"
-    for p in (fw / "bench.c", fw / "main.c", resources.files("targets") / "bench_ops.py"):
+    files = [fw / "bench.c", fw / "bench.h", fw / "main.c"]
+    files += sorted({Path(inspect.getsourcefile(type(op))) for op in bench_ops()} | {Path(quant.__file__)})
+    for p in files:
         h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
     return h.hexdigest()
 

@@ -1,11 +1,12 @@
 """The op registry: the one place every stage asks about an op.
 
-Two kinds of entries live here, both looked up by name, never by if/elif chains:
+Entries are looked up by name, never by if/elif chains:
 
 * search ops (`conv`, `dwsep`, `skip`, `dyconv`, ...): the choices a cell of the search space
-  can take, with their valid parameters and the torch module that implements them;
-* runtime ops (`CONV_2D`, `MEAN`, ...): the int8 TFLite builtins that the exported model may
-  contain, i.e. the set the micronas C runtime implements. The exporter rejects any other op.
+  can take, with their valid parameters and the torch module that implements them.
+
+Runtime ops (`CONV_2D`, `MEAN`, ...: the int8 TFLite builtins the micronas C runtime executes)
+have their own registry in `firmware_export.codegen.registry`, which owns every runtime op.
 
 This module imports no torch (latency tables key on it); the torch modules are imported when
 `SearchOp.build` is called.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from micronas_base.errors import ConfigError, unknown_name_error
@@ -186,54 +187,3 @@ register_search_op(SearchOp(
     strides=(1,),
     keeps_width=True,
 ))
-
-
-# --------------------------------------------------------------------------------------------
-# Runtime ops
-
-
-@dataclass(frozen=True)
-class RuntimeOp:
-    """An int8 TFLite builtin op that the micronas C runtime executes.
-
-    Attributes:
-        name: The TFLite builtin name, exactly as the interpreter reports it.
-        summary: What the op is used for in micronas models.
-        produced_by: Search ops whose export emits this op (documentation and lowering tests).
-        emitter: "module:Class" of the code generator's emitter for this op (imported lazily by
-            `firmware_export.codegen`); empty while the C runtime has no kernel for it.
-    """
-
-    name: str
-    summary: str
-    produced_by: tuple[str, ...] = field(default=())
-    emitter: str = ""
-
-
-RUNTIME_OPS: Registry[RuntimeOp] = Registry("runtime op")
-
-
-def register_runtime_op(op: RuntimeOp) -> RuntimeOp:
-    return RUNTIME_OPS.add(op.name, op)
-
-
-_EMITTERS = "firmware_export.codegen."
-for _name, _summary, _by, _emitter in [
-    # onnx2tf 1.29.24 lowers a depthwise Conv1d to a grouped CONV_2D (filter [C, 1, K, 1]),
-    # which TFLM runs; DEPTHWISE_CONV_2D stays registered for models converted other ways.
-    ("CONV_2D", "1-D convolution as a [1, 1, T, C] x [O, 1, K, C/groups] conv, per-channel int8",
-     ("conv", "wconv", "dwsep", "dyconv", "kdna"), "ops:Conv2D"),
-    ("DEPTHWISE_CONV_2D", "depthwise 1-D convolution", (), "ops:DepthwiseConv2D"),
-    ("FULLY_CONNECTED", "classifier and attention MLPs", ("dyconv", "kdna"), "ops:FullyConnected"),
-    ("MEAN", "mean over axes (models converted other ways)", (), "ops_pool:Mean"),
-    ("AVERAGE_POOL_2D", "global average over time (head, attention inputs)", ("dyconv", "kdna"), "ops_pool:AveragePool2D"),
-    ("MAX_POOL_2D", "max pooling over time", (), "ops_pool:MaxPool2D"),
-    ("ADD", "sum of expert outputs, residuals", ("dyconv",), "ops_elementwise:Add"),
-    ("MUL", "per-sample scaling by attention weights", ("dyconv", "kdna"), "ops_elementwise:Mul"),
-    ("SOFTMAX", "expert attention", ("dyconv",), "ops_activation:Softmax"),
-    ("LOGISTIC", "sigmoid filter attention", ("kdna",), "ops_activation:Logistic"),
-    ("RESHAPE", "1-D <-> 2-D views around convolutions", ("conv", "wconv", "dwsep", "dyconv", "kdna"), "ops:Reshape"),
-    ("STRIDED_SLICE", "one expert's attention weight out of the softmax vector", ("dyconv",), "ops_shape:StridedSlice"),
-    ("PAD", "explicit zero-point padding before a strided convolution", ("conv", "wconv", "dwsep", "dyconv", "kdna"), "ops_shape:Pad"),
-]:
-    register_runtime_op(RuntimeOp(_name, _summary, _by, _EMITTERS + _emitter if _emitter else ""))

@@ -9,9 +9,12 @@ One ELF per (board, emulated or real, SIMD or not):
   DWT cycle counter (timer_kind 0). The firmware runs at the chip's reset clock (no PLL set-up),
   so clock_hz and timer_hz are that clock, not the board file's maximum.
 
-The model's sources (`micronas_model.c`, `mn_*.c`; never the TFLite C array `model_data.c`) are
-compiled with `-DMICRONAS_PROFILE` and without `-ffreestanding` (which would turn the runtime's
-4-byte `memcpy` loads into library calls); the firmware's own sources with it. Everything with
+The generated directory holds the model's sources (`micronas_model.c`, `mn_*.c`; never the TFLite
+C array `model_data.c`), compiled with `-DMICRONAS_PROFILE` and without `-ffreestanding` (which
+would turn the runtime's 4-byte `memcpy` loads into library calls), and the generated BENCH_OP
+dispatcher (`bench/micronas_bench.c`, one handler per runtime op), compiled with the firmware's
+own sources and flags (`-ffreestanding`): it is the firmware's per-op half of BENCH_OP, and its
+timed windows must compile as the firmware's always did. Everything with
 `-O2 -Wall -Wextra -Werror -ffunction-sections -fdata-sections`, linked with `--gc-sections`.
 
 At the bottom of the layering: stdlib and `micronas_base` only.
@@ -36,6 +39,7 @@ BENCH_SCRATCH_BYTES = 16 * 1024
 APT_HINT = "install it: apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi (or scripts/toolchain.sh)"
 
 FIRMWARE_SOURCES = ("startup.c", "main.c", "protocol.c", "timer.c", "bench.c")
+BENCH_DISPATCHER = "bench/micronas_bench.c"  # generated beside the model (firmware_export.codegen.write)
 COMMON_FLAGS = ("-std=c99", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-ffunction-sections", "-fdata-sections")
 LINK_FLAGS = ("-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs", "-Wl,--gc-sections")
 
@@ -188,12 +192,13 @@ def build_firmware(board: Board, model_c_dir: Path, out_dir: Path, emulated: boo
 
     Args:
         board: The target board (targets.boards).
-        model_c_dir: A generated model directory (micronas_model.c/.h, micronas_runtime.h, mn_*.c).
+        model_c_dir: A generated model directory (micronas_model.c/.h, micronas_runtime.h, mn_*.c and
+            the BENCH_OP dispatcher bench/micronas_bench.c).
         out_dir: Where fw.elf, fw.bin, fw.map, link.ld and the objects go (created if missing).
         emulated: Build for the board's QEMU machine instead of the real board.
         simd: Use the runtime's DSP-extension kernels (False adds -DMICRONAS_NO_SIMD).
         stack_bytes: Size of the stack region at the top of RAM.
-        bench_scratch_bytes: Size of BENCH_OP's scratch buffer (default: bench.c's 16 KB); the
+        bench_scratch_bytes: Size of BENCH_OP's scratch buffer (default: 16 KB); the
             latency-table builder enlarges it for the largest layers of a search space.
 
     Returns:
@@ -208,7 +213,7 @@ def build_firmware(board: Board, model_c_dir: Path, out_dir: Path, emulated: boo
     gcc, size_tool, objcopy = (_tool(f"arm-none-eabi-{t}") for t in ("gcc", "size", "objcopy"))
     model_c_dir = Path(model_c_dir).resolve()
     out_dir = Path(out_dir).resolve()
-    for f in ("micronas_model.c", "micronas_model.h", "micronas_runtime.h"):
+    for f in ("micronas_model.c", "micronas_model.h", "micronas_runtime.h", BENCH_DISPATCHER):
         if not (model_c_dir / f).is_file():
             raise ExportError(f"{model_c_dir} holds no generated model: {f} is missing",
                               "run `micronas export RUN` and pass RUN/c")
@@ -235,7 +240,7 @@ def build_firmware(board: Board, model_c_dir: Path, out_dir: Path, emulated: boo
     arch = [f"-mcpu={board.core}", "-mthumb", "-mfloat-abi=soft"]
     profile = ["-DMICRONAS_PROFILE"] + ([] if simd else ["-DMICRONAS_NO_SIMD"])
     uart = "uart_cmsdk.c" if emulated else "uart_stm32.c"
-    fw_sources = [fw / s for s in (*FIRMWARE_SOURCES, uart)]
+    fw_sources = [*(fw / s for s in (*FIRMWARE_SOURCES, uart)), model_c_dir / BENCH_DISPATCHER]
     model_sources = [model_c_dir / "micronas_model.c", *sorted(model_c_dir.glob("mn_*.c"))]
 
     commands: list[list[str]] = []

@@ -1,4 +1,5 @@
-"""BENCH_OP for every executing runtime op (targets/bench_ops.py, targets/firmware/bench.c).
+"""BENCH_OP for every executing runtime op (firmware_export/codegen/bench.py, the generated
+dispatcher micronas_bench.c and targets/firmware/bench.c).
 
 The latency tables store, per op configuration, what BENCH_OP measures; the figure must be what
 the same kernel call costs inside a generated model. The key test builds ONE int8 model that
@@ -30,8 +31,15 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from firmware_export.codegen.bench import bench_fields, bench_request
+from firmware_export.codegen.registry import bench_ops, list_runtime_ops
 from micronas_base.errors import UsageError
-from targets.bench_ops import BENCH_KERNELS, COST_FIELDS, PARAM_FIELDS, VECTOR_FIELDS, bench_fields, bench_request
+
+# the registry's answers, as tables (kernel-id order)
+BENCH_KERNELS = {op.name: op.kernel_id for op in bench_ops()}
+COST_FIELDS = {op.name: op.cost_fields for op in bench_ops()}
+PARAM_FIELDS = {op.name: op.param_fields for op in bench_ops()}
+VECTOR_FIELDS = {op.name: op.vector_fields for op in bench_ops()}
 
 BOARD = "nucleo-f446re"
 REL_TOL = 0.005  # BENCH_OP vs the layer in the model
@@ -98,9 +106,7 @@ PACKING_MORE = {
 
 
 def test_kernel_ids_and_cost_fields_cover_every_executing_runtime_op():
-    from search_space.registry import RUNTIME_OPS
-
-    executing = {op.name for op in RUNTIME_OPS if op.emitter and op.name != "RESHAPE"}  # RESHAPE is a view
+    executing = {op.name for op in list_runtime_ops() if not op.view}  # RESHAPE is a view
     assert set(BENCH_KERNELS) == set(COST_FIELDS) == set(PARAM_FIELDS) == executing == set(PACKING)
     assert sorted(BENCH_KERNELS.values()) == list(range(1, 13))
     for op, fields in COST_FIELDS.items():
@@ -137,6 +143,7 @@ def test_params_layout_matches_the_runtime_header():
         return out
 
     for op, struct_name in structs.items():
+        assert next(o for o in bench_ops() if o.name == op).struct == struct_name, op
         assert list(PARAM_FIELDS[op]) == fields(struct_name), op
         assert VECTOR_FIELDS[op] <= set(PARAM_FIELDS[op])
 
@@ -148,6 +155,104 @@ def test_bench_request_packs_cost_and_representative_values(op, cost, want):
     assert kernel == BENCH_KERNELS[op]
     assert params == struct.pack(f"<{len(want)}i", *want)
     assert list(bench_fields(op, cost)) == list(PARAM_FIELDS[op])
+
+
+# The exact request bytes of the code before the runtime-op registry (targets/bench_ops.py, which
+# re-implemented the exporter's fixed-point maths), for three keys of every op from the shipped
+# tables and more for the ops and branches they do not reach: the registry's representative
+# values, computed with the exporter's own maths, must be bit-identical.
+REQUEST_BYTES = {
+    "CONV_2D(in_len=100,in_ch=6,out_len=100,out_ch=16,kernel=3,stride=1,dilation=1,pad_before=1,groups=1)":
+        "6400000006000000640000001000000003000000010000000100000001000000010000008000000080ffffff80ffffff7f000000",
+    "CONV_2D(in_len=100,in_ch=6,out_len=100,out_ch=16,kernel=5,stride=1,dilation=1,pad_before=2,groups=1)":
+        "6400000006000000640000001000000005000000010000000100000002000000010000008000000080ffffff80ffffff7f000000",
+    "CONV_2D(in_len=100,in_ch=6,out_len=100,out_ch=16,kernel=7,stride=1,dilation=1,pad_before=3,groups=1)":
+        "6400000006000000640000001000000007000000010000000100000003000000010000008000000080ffffff80ffffff7f000000",
+    "DEPTHWISE_CONV_2D(in_len=40,in_ch=16,out_len=40,depth_multiplier=1,kernel=3,stride=1,dilation=1,pad_before=1)":
+        "28000000100000002800000001000000030000000100000001000000010000008000000080ffffff80ffffff7f000000",
+    "DEPTHWISE_CONV_2D(in_len=33,in_ch=10,out_len=17,depth_multiplier=2,kernel=5,stride=2,dilation=1,pad_before=2)":
+        "210000000a0000001100000002000000050000000200000001000000020000008000000080ffffff80ffffff7f000000",
+    "FULLY_CONNECTED(batches=1,in_features=12,out_features=2,per_channel=1)":
+        "010000000c0000000200000080000000000000000000000080ffffff7f00000001000000",
+    "FULLY_CONNECTED(batches=1,in_features=12,out_features=24,per_channel=1)":
+        "010000000c0000001800000080000000000000000000000080ffffff7f00000001000000",
+    "FULLY_CONNECTED(batches=1,in_features=12,out_features=32,per_channel=1)":
+        "010000000c0000002000000080000000000000000000000080ffffff7f00000001000000",
+    "FULLY_CONNECTED(batches=3,in_features=30,out_features=5,per_channel=0)":
+        "030000001e0000000500000080000000000000000000000080ffffff7f00000000000000",
+    "MEAN(outer=1,reduce=1,inner=8)":
+        "01000000010000000800000080ffffff80ffffff0000004002000000",
+    "MEAN(outer=1,reduce=3,inner=8)":
+        "01000000030000000800000080ffffff80ffffffaaaaaa2a01000000",
+    "MEAN(outer=1,reduce=100,inner=16)":
+        "01000000640000001000000080ffffff80ffffff8fc2f528fcffffff",
+    "MEAN(outer=2,reduce=128,inner=64)":
+        "02000000800000004000000080ffffff80ffffff00000040fbffffff",
+    "MEAN(outer=1,reduce=16384,inner=1)":
+        "01000000004000000100000080ffffff80ffffff00000040f4ffffff",
+    "AVERAGE_POOL_2D(in_len=100,ch=16,out_len=1,filter=100,stride=100,pad_before=0)":
+        "64000000100000000100000064000000640000000000000080ffffff7f000000",
+    "AVERAGE_POOL_2D(in_len=100,ch=24,out_len=1,filter=100,stride=100,pad_before=0)":
+        "64000000180000000100000064000000640000000000000080ffffff7f000000",
+    "AVERAGE_POOL_2D(in_len=100,ch=8,out_len=1,filter=100,stride=100,pad_before=0)":
+        "64000000080000000100000064000000640000000000000080ffffff7f000000",
+    "MAX_POOL_2D(in_len=40,ch=8,out_len=20,filter=2,stride=2,pad_before=0)":
+        "28000000080000001400000002000000020000000000000080ffffff7f000000",
+    "MAX_POOL_2D(in_len=37,ch=16,out_len=37,filter=3,stride=1,pad_before=1)":
+        "25000000100000002500000003000000010000000100000080ffffff7f000000",
+    "ADD(out_dims=1x1x1x1200,in1_strides=0x0x0x1,in2_strides=0x0x0x1,relu=0)":
+        "010000000100000001000000b00400000000000000000000000000000100000000000000000000000000000001000000f6fffffff4ffffff0000000014000000000000400000000080999959ffffffffe6505e43edffffff80ffffff7f000000",
+    "ADD(out_dims=1x1x1x1200,in1_strides=0x0x0x1,in2_strides=0x0x0x1,relu=1)":
+        "010000000100000001000000b00400000000000000000000000000000100000000000000000000000000000001000000000000000000000080ffffff14000000000000400000000080999959ffffffffe6505e43eeffffff80ffffff7f000000",
+    "ADD(out_dims=1x1x1x1600,in1_strides=0x0x0x1,in2_strides=0x0x0x1,relu=0)":
+        "010000000100000001000000400600000000000000000000000000000100000000000000000000000000000001000000f6fffffff4ffffff0000000014000000000000400000000080999959ffffffffe6505e43edffffff80ffffff7f000000",
+    "MUL(out_dims=1x1x1x1200,in1_strides=0x0x0x1,in2_strides=0x0x0x0,relu=0)":
+        "010000000100000001000000b00400000000000000000000000000000100000000000000000000000000000000000000f6ffffff800000000a00000000000040f9ffffff80ffffff7f000000",
+    "MUL(out_dims=1x1x1x1600,in1_strides=0x0x0x1,in2_strides=0x0x0x0,relu=0)":
+        "010000000100000001000000400600000000000000000000000000000100000000000000000000000000000000000000f6ffffff800000000a00000000000040f9ffffff80ffffff7f000000",
+    "MUL(out_dims=1x1x1x600,in1_strides=0x0x0x1,in2_strides=0x0x0x0,relu=0)":
+        "010000000100000001000000580200000000000000000000000000000100000000000000000000000000000000000000f6ffffff800000000a00000000000040f9ffffff80ffffff7f000000",
+    "MUL(out_dims=1x1x1x1200,in1_strides=0x0x0x1,in2_strides=0x0x0x0,relu=1)":
+        "010000000100000001000000b00400000000000000000000000000000100000000000000000000000000000000000000000000008000000080ffffff00000040faffffff80ffffff7f000000",
+    "SOFTMAX(outer=1,depth=2)":
+        "01000000020000000085eb511200000000e1ffff",
+    "SOFTMAX(outer=1,depth=4)":
+        "01000000040000000085eb511200000000e1ffff",
+    "SOFTMAX(outer=3,depth=16)":
+        "03000000100000000085eb511200000000e1ffff",
+    "LOGISTIC(size=16)":
+        "1000000000000000f00000000000004017000000",
+    "LOGISTIC(size=24)":
+        "1800000000000000f00000000000004017000000",
+    "LOGISTIC(size=32)":
+        "2000000000000000f00000000000004017000000",
+    "LOGISTIC(size=1200)":
+        "b004000000000000f00000000000004017000000",
+    "PAD(in_dims=1x1x100x16,pad_before=0x0x1x0,pad_after=0x0x1x0)":
+        "01000000010000006400000010000000000000000000000001000000000000000000000000000000010000000000000080ffffff",
+    "PAD(in_dims=1x1x100x16,pad_before=0x0x2x0,pad_after=0x0x2x0)":
+        "01000000010000006400000010000000000000000000000002000000000000000000000000000000020000000000000080ffffff",
+    "PAD(in_dims=1x1x100x16,pad_before=0x0x3x0,pad_after=0x0x3x0)":
+        "01000000010000006400000010000000000000000000000003000000000000000000000000000000030000000000000080ffffff",
+    "STRIDED_SLICE(out_dims=1x1x1x1,in_strides=0x0x2x1,step=1x1x1x1)":
+        "01000000010000000100000001000000000000000000000002000000010000000000000000000000000000000000000001000000010000000100000001000000",
+    "STRIDED_SLICE(out_dims=1x1x1x1,in_strides=0x0x4x1,step=1x1x1x1)":
+        "01000000010000000100000001000000000000000000000004000000010000000000000000000000000000000000000001000000010000000100000001000000",
+    "STRIDED_SLICE(out_dims=1x2x13x2,in_strides=0x117x9x1,step=1x-3x-1x2)":
+        "01000000020000000d000000020000000000000075000000090000000100000000000000030000000c0000000000000001000000fdffffffffffffff02000000",
+}
+
+
+@pytest.mark.parametrize("key", REQUEST_BYTES)
+def test_request_bytes_are_those_of_the_code_before_the_registry(key):
+    from latency_tables.keys import parse_key
+
+    op, cost = parse_key(key)
+    assert bench_request(op, cost) == (BENCH_KERNELS[op], bytes.fromhex(REQUEST_BYTES[key]))
+
+
+def test_request_bytes_cover_every_op():
+    assert {k.split("(")[0] for k in REQUEST_BYTES} == set(BENCH_KERNELS)
 
 
 def test_mean_multiplier_is_the_exporters_fold():

@@ -12,7 +12,7 @@ import pytest
 from micronas import api
 from micronas_base.errors import BudgetError, ExportError
 from micronas.units import Budgets
-from search_space.registry import RUNTIME_OPS
+from firmware_export.codegen.registry import runtime_op_names
 
 from .conftest import toolchain
 
@@ -31,7 +31,7 @@ def test_metrics_hold_measured_figures(exported_run):
     assert m["input"]["shape"] == [1, 37, 4] and m["output"]["shape"] == [1, 3]
     # the dynamic conv survives conversion in its split form, and nothing unregistered appears
     ops = m["tflite_ops"]
-    assert set(ops) <= set(RUNTIME_OPS.names())
+    assert set(ops) <= set(runtime_op_names())
     assert ops.count("SOFTMAX") == 1 and ops.count("MUL") == 2 and "STRIDED_SLICE" in ops
     assert ops[-1] == "FULLY_CONNECTED"
 

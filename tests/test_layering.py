@@ -3,7 +3,7 @@
     micronas            orchestrates; may import everything
     latency_tables      keys on the op registry; lowers search-space networks through the code
                         generator and measures them on targets; no torch at module import
-    firmware_export     builds on search_space (and targets)
+    firmware_export     owns the memory planner and every runtime op; above search_space and targets
     search_space        above the basics
     targets             above the basics; no ML dependencies at all
     micronas_base       bottom: errors, atomic file writes, the version; stdlib only
@@ -31,7 +31,8 @@ HEAVY = {"torch", "tensorflow", "onnx2tf", "onnx", "ai_edge_litert", "tflite_mic
 LIGHT_MODULES = ["micronas/cli.py", "micronas/errors.py", "micronas_base/errors.py", "micronas_base/files.py", "micronas/units.py", "micronas/__init__.py",
                  "search_space/registry.py", "search_space/arch.py", "search_space/__init__.py",
                  "latency_tables/__init__.py", "targets/__init__.py", "firmware_export/__init__.py",
-                 "search_space/space.py", *(f"latency_tables/{m}.py" for m in ("keys", "table", "lowering", "build",
+                 "search_space/space.py", "firmware_export/codegen/registry.py",
+                 "firmware_export/codegen/bench.py", *(f"latency_tables/{m}.py" for m in ("keys", "table", "lowering", "build",
                                                                                 "predict"))]
 
 

@@ -1,10 +1,10 @@
-"""Op emitters: one class per runtime op, named by its registry entry.
+"""Emitters of the convolutions, FULLY_CONNECTED and RESHAPE: one registered class per runtime op.
 
-An emitter answers, for one op of a graph: the kernel call (with its export-time params struct)
-and the multiply-accumulate count. Views (RESHAPE) set `view = True` and emit nothing: their
-output shares the input's arena buffer. Scales are combined exactly as TFLite's Prepare steps
-do (float32 operands, widened to double, see docs/runtime-semantics.md), so the integer
-constants equal TFLM's.
+An emitter answers, for one op of a graph: its params fields, constants and operands (`plan`),
+the kernel call (`render`), the multiply-accumulate count, and how BENCH_OP times it. Views
+(RESHAPE) set `view = True` and emit nothing: their output shares the input's arena buffer.
+Scales are combined exactly as TFLite's Prepare steps do (float32 operands, widened to double,
+see docs/runtime-semantics.md), so the integer constants equal TFLM's.
 """
 
 from __future__ import annotations
@@ -16,33 +16,11 @@ import numpy as np
 from micronas_base.errors import ExportError
 
 from ..tflite_graph import Op, Tensor
-from . import CodeGen
+from .plan import NULL, CodeGen, ConstRef, PlannedLayer
 from .quant import activation_range, quantize_multiplier
+from .registry import ACT_OK, Bench, BenchTensor, RuntimeOp, check, runtime_op
 
 PADDING_SAME, PADDING_VALID = 0, 1
-
-
-def c_struct(fields: dict[str, object], _nested: bool = False) -> tuple[str, int]:
-    """A C99 designated initializer and the struct's size on a 32-bit core (4 bytes a field).
-
-    Top-level fields go one per line (readable generated code); nested structs stay inline.
-    """
-    parts = []
-    size = 0
-    for k, v in fields.items():
-        if isinstance(v, (list, tuple)):
-            parts.append(f".{k} = {{{', '.join(str(int(x)) for x in v)}}}")
-            size += 4 * len(v)
-        elif isinstance(v, dict):
-            inner, inner_size = c_struct(v, _nested=True)
-            parts.append(f".{k} = {inner}")
-            size += inner_size
-        else:
-            parts.append(f".{k} = {v}")
-            size += 4
-    if _nested:
-        return "{" + ", ".join(parts) + "}", size
-    return "{\n    " + ",\n    ".join(parts) + ",\n}", size
 
 
 def spatial_1d(t: Tensor, what: str) -> tuple[int, int, str]:
@@ -79,13 +57,13 @@ def per_channel_multipliers(x: Tensor, w: Tensor, y: Tensor) -> tuple[list[int],
     return mults, shifts
 
 
-def _bias(op: Op, cg: CodeGen) -> str:
+def _bias(op: Op, cg: CodeGen) -> ConstRef:
     if len(op.inputs) > 2 and op.inputs[2] >= 0:
         b = cg.t(op.inputs[2])
         if b.dtype != np.int32:
             raise ExportError(f"{op.name} bias {b.name!r} is {b.dtype}; expected int32")
         return cg.const(b.data)
-    return "NULL"
+    return NULL
 
 
 def _require_const(op: Op, cg: CodeGen, i: int, what: str) -> Tensor:
@@ -137,55 +115,148 @@ def _conv_quant_fields(op: Op, cg: CodeGen, w: Tensor) -> dict[str, object]:
             "act_max": act_max, "out_multiplier": cg.i32(mults), "out_shift": cg.i32(shifts)}
 
 
-class Conv2D:
+
+# BENCH_OP's convolutions and FC: every output multiplier 2^30 with shift -8, the fast
+# requantisation form of mn_internal.h (shift -22..-2, multiplier >= 0, |output offset| <= 256)
+# that exported convs and FCs take (their shifts are -4..-13); biases 0.
+_BENCH_MULT, _BENCH_SHIFT = 1 << 30, -8
+_QUANT_MESSAGE = "offsets or activation range out of int8 range"
+
+
+def _bench_quant(n: str) -> tuple[BenchTensor, ...]:
+    """The per-channel requantisation arrays of `n` channels (pointer fields of the struct)."""
+    return (BenchTensor("mult", "int32_t", n, _BENCH_MULT, into="out_multiplier"),
+            BenchTensor("shift", "int32_t", n, _BENCH_SHIFT, into="out_shift"))
+
+
+def _relu_conv_values() -> dict[str, int]:
+    """An exported conv + ReLU: input zero point -128 (a ReLU output), output zero point -128 and
+    the ReLU clamp, so about half the outputs clamp at -128 as in the model (the clamp is a
+    branch: a clamped output costs ~2 instructions less off the SIMD interior path)."""
+    act_min, act_max = activation_range(1, 1.0, -128)
+    return {"input_offset": 128, "output_offset": -128, "act_min": act_min, "act_max": act_max}
+
+
+@runtime_op(
+    "CONV_2D",
+    # onnx2tf 1.29.24 lowers a depthwise Conv1d to a grouped CONV_2D (filter [C, 1, K, 1]), which
+    # TFLM runs; DEPTHWISE_CONV_2D stays registered for models converted other ways.
+    summary="1-D convolution as a [1, 1, T, C] x [O, 1, K, C/groups] conv, per-channel int8",
+    produced_by=("conv", "wconv", "dwsep", "dyconv", "kdna"),
+    struct="mn_conv_params", function="mn_conv_s8", kernel_id=1,
+    cost_fields=("in_len", "in_ch", "out_len", "out_ch", "kernel", "stride", "dilation", "pad_before", "groups"),
+    param_fields=("in_len", "in_ch", "out_len", "out_ch", "kernel", "stride", "dilation", "pad_before", "groups",
+                  "input_offset", "output_offset", "act_min", "act_max"),
+    bench=Bench(
+        call="mn_conv_s8(p, in, w, bias, out)",
+        tensors=(BenchTensor("in", "int8_t", "(uint64_t)p->in_len * p->in_ch", "seeded"),
+                 BenchTensor("w", "int8_t", "(uint64_t)p->out_ch * p->kernel * (p->in_ch / p->groups)", "seeded"),
+                 BenchTensor("out", "int8_t", "(uint64_t)p->out_len * p->out_ch", output=True),
+                 BenchTensor("bias", "int32_t", "p->out_ch", 0),
+                 *_bench_quant("p->out_ch")),
+        checks=(check("conv sizes must be 1..16384 (pad_before 0..16384)",
+                      dim=("in_len", "in_ch", "out_len", "out_ch", "kernel", "stride", "dilation", "groups"),
+                      pad="pad_before"),
+                check("groups must divide in_ch and out_ch", "p->in_ch % p->groups == 0 && p->out_ch % p->groups == 0"),
+                check(_QUANT_MESSAGE, ACT_OK, offset=("input_offset", "output_offset"))),
+    ),
+)
+class Conv2D(RuntimeOp):
     """CONV_2D as a 1-D (optionally grouped) convolution: filter [O, 1, K, C/groups]."""
 
-    def emit(self, op: Op, cg: CodeGen) -> str:
+    def plan(self, op: Op, cg: CodeGen) -> PlannedLayer:
         w = _require_const(op, cg, 1, "filter")
         o_ch, kh, kw, cf = w.shape
         g = conv_1d(op, cg, kh, kw)
         if o_ch != g.out_ch or g.in_ch % cf:
             raise ExportError(f"CONV_2D filter {list(w.shape)} does not fit {g.in_ch} -> {g.out_ch} channels")
-        fields = ({
+        fields = {
             "in_len": g.in_len, "in_ch": g.in_ch, "out_len": g.out_len, "out_ch": g.out_ch,
             "kernel": g.kernel, "stride": g.stride, "dilation": g.dilation, "pad_before": g.pad_before,
             "groups": g.in_ch // cf, **_conv_quant_fields(op, cg, w),
-        })
-        p = cg.params("mn_conv_params", fields)
-        return f"mn_conv_s8(&{p}, {cg.ptr(op.inputs[0])}, {cg.const(w.data)}, {_bias(op, cg)}, {cg.ptr(op.outputs[0])});"
+        }
+        return cg.layer(op, fields, [cg.ptr(op.inputs[0]), cg.const(w.data), _bias(op, cg), cg.ptr(op.outputs[0])])
 
     def macs(self, op: Op, cg: CodeGen) -> int:
         w = cg.t(op.inputs[1])
         g = conv_1d(op, cg, w.shape[1], w.shape[2])
         return g.out_len * g.out_ch * g.kernel * w.shape[3]
 
+    def bench_values(self, cost) -> dict[str, int]:
+        return _relu_conv_values()
 
-class DepthwiseConv2D:
+
+@runtime_op(
+    "DEPTHWISE_CONV_2D",
+    summary="depthwise 1-D convolution",
+    struct="mn_dwconv_params", function="mn_dwconv_s8", kernel_id=2,
+    cost_fields=("in_len", "in_ch", "out_len", "depth_multiplier", "kernel", "stride", "dilation", "pad_before"),
+    param_fields=("in_len", "in_ch", "out_len", "depth_multiplier", "kernel", "stride", "dilation", "pad_before",
+                  "input_offset", "output_offset", "act_min", "act_max"),
+    bench=Bench(
+        call="mn_dwconv_s8(p, in, w, bias, out)",
+        tensors=(BenchTensor("in", "int8_t", "(uint64_t)p->in_len * p->in_ch", "seeded"),
+                 BenchTensor("w", "int8_t", "(uint64_t)p->kernel * (p->in_ch * p->depth_multiplier)", "seeded"),
+                 BenchTensor("out", "int8_t", "(uint64_t)p->out_len * (p->in_ch * p->depth_multiplier)", output=True),
+                 BenchTensor("bias", "int32_t", "p->in_ch * p->depth_multiplier", 0),
+                 *_bench_quant("p->in_ch * p->depth_multiplier")),
+        checks=(check("dwconv sizes must be 1..16384 (pad_before 0..16384)",
+                      "(int64_t)p->in_ch * p->depth_multiplier <= MN_BENCH_MAX_DIM",
+                      dim=("in_len", "in_ch", "out_len", "depth_multiplier", "kernel", "stride", "dilation"),
+                      pad="pad_before"),
+                check(_QUANT_MESSAGE, ACT_OK, offset=("input_offset", "output_offset"))),
+    ),
+)
+class DepthwiseConv2D(RuntimeOp):
     """DEPTHWISE_CONV_2D as 1-D: filter [1, 1, K, C * depth_multiplier]."""
 
-    def emit(self, op: Op, cg: CodeGen) -> str:
+    def plan(self, op: Op, cg: CodeGen) -> PlannedLayer:
         w = _require_const(op, cg, 1, "filter")
         _, kh, kw, wc = w.shape
         g = conv_1d(op, cg, kh, kw)
         mult = g.out_ch // g.in_ch
         if wc != g.out_ch or mult * g.in_ch != g.out_ch:
             raise ExportError(f"DEPTHWISE_CONV_2D filter {list(w.shape)} does not fit {g.in_ch} -> {g.out_ch} channels")
-        fields = ({
+        fields = {
             "in_len": g.in_len, "in_ch": g.in_ch, "out_len": g.out_len, "depth_multiplier": mult,
             "kernel": g.kernel, "stride": g.stride, "dilation": g.dilation, "pad_before": g.pad_before,
             **_conv_quant_fields(op, cg, w),
-        })
-        p = cg.params("mn_dwconv_params", fields)
+        }
         filt = cg.const(w.data.reshape(g.kernel, g.out_ch))
-        return f"mn_dwconv_s8(&{p}, {cg.ptr(op.inputs[0])}, {filt}, {_bias(op, cg)}, {cg.ptr(op.outputs[0])});"
+        return cg.layer(op, fields, [cg.ptr(op.inputs[0]), filt, _bias(op, cg), cg.ptr(op.outputs[0])])
 
     def macs(self, op: Op, cg: CodeGen) -> int:
         w, y = cg.t(op.inputs[1]), cg.t(op.outputs[0])
         return int(np.prod(y.shape)) * w.shape[1] * w.shape[2]
 
+    def bench_values(self, cost) -> dict[str, int]:
+        return _relu_conv_values()
 
-class FullyConnected:
-    def emit(self, op: Op, cg: CodeGen) -> str:
+
+@runtime_op(
+    "FULLY_CONNECTED",
+    summary="classifier and attention MLPs",
+    produced_by=("dyconv", "kdna"),
+    struct="mn_fc_params", function="mn_fc_s8", kernel_id=3,
+    cost_fields=("batches", "in_features", "out_features", "per_channel"),
+    param_fields=("batches", "in_features", "out_features", "input_offset", "filter_offset", "output_offset",
+                  "act_min", "act_max", "per_channel"),
+    bench=Bench(
+        call="mn_fc_s8(p, in, w, bias, out)",
+        tensors=(BenchTensor("in", "int8_t", "(uint64_t)p->batches * p->in_features", "seeded"),
+                 BenchTensor("w", "int8_t", "(uint64_t)p->out_features * p->in_features", "seeded"),
+                 BenchTensor("out", "int8_t", "(uint64_t)p->batches * p->out_features", output=True),
+                 BenchTensor("bias", "int32_t", "p->out_features", 0),
+                 *_bench_quant("p->per_channel ? p->out_features : 1")),
+        checks=(check("fc sizes must be 1..16384", dim=("batches", "in_features", "out_features")),
+                check("per_channel must be 0 or 1", flag="per_channel"),
+                check(_QUANT_MESSAGE, ACT_OK, offset=("input_offset", "filter_offset", "output_offset"))),
+    ),
+)
+class FullyConnected(RuntimeOp):
+    """FULLY_CONNECTED, per-tensor or per-channel weights."""
+
+    def plan(self, op: Op, cg: CodeGen) -> PlannedLayer:
         x, y = cg.t(op.inputs[0]), cg.t(op.outputs[0])
         w = _require_const(op, cg, 1, "weights")
         out_features, in_features = w.shape
@@ -194,24 +265,29 @@ class FullyConnected:
         # widens both scales to double before multiplying; older sources multiplied in float)
         mults, shifts = per_channel_multipliers(x, w, y)
         act_min, act_max = activation_range(op.options["fusedActivationFunction"], y.scale, y.zero_point)
-        fields = ({
+        fields = {
             "batches": batches, "in_features": in_features, "out_features": out_features,
             "input_offset": -x.zero_point, "filter_offset": -w.zero_point, "output_offset": y.zero_point,
             "act_min": act_min, "act_max": act_max, "per_channel": int(len(mults) > 1),
             "out_multiplier": cg.i32(mults), "out_shift": cg.i32(shifts),
-        })
-        p = cg.params("mn_fc_params", fields)
-        return f"mn_fc_s8(&{p}, {cg.ptr(op.inputs[0])}, {cg.const(w.data)}, {_bias(op, cg)}, {cg.ptr(op.outputs[0])});"
+        }
+        return cg.layer(op, fields, [cg.ptr(op.inputs[0]), cg.const(w.data), _bias(op, cg), cg.ptr(op.outputs[0])])
 
     def macs(self, op: Op, cg: CodeGen) -> int:
         w, x = cg.t(op.inputs[1]), cg.t(op.inputs[0])
         return int(np.prod(x.shape)) // w.shape[1] * w.shape[0] * w.shape[1]
 
+    def bench_values(self, cost) -> dict[str, int]:
+        # input zero point -128 (a ReLU output), symmetric int8 weights (filter offset 0: the
+        # kernel's filter-offset loop is skipped, as for every exported FC), no fused activation
+        # (the classifier and the attention logits)
+        act_min, act_max = activation_range(0, 1.0, 0)
+        return {"input_offset": 128, "filter_offset": 0, "output_offset": 0, "act_min": act_min, "act_max": act_max}
 
-class Reshape:
+
+@runtime_op("RESHAPE", summary="1-D <-> 2-D views around convolutions",
+            produced_by=("conv", "wconv", "dwsep", "dyconv", "kdna"))
+class Reshape(RuntimeOp):
     """RESHAPE: a view; the output shares the input's buffer (int8 data is unchanged)."""
 
     view = True
-
-    def emit(self, op: Op, cg: CodeGen) -> str:
-        return ""

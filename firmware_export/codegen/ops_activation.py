@@ -16,8 +16,9 @@ import numpy as np
 from micronas_base.errors import ExportError
 
 from ..tflite_graph import Op, Tensor
-from . import CodeGen
+from .plan import CodeGen, PlannedLayer
 from .quant import quantize_multiplier_greater_than_one
+from .registry import Bench, BenchTensor, RuntimeOp, check, runtime_op
 
 SOFTMAX_SCALED_DIFF_INTEGER_BITS = 5  # kScaledDiffIntegerBits: exp() input is Q5.26
 LOGISTIC_INPUT_INTEGER_BITS = 4  # kInputIntegerBits: logistic() input is Q4.27
@@ -82,10 +83,48 @@ def _int8_io(op: Op, cg: CodeGen) -> tuple:
     return x, y
 
 
-class Softmax:
+# BENCH_OP's SOFTMAX: beta 1 and the input scale of the dyconv attention logits of the demo export
+# (0.00245). Its cost depends on the data and the scale (exp's barrel shifter runs one multiply per
+# set bit of the scaled difference to the row maximum): the same bytes cost ~5% more at input
+# scale 0.05, and 0.7% less at 0.00245.
+_BENCH_SOFTMAX_INPUT_SCALE = 0.0025
+# BENCH_OP's LOGISTIC: input scale 1/32 and zero point 0 (a gate input range of +-4): every int8
+# input is inside the radius, so every element takes the full fixed-point path as in a calibrated
+# model (inputs beyond it take a short path: a layer with 6% of them runs 5% faster).
+_BENCH_LOGISTIC_INPUT_SCALE = 1 / 32
+
+
+def _elementwise_tensors(count: str) -> tuple[BenchTensor, ...]:
+    return (BenchTensor("in", "int8_t", count, "stream"), BenchTensor("out", "int8_t", count, output=True))
+
+
+@runtime_op(
+    "SOFTMAX",
+    summary="expert attention",
+    produced_by=("dyconv",),
+    struct="mn_softmax_params", function="mn_softmax_s8", kernel_id=9,
+    cost_fields=("outer", "depth"),
+    param_fields=("outer", "depth", "input_multiplier", "input_left_shift", "diff_min"),
+    bench=Bench(
+        call="mn_softmax_s8(p, in, out)",
+        tensors=_elementwise_tensors("(uint64_t)p->outer * p->depth"),
+        # depth <= 511: the sum of exps stays below 2^28 and the output shift within 31 bits (the
+        # exporter's limit, TFLM's check). diff_min <= 0 keeps the row maximum (diff 0) in the
+        # sum, which must be > 0; every diff the kernel scales (diff_min <= diff <= 0,
+        # |diff| <= 255) must not overflow the left shift.
+        checks=(check("softmax outer must be 1..16777216 and depth 1..511", "mn_bench_in(p->depth, 1, 511)",
+                      elems="outer"),
+                check("softmax input_multiplier must be >= 0, input_left_shift 0..31, diff_min <= 0 with "
+                      "min(-diff_min, 255) << input_left_shift below 2^31",
+                      "p->diff_min <= 0",
+                      "((p->diff_min < -255 ? 255 : -(int64_t)p->diff_min) << p->input_left_shift) <= INT32_MAX",
+                      nonneg="input_multiplier", left_shift="input_left_shift")),
+    ),
+)
+class Softmax(RuntimeOp):
     """SOFTMAX over the last axis (TFLM reference_ops::Softmax<int8_t, int8_t>)."""
 
-    def emit(self, op: Op, cg: CodeGen) -> str:
+    def plan(self, op: Op, cg: CodeGen) -> PlannedLayer:
         x, _ = _int8_io(op, cg)
         if not x.shape:
             raise ExportError(f"SOFTMAX input {x.name!r} is a scalar; TFLM needs at least one dimension")
@@ -95,25 +134,46 @@ class Softmax:
                               "fail its output-shift check on longer rows")
         outer = int(np.prod(x.shape[:-1], dtype=np.int64))
         mult, shift, diff_min = softmax_params(float(op.options.get("beta", 1.0)), x.scale)
-        fields = ({"outer": outer, "depth": depth, "input_multiplier": mult,
-                               "input_left_shift": shift, "diff_min": diff_min})
-        p = cg.params("mn_softmax_params", fields)
-        return f"mn_softmax_s8(&{p}, {cg.ptr(op.inputs[0])}, {cg.ptr(op.outputs[0])});"
+        fields = {"outer": outer, "depth": depth, "input_multiplier": mult, "input_left_shift": shift,
+                  "diff_min": diff_min}
+        return cg.layer(op, fields, [cg.ptr(op.inputs[0]), cg.ptr(op.outputs[0])])
 
-    def macs(self, op: Op, cg: CodeGen) -> int:
-        return 0
+    def bench_values(self, cost) -> dict[str, int]:
+        mult, shift, diff_min = softmax_params(1.0, _BENCH_SOFTMAX_INPUT_SCALE)
+        return {"input_multiplier": mult, "input_left_shift": shift, "diff_min": diff_min}
 
 
-class Logistic:
+@runtime_op(
+    "LOGISTIC",
+    summary="sigmoid filter attention",
+    produced_by=("kdna",),
+    struct="mn_logistic_params", function="mn_logistic_s8", kernel_id=10,
+    cost_fields=("size",),
+    param_fields=("size", "input_zero_point", "input_range_radius", "input_multiplier", "input_left_shift"),
+    bench=Bench(
+        call="mn_logistic_s8(p, in, out)",
+        tensors=_elementwise_tensors("(uint64_t)p->size"),
+        # inputs the kernel scales have |x - zero point| < min(radius, 256): no overflow of the shift
+        checks=(check("logistic size must be 1..16777216", elems="size"),
+                check("logistic input_zero_point must be -128..127", int8="input_zero_point"),
+                check("logistic radius and multiplier must be >= 0, input_left_shift 0..31, "
+                      "min(radius, 256) << input_left_shift at most 2^31",
+                      "((p->input_range_radius > 256 ? 256 : (int64_t)p->input_range_radius) << p->input_left_shift)"
+                      " <= ((int64_t)1 << 31)",
+                      nonneg=("input_range_radius", "input_multiplier"), left_shift="input_left_shift")),
+    ),
+)
+class Logistic(RuntimeOp):
     """LOGISTIC elementwise (TFLM reference_integer_ops::Logistic, int8)."""
 
-    def emit(self, op: Op, cg: CodeGen) -> str:
+    def plan(self, op: Op, cg: CodeGen) -> PlannedLayer:
         x, _ = _int8_io(op, cg)
         mult, shift, radius = logistic_params(x.scale)
-        fields = ({"size": int(np.prod(x.shape, dtype=np.int64)), "input_zero_point": x.zero_point,
-                               "input_range_radius": radius, "input_multiplier": mult, "input_left_shift": shift})
-        p = cg.params("mn_logistic_params", fields)
-        return f"mn_logistic_s8(&{p}, {cg.ptr(op.inputs[0])}, {cg.ptr(op.outputs[0])});"
+        fields = {"size": int(np.prod(x.shape, dtype=np.int64)), "input_zero_point": x.zero_point,
+                  "input_range_radius": radius, "input_multiplier": mult, "input_left_shift": shift}
+        return cg.layer(op, fields, [cg.ptr(op.inputs[0]), cg.ptr(op.outputs[0])])
 
-    def macs(self, op: Op, cg: CodeGen) -> int:
-        return 0
+    def bench_values(self, cost) -> dict[str, int]:
+        mult, shift, radius = logistic_params(_BENCH_LOGISTIC_INPUT_SCALE)
+        return {"input_zero_point": 0, "input_range_radius": radius, "input_multiplier": mult,
+                "input_left_shift": shift}

@@ -13,8 +13,9 @@ import numpy as np
 from micronas_base.errors import ExportError
 
 from ..tflite_graph import Op, Tensor
-from . import CodeGen
+from .plan import CodeGen, PlannedLayer
 from .quant import activation_range, quantize_multiplier, quantize_multiplier_smaller_than_one
+from .registry import ACT_OK, Bench, BenchTensor, RuntimeOp, check, runtime_op
 
 ADD_LEFT_SHIFT = 20  # TFLite's int8 ADD headroom (15 is the int16 one)
 
@@ -82,50 +83,145 @@ def _relu(op: Op) -> dict:
     return {"relu": int(op.options.get("fusedActivationFunction", 0) != 0)}
 
 
-def _call(fn: str, p: str, op: Op, cg: CodeGen) -> str:
-    return f"{fn}(&{p}, {cg.ptr(op.inputs[0])}, {cg.ptr(op.inputs[1])}, {cg.ptr(op.outputs[0])});"
+def add_multipliers(op_name: str, s1: float, s2: float, s_out: float) -> dict[str, int]:
+    """ADD's requantisation (TFLite's Prepare): both inputs rescaled to twice the larger input
+    scale and shifted left by 20, the sum rescaled to the output scale.
+
+    Args:
+        op_name: For error messages.
+        s1, s2, s_out: The input and output scales (float32 values, as doubles).
+
+    Raises:
+        ExportError: a multiplier outside (0, 1), which TFLite refuses.
+    """
+    twice_max = 2.0 * max(s1, s2)
+    m1, sh1 = _smaller_than_one(op_name, "input1", s1 / twice_max)
+    m2, sh2 = _smaller_than_one(op_name, "input2", s2 / twice_max)
+    mo, sho = _smaller_than_one(op_name, "output", twice_max / ((1 << ADD_LEFT_SHIFT) * s_out))
+    return {"left_shift": ADD_LEFT_SHIFT, "input1_multiplier": m1, "input1_shift": sh1, "input2_multiplier": m2,
+            "input2_shift": sh2, "output_multiplier": mo, "output_shift": sho}
 
 
-class Add:
+def mul_multiplier(s1: float, s2: float, s_out: float) -> tuple[int, int]:
+    """MUL's requantisation: double(s1) * double(s2) / double(s_out), left to right; may exceed one."""
+    return quantize_multiplier(s1 * s2 / s_out)
+
+
+def _f32(x: float) -> float:
+    """x as a float32 scale of a .tflite file, widened to double."""
+    return float(np.float32(x))
+
+
+_BROADCAST = ("shape.out_dims", "shape.in1_strides", "shape.in2_strides")
+_BROADCAST_NAMES = ("out_dims", "in1_strides", "in2_strides")
+_BROADCAST_CHECK = check("broadcast out_dims must be 1..16777216, strides 0..16777216", elems="out_dims",
+                         index=("in1_strides", "in2_strides"))
+_QUANT_MESSAGE = "offsets or activation range out of int8 range"
+# in1 and in2 hold the elements their strides walk over the output; filled from one stream
+_BROADCAST_TENSORS = (BenchTensor("in1", "int8_t", "mn_bench_span(p->shape.out_dims, p->shape.in1_strides)", "stream"),
+                      BenchTensor("in2", "int8_t", "mn_bench_span(p->shape.out_dims, p->shape.in2_strides)", "stream"),
+                      BenchTensor("out", "int8_t", "mn_bench_elems(p->shape.out_dims)", output=True))
+
+
+@runtime_op(
+    "ADD",
+    summary="sum of expert outputs, residuals",
+    produced_by=("dyconv",),
+    struct="mn_add_params", function="mn_add_s8", kernel_id=7,
+    cost_fields=(*_BROADCAST_NAMES, "relu"),
+    param_fields=(*_BROADCAST, "input1_offset", "input2_offset", "output_offset", "left_shift", "input1_multiplier",
+                  "input1_shift", "input2_multiplier", "input2_shift", "output_multiplier", "output_shift", "act_min",
+                  "act_max"),
+    vector_fields=_BROADCAST_NAMES,
+    bench=Bench(
+        call="mn_add_s8(p, in1, in2, out)",
+        tensors=_BROADCAST_TENSORS,
+        checks=(_BROADCAST_CHECK,
+                check(_QUANT_MESSAGE, ACT_OK, offset=("input1_offset", "input2_offset", "output_offset")),
+                # (x + offset) << left_shift stays below 2^30; input scales below one (shift <= 0),
+                # so the sum of the two rescaled inputs cannot overflow
+                check("add left_shift must be 0..20", "mn_bench_in(p->left_shift, 0, 20)"),
+                check("add multipliers must be >= 0, input shifts -31..0, output shift -31..30",
+                      nonneg=("input1_multiplier", "input2_multiplier", "output_multiplier"),
+                      right_shift=("input1_shift", "input2_shift"), shift="output_shift")),
+    ),
+)
+class Add(RuntimeOp):
     """ADD: both inputs rescaled to twice the larger input scale, shifted left by 20, summed."""
 
-    def emit(self, op: Op, cg: CodeGen) -> str:
+    def plan(self, op: Op, cg: CodeGen) -> PlannedLayer:
         x1, x2, y = _operands(op, cg)
-        s1, s2, so = x1.scale, x2.scale, y.scale  # float32 values as doubles
-        twice_max = 2.0 * max(s1, s2)
-        m1, sh1 = _smaller_than_one(op.name, "input1", s1 / twice_max)
-        m2, sh2 = _smaller_than_one(op.name, "input2", s2 / twice_max)
-        mo, sho = _smaller_than_one(op.name, "output", twice_max / ((1 << ADD_LEFT_SHIFT) * so))
-        act_min, act_max = activation_range(op.options.get("fusedActivationFunction", 0), so, y.zero_point)
-        fields = ({
+        m = add_multipliers(op.name, x1.scale, x2.scale, y.scale)  # float32 values as doubles
+        act_min, act_max = activation_range(op.options.get("fusedActivationFunction", 0), y.scale, y.zero_point)
+        fields = {
             "shape": broadcast_shape(op.name, x1.shape, x2.shape, y.shape),
             "input1_offset": -x1.zero_point, "input2_offset": -x2.zero_point, "output_offset": y.zero_point,
-            "left_shift": ADD_LEFT_SHIFT,
-            "input1_multiplier": m1, "input1_shift": sh1, "input2_multiplier": m2, "input2_shift": sh2,
-            "output_multiplier": mo, "output_shift": sho,
-            "act_min": act_min, "act_max": act_max,
-        })
-        return _call("mn_add_s8", cg.params("mn_add_params", fields, _relu(op)), op, cg)
+            **m, "act_min": act_min, "act_max": act_max,
+        }
+        return cg.layer(op, fields, [cg.ptr(op.inputs[0]), cg.ptr(op.inputs[1]), cg.ptr(op.outputs[0])], _relu(op))
 
     def macs(self, op: Op, cg: CodeGen) -> int:
         return 0  # no multiply-accumulates (the rescaling multiplies are not counted as MACs)
 
+    def bench_values(self, cost) -> dict[str, int]:
+        """relu 0: zero points 10 and 12, output zero point 0 and input scales 1 and 0.7, output
+        scale 1.9 (relative): input shifts 0 and -1 and output shift -19 as in exported models; the
+        output range holds the sum of any two int8 inputs, so no output is clamped (the clamp is a
+        branch), as in a calibrated ADD. relu 1 (a dyconv's last sum): input zero points 0 (a
+        pre-activation centred on zero), output zero point -128 and half the output scale, so
+        every negative sum clamps: half the outputs, as in a trained ReLU-fused layer."""
+        if cost["relu"]:
+            offsets, scales = {"input1_offset": 0, "input2_offset": 0, "output_offset": -128}, (1.0, 0.7, 0.95)
+        else:
+            offsets, scales = {"input1_offset": -10, "input2_offset": -12, "output_offset": 0}, (1.0, 0.7, 1.9)
+        return {**offsets, **add_multipliers("ADD", *map(_f32, scales)), "act_min": -128, "act_max": 127}
 
-class Mul:
+
+@runtime_op(
+    "MUL",
+    summary="per-sample scaling by attention weights",
+    produced_by=("dyconv", "kdna"),
+    struct="mn_mul_params", function="mn_mul_s8", kernel_id=8,
+    cost_fields=(*_BROADCAST_NAMES, "relu"),
+    param_fields=(*_BROADCAST, "input1_offset", "input2_offset", "output_offset", "output_multiplier",
+                  "output_shift", "act_min", "act_max"),
+    vector_fields=_BROADCAST_NAMES,
+    bench=Bench(
+        call="mn_mul_s8(p, in1, in2, out)",
+        tensors=_BROADCAST_TENSORS,
+        checks=(_BROADCAST_CHECK,
+                check(_QUANT_MESSAGE, ACT_OK, offset=("input1_offset", "input2_offset", "output_offset")),
+                check("mul output_multiplier must be >= 0 and output_shift -31..30", nonneg="output_multiplier",
+                      shift="output_shift")),
+    ),
+)
+class Mul(RuntimeOp):
     """MUL: (in1 - zp1) * (in2 - zp2) requantised by s1 * s2 / s_out."""
 
-    def emit(self, op: Op, cg: CodeGen) -> str:
+    def plan(self, op: Op, cg: CodeGen) -> PlannedLayer:
         x1, x2, y = _operands(op, cg)
-        # TFLite: double(s1) * double(s2) / double(s_out), left to right; may exceed one
-        mult, shift = quantize_multiplier(x1.scale * x2.scale / y.scale)
+        mult, shift = mul_multiplier(x1.scale, x2.scale, y.scale)
         act_min, act_max = activation_range(op.options.get("fusedActivationFunction", 0), y.scale, y.zero_point)
-        fields = ({
+        fields = {
             "shape": broadcast_shape(op.name, x1.shape, x2.shape, y.shape),
             "input1_offset": -x1.zero_point, "input2_offset": -x2.zero_point, "output_offset": y.zero_point,
             "output_multiplier": mult, "output_shift": shift,
             "act_min": act_min, "act_max": act_max,
-        })
-        return _call("mn_mul_s8", cg.params("mn_mul_params", fields, _relu(op)), op, cg)
+        }
+        return cg.layer(op, fields, [cg.ptr(op.inputs[0]), cg.ptr(op.inputs[1]), cg.ptr(op.outputs[0])], _relu(op))
 
     def macs(self, op: Op, cg: CodeGen) -> int:
         return int(np.prod(cg.t(op.outputs[0]).shape, dtype=np.int64))  # one multiply per output element
+
+    def bench_values(self, cost) -> dict[str, int]:
+        """The dyconv scaling of an expert output (zero point 10) by a softmax weight (scale 1/256,
+        zero point -128) with the output scale equal to the input's: no output is clamped, for any
+        input bytes. relu 1 (the KernelDNA attention MUL, a conv output times a sigmoid weight):
+        input1 zero point 0, output zero point -128 and half the output scale, so the negative
+        half clamps (49% of all int8 input pairs)."""
+        if cost["relu"]:
+            offsets, s_out = {"input1_offset": 0, "input2_offset": 128, "output_offset": -128}, 0.5
+        else:
+            offsets, s_out = {"input1_offset": -10, "input2_offset": 128, "output_offset": 10}, 1.0
+        mult, shift = mul_multiplier(_f32(1.0), _f32(1 / 256), _f32(s_out))
+        return {**offsets, "output_multiplier": mult, "output_shift": shift, "act_min": -128, "act_max": 127}

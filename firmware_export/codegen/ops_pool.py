@@ -10,10 +10,13 @@ import numpy as np
 
 from micronas_base.errors import ExportError
 
+from micronas_base.errors import UsageError
+
 from ..tflite_graph import Op, Tensor
-from . import CodeGen
 from .ops import PADDING_SAME, PADDING_VALID, same_pad_before
+from .plan import CodeGen, PlannedLayer
 from .quant import activation_range, quantize_multiplier
+from .registry import ACT_OK, Bench, BenchTensor, RuntimeOp, check, runtime_op
 
 
 def mean_multiplier(in_scale: float, out_scale: float, count: int) -> tuple[int, int]:
@@ -77,7 +80,29 @@ def mean_geometry(x: Tensor, axes: np.ndarray, y: Tensor) -> tuple[int, int, int
     return outer, reduce, inner
 
 
-class Mean:
+# BENCH_OP's MEAN: a global average of a ReLU output (zero points -128) with in/out scale ratio 2,
+# so the folded shift is negative from reduce 4 on, as in real global averages (mn_requantize
+# branches on shift > 0).
+_BENCH_MEAN_SCALES = (1.0, 0.5)
+
+
+@runtime_op(
+    "MEAN",
+    summary="mean over axes (models converted other ways)",
+    struct="mn_mean_params", function="mn_mean_s8", kernel_id=4,
+    cost_fields=("outer", "reduce", "inner"),
+    param_fields=("outer", "reduce", "inner", "input_zero_point", "output_zero_point", "multiplier", "shift"),
+    bench=Bench(
+        call="mn_mean_s8(p, in, out)",
+        tensors=(BenchTensor("in", "int8_t", "(uint64_t)p->outer * p->reduce * p->inner", "stream"),
+                 BenchTensor("out", "int8_t", "(uint64_t)p->outer * p->inner", output=True)),
+        checks=(check("mean sizes: outer, inner 1..16777216, reduce 1..16384", elems=("outer", "inner"),
+                      dim="reduce"),
+                check("mean zero points must be -128..127", int8=("input_zero_point", "output_zero_point")),
+                check("mean multiplier must be >= 0 and shift -31..30", nonneg="multiplier", shift="shift")),
+    ),
+)
+class Mean(RuntimeOp):
     """MEAN (int8) as TFLM's QuantizedMeanOrSum over [outer][reduce][inner]."""
 
     def _geometry(self, op: Op, cg: CodeGen) -> tuple[Tensor, Tensor, int, int, int]:
@@ -88,22 +113,28 @@ class Mean:
                               "constant")
         return x, y, *mean_geometry(x, axis.data, y)
 
-    def emit(self, op: Op, cg: CodeGen) -> str:
+    def plan(self, op: Op, cg: CodeGen) -> PlannedLayer:
         x, y, outer, reduce, inner = self._geometry(op, cg)
         # TFLM (this release) takes the QuantizedMeanOrSum path for every int8 MEAN, also when
         # input and output quantisation are equal: no truncating integer-division path.
         multiplier, shift = mean_multiplier(x.scale, y.scale, reduce)
-        fields = ({
+        fields = {
             "outer": outer, "reduce": reduce, "inner": inner,
             "input_zero_point": x.zero_point, "output_zero_point": y.zero_point,
             "multiplier": multiplier, "shift": shift,
-        })
-        p = cg.params("mn_mean_params", fields)
-        return f"mn_mean_s8(&{p}, {cg.ptr(op.inputs[0])}, {cg.ptr(op.outputs[0])});"
+        }
+        return cg.layer(op, fields, [cg.ptr(op.inputs[0]), cg.ptr(op.outputs[0])])
 
     def macs(self, op: Op, cg: CodeGen) -> int:
         _, _, outer, reduce, inner = self._geometry(op, cg)
         return outer * reduce * inner  # one add per input element
+
+    def bench_values(self, cost) -> dict[str, int]:
+        if cost["reduce"] < 1:
+            raise UsageError(f"MEAN cost field reduce = {cost['reduce']}; expected at least 1 (elements averaged "
+                             "per output)")
+        multiplier, shift = mean_multiplier(*_BENCH_MEAN_SCALES, cost["reduce"])
+        return {"input_zero_point": -128, "output_zero_point": -128, "multiplier": multiplier, "shift": shift}
 
 
 def pool_out_len(padding: int, in_len: int, filter_: int, stride: int) -> int:
@@ -115,11 +146,27 @@ def pool_out_len(padding: int, in_len: int, filter_: int, stride: int) -> int:
     raise ValueError(padding)
 
 
-class _Pool:
-    """AVERAGE_POOL_2D / MAX_POOL_2D on [1, 1, T, C] (filter [1, k]) or [1, T, 1, C] (filter [k, 1])."""
+_POOL_COST = ("in_len", "ch", "out_len", "filter", "stride", "pad_before")
 
-    name = ""
-    kernel = ""
+
+def _pool_bench(function: str) -> Bench:
+    return Bench(
+        call=f"{function}(p, in, out)",
+        tensors=(BenchTensor("in", "int8_t", "(uint64_t)p->in_len * p->ch", "stream"),
+                 BenchTensor("out", "int8_t", "(uint64_t)p->out_len * p->ch", output=True)),
+        checks=(check("pool sizes must be 1..16384 (pad_before 0..16384)",
+                      dim=("in_len", "ch", "out_len", "filter", "stride"), pad="pad_before"),
+                # window t covers inputs [t*stride - pad_before, + filter) clipped to the input:
+                # the first and the last window (and so every one between) must hold an input
+                check("every pool window must cover an input: pad_before < filter and "
+                      "(out_len-1)*stride - pad_before < in_len",
+                      "p->pad_before < p->filter && (int64_t)(p->out_len - 1) * p->stride - p->pad_before < p->in_len"),
+                check("activation range out of int8 range", ACT_OK)),
+    )
+
+
+class _Pool(RuntimeOp):
+    """AVERAGE_POOL_2D / MAX_POOL_2D on [1, 1, T, C] (filter [1, k]) or [1, T, 1, C] (filter [k, 1])."""
 
     def _geometry(self, op: Op, cg: CodeGen) -> dict:
         x, y = cg.t(op.inputs[0]), cg.t(op.outputs[0])
@@ -155,23 +202,27 @@ class _Pool:
         return {"in_len": in_len, "ch": s[3], "out_len": out_len, "filter": filt, "stride": stride,
                 "pad_before": pad, "act_min": act_min, "act_max": act_max}
 
-    def emit(self, op: Op, cg: CodeGen) -> str:
-        fields = (self._geometry(op, cg))
-        p = cg.params("mn_pool_params", fields)
-        return f"{self.kernel}(&{p}, {cg.ptr(op.inputs[0])}, {cg.ptr(op.outputs[0])});"
+    def plan(self, op: Op, cg: CodeGen) -> PlannedLayer:
+        return cg.layer(op, self._geometry(op, cg), [cg.ptr(op.inputs[0]), cg.ptr(op.outputs[0])])
 
     def macs(self, op: Op, cg: CodeGen) -> int:
         g = self._geometry(op, cg)
         return g["out_len"] * g["ch"] * g["filter"]  # one add/compare per tap
 
+    def bench_values(self, cost) -> dict[str, int]:
+        return {"act_min": -128, "act_max": 127}  # no fused activation
 
+
+@runtime_op("AVERAGE_POOL_2D", summary="global average over time (head, attention inputs)",
+            produced_by=("dyconv", "kdna"), struct="mn_pool_params", function="mn_avgpool_s8", kernel_id=5,
+            cost_fields=_POOL_COST, param_fields=(*_POOL_COST, "act_min", "act_max"),
+            bench=_pool_bench("mn_avgpool_s8"))
 class AveragePool2D(_Pool):
     """AVERAGE_POOL_2D as TFLM's reference_integer_ops::AveragePool (raw values, rounded mean)."""
 
-    name, kernel = "AVERAGE_POOL_2D", "mn_avgpool_s8"
 
-
+@runtime_op("MAX_POOL_2D", summary="max pooling over time", struct="mn_pool_params", function="mn_maxpool_s8",
+            kernel_id=6, cost_fields=_POOL_COST, param_fields=(*_POOL_COST, "act_min", "act_max"),
+            bench=_pool_bench("mn_maxpool_s8"))
 class MaxPool2D(_Pool):
     """MAX_POOL_2D as TFLM's reference_integer_ops::MaxPool."""
-
-    name, kernel = "MAX_POOL_2D", "mn_maxpool_s8"

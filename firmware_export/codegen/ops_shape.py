@@ -7,7 +7,8 @@ import numpy as np
 from micronas_base.errors import ExportError
 
 from ..tflite_graph import Op
-from . import CodeGen
+from .plan import CodeGen, PlannedLayer
+from .registry import Bench, BenchTensor, RuntimeOp, check, runtime_op
 
 
 def _const_input(op: Op, cg: CodeGen, i: int, what: str, dtype=np.int32) -> np.ndarray:
@@ -19,7 +20,27 @@ def _const_input(op: Op, cg: CodeGen, i: int, what: str, dtype=np.int32) -> np.n
     return np.asarray(t.data).astype(np.int64)
 
 
-class Pad:
+_PAD_OUT = " * ".join(f"(uint64_t)(p->pad_before[{d}] + p->in_dims[{d}] + p->pad_after[{d}])" for d in range(4))
+
+
+@runtime_op(
+    "PAD",
+    summary="explicit zero-point padding before a strided convolution",
+    produced_by=("conv", "wconv", "dwsep", "dyconv", "kdna"),
+    struct="mn_pad_params", function="mn_pad_s8", kernel_id=11,
+    cost_fields=("in_dims", "pad_before", "pad_after"),
+    param_fields=("in_dims", "pad_before", "pad_after", "pad_value"),
+    vector_fields=("in_dims", "pad_before", "pad_after"),
+    bench=Bench(
+        call="mn_pad_s8(p, in, out)",
+        tensors=(BenchTensor("in", "int8_t", "mn_bench_elems(p->in_dims)", "stream"),
+                 BenchTensor("out", "int8_t", _PAD_OUT, output=True)),  # each factor < 2^16: no overflow
+        checks=(check("pad in_dims must be 1..16384, pad_before and pad_after 0..16384", dim="in_dims",
+                      pad=("pad_before", "pad_after")),
+                check("pad_value must be -128..127", int8="pad_value")),
+    ),
+)
+class Pad(RuntimeOp):
     """PAD with a constant value, up to 4-D (shapes right-aligned to 4-D)."""
 
     def _params(self, op: Op, cg: CodeGen) -> dict:
@@ -44,13 +65,11 @@ class Pad:
         return {"in_dims": [1] * lead + shape, "pad_before": [0] * lead + [int(a) for a, _ in pads],
                 "pad_after": [0] * lead + [int(b) for _, b in pads], "pad_value": value}
 
-    def emit(self, op: Op, cg: CodeGen) -> str:
-        fields = (self._params(op, cg))
-        p = cg.params("mn_pad_params", fields)
-        return f"mn_pad_s8(&{p}, {cg.ptr(op.inputs[0])}, {cg.ptr(op.outputs[0])});"
+    def plan(self, op: Op, cg: CodeGen) -> PlannedLayer:
+        return cg.layer(op, self._params(op, cg), [cg.ptr(op.inputs[0]), cg.ptr(op.outputs[0])])
 
-    def macs(self, op: Op, cg: CodeGen) -> int:
-        return 0
+    def bench_values(self, cost) -> dict[str, int]:
+        return {"pad_value": -128}  # the zero point of a ReLU output (the value does not change the cost)
 
 
 def _clamp(v: int, lo: int, hi: int) -> int:
@@ -82,7 +101,55 @@ def slice_axis(size: int, begin: int, end: int, stride: int, begin_masked: bool,
     return start, count
 
 
-class StridedSlice:
+_I32_MAX = (1 << 31) - 1
+# The first and last index of each axis (begin, begin + (out_dims-1)*step) must lie in 0..2^24,
+# and the input holds 1 + sum of the highest index times the axis stride (a step-1 innermost axis
+# is copied as one contiguous run: its in_stride is not used).
+_SLICE_HELPERS = """\
+static int64_t slice_last(const mn_slice_params *p, int d) {
+    return (int64_t)p->begin[d] + (int64_t)(p->out_dims[d] - 1) * p->step[d];
+}
+
+static int slice_ends_ok(const mn_slice_params *p) {
+    for (int d = 0; d < 4; ++d)
+        if (slice_last(p, d) < 0 || slice_last(p, d) > MN_BENCH_MAX_ELEMS) return 0;
+    return 1;
+}
+
+static uint64_t slice_input_elems(const mn_slice_params *p) {
+    uint64_t n = 1;
+    for (int d = 0; d < 4; ++d) {
+        const int64_t last = slice_last(p, d), top = last > p->begin[d] ? last : p->begin[d];
+        const int64_t stride = d == 3 && p->step[3] == 1 ? 1 : p->in_strides[d];
+        n += (uint64_t)top * (uint64_t)stride; /* < 2^50 */
+    }
+    return n;
+}
+"""
+
+
+@runtime_op(
+    "STRIDED_SLICE",
+    summary="one expert's attention weight out of the softmax vector",
+    produced_by=("dyconv",),
+    struct="mn_slice_params", function="mn_strided_slice_s8", kernel_id=12,
+    # begin is not a cost field: it moves the start address, not the work (the experts' slices of
+    # a DY-Conv share one key)
+    cost_fields=("out_dims", "in_strides", "step"),
+    param_fields=("out_dims", "in_strides", "begin", "step"),
+    vector_fields=("out_dims", "in_strides", "begin", "step"),
+    bench=Bench(
+        call="mn_strided_slice_s8(p, in, out)",
+        tensors=(BenchTensor("in", "int8_t", "slice_input_elems(p)", "stream"),
+                 BenchTensor("out", "int8_t", "mn_bench_elems(p->out_dims)", output=True)),
+        checks=(check("strided_slice out_dims must be 1..16384, in_strides 0..16777216, begin 0..16777216, "
+                      "step +-1..16384", dim="out_dims", index=("in_strides", "begin"), step="step"),
+                check("strided_slice begin + (out_dims-1)*step must be 0..16777216 on every axis",
+                      "slice_ends_ok(p)")),
+        helpers=_SLICE_HELPERS,
+    ),
+)
+class StridedSlice(RuntimeOp):
     """STRIDED_SLICE with constant begin/end/strides, up to 4-D (as TFLM's micro kernel)."""
 
     def _params(self, op: Op, cg: CodeGen) -> dict:
@@ -124,10 +191,10 @@ class StridedSlice:
         return {"out_dims": [1] * lead + counts, "in_strides": [0] * lead + in_strides,
                 "begin": [0] * lead + starts, "step": [1] * lead + [int(s) for s in strides]}
 
-    def emit(self, op: Op, cg: CodeGen) -> str:
-        fields = (self._params(op, cg))
-        p = cg.params("mn_slice_params", fields)
-        return f"mn_strided_slice_s8(&{p}, {cg.ptr(op.inputs[0])}, {cg.ptr(op.outputs[0])});"
+    def plan(self, op: Op, cg: CodeGen) -> PlannedLayer:
+        return cg.layer(op, self._params(op, cg), [cg.ptr(op.inputs[0]), cg.ptr(op.outputs[0])])
 
-    def macs(self, op: Op, cg: CodeGen) -> int:
-        return 0
+    def bench_values(self, cost) -> dict[str, tuple[int, ...]]:
+        # the lowest valid start on each axis: 0, or the last index walked for a negative step
+        return {"begin": tuple(min((d - 1) * -s, _I32_MAX) if s < 0 and d > 1 else 0
+                               for d, s in zip(cost["out_dims"], cost["step"]))}
