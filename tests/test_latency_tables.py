@@ -379,7 +379,7 @@ def test_export_predicts_from_a_table_and_matches_the_lowering(exported_run, tmp
     monkeypatch.setenv(predictor.TABLES_ENV, str(tables))
     run = tmp_path / "run"
     shutil.copytree(exported_run, run)
-    m = api.export(run)  # raises if the lowering disagrees with the exported model
+    m = api.export(run).to_json()  # raises if the lowering disagrees with the exported model
     assert m["predicted_for_board"] == "nucleo-l552ze-q" and m["predicted_latency_ms"] > 0
     assert m["predicted_arena_bytes"] == m["arena_bytes_planned"]
     assert "ELF" in m["predicted_flash_source"] and m["latency_table"].endswith("4ch-37-3cls.json")
