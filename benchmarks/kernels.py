@@ -110,13 +110,13 @@ def object_sizes(obj_dir: Path) -> dict[str, int]:
 
 def measure(board_name: str, simd: bool, c_dir: Path, work: Path, count: int) -> dict:
     from targets import boards
-    from targets.build import build_firmware
+    from micronas.device import build_image
     from targets.protocol import DeviceClient
     from targets.qemu import EmulatedBoard, instructions_from_ticks
 
     board = boards.get(board_name)
     tag = f"{board_name}-{'simd' if simd else 'portable'}"
-    image = build_firmware(board, c_dir, work / tag, emulated=True, simd=simd)
+    image = build_image(board, c_dir, work / tag, emulated=True, simd=simd)
     res: dict = {"sizes": object_sizes(work / tag / "obj" / "model"), "instr": {}}
     with EmulatedBoard(board.qemu.machine, image.elf, work / tag / "qemu") as emu:
         with DeviceClient.open(emu.url, timeout_s=30.0, retries=1) as dev:

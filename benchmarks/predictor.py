@@ -80,11 +80,12 @@ def _export(arch, seed: int, x_train: np.ndarray, y_train: np.ndarray, work: Pat
 
 
 def _measure(board_name: str, c_dir: Path, windows: np.ndarray, work: Path) -> dict:
-    from latency_tables.build import ICOUNT_SHIFT
-    from targets import boards, build, protocol, qemu
+    from micronas.device import build_image
+    from targets import boards, protocol, qemu
+    from targets.qemu import ICOUNT_SHIFT
 
     board = boards.get(board_name)
-    image = build.build_firmware(board, c_dir, work / board_name)
+    image = build_image(board, c_dir, work / board_name)
     counts = []
     with qemu.EmulatedBoard(board.qemu.machine, image.elf, work / board_name, icount_shift=ICOUNT_SHIFT) as emu:
         with protocol.DeviceClient.open(emu.url) as dev:
@@ -101,6 +102,7 @@ def predict_all(arch_json: dict, tables: dict, elf: bool = True) -> dict:
     """The three predictions from the architecture alone (no export, no device); `elf`: also the
     flash from a firmware ELF built around the lowered network (does not depend on the table)."""
     from latency_tables import predict as predictor
+    from micronas.tables import elf_flash
     from search_space import arch as arch_mod
 
     arch = arch_mod.from_json(arch_json)
@@ -109,7 +111,7 @@ def predict_all(arch_json: dict, tables: dict, elf: bool = True) -> dict:
         p = predictor.predict(arch, t)
         out[b] = {"predicted": p.latency_count, "predicted_arena": p.arena_bytes, "predicted_flash": p.flash_bytes}
         if elf:
-            out[b]["predicted_flash_elf"] = predictor.predict(arch, t, elf_flash=True).flash_bytes
+            out[b]["predicted_flash_elf"] = predictor.predict(arch, t, elf_flash=elf_flash(t)).flash_bytes
     return out
 
 

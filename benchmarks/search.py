@@ -47,14 +47,15 @@ def baseline_arch(widths: tuple[int, ...], shape: tuple[int, int, int]) -> dict:
             "num_classes": shape[2], "stem": layers[0], "cells": layers[1:]}
 
 
-def figures(done: dict) -> dict:
-    m, p = done["metrics"], done["profile"]
-    return {"accuracy_int8": m["accuracy_int8"], "accuracy_fp32": m["accuracy_fp32"],
-            "qat": m.get("qat", {}).get("kept", "ptq"),
-            "predicted_latency_ms": m.get("predicted_latency_ms"), "measured_latency_ms": p["measured_latency_ms"],
-            "predicted_arena_bytes": m.get("predicted_arena_bytes"), "measured_arena_bytes": p["arena_bytes_measured"],
-            "predicted_flash_bytes": m.get("predicted_flash_bytes"), "elf_flash_bytes": p["flash_bytes"],
-            "fits": not p["over_budget"], "where": p["where"], "unit": p["timer_kind"]}
+def figures(done) -> dict:
+    """The figures of a SearchResult or PipelineResult."""
+    m, p = done.metrics, done.profile
+    return {"accuracy_int8": m.accuracy_int8, "accuracy_fp32": m.accuracy_fp32,
+            "qat": (m.qat or {}).get("kept", "ptq"),
+            "predicted_latency_ms": m.prediction.latency_ms, "measured_latency_ms": p.measured_latency_ms,
+            "predicted_arena_bytes": m.prediction.arena_bytes, "measured_arena_bytes": p.arena_bytes_measured,
+            "predicted_flash_bytes": m.prediction.flash_bytes, "elf_flash_bytes": p.flash_bytes,
+            "fits": not p.over_budget, "where": p.where, "unit": p.timer_kind}
 
 
 def save(path: Path, results: dict) -> None:
@@ -97,7 +98,7 @@ def run_all(args) -> dict:
                                             val_subjects=val)
                     r = api.search(data, out, budgets, target=board.name, cfg=cfg, final_epochs=args.final_epochs,
                                    resume=(out / "search_checkpoint.pt").exists())
-                    arch = r["arch"]
+                    arch = r.arch
                     search_s = json.loads((out / "search.json").read_text()).get("search_seconds")
                 else:
                     arch = baseline_arch(BASELINES[budget], shape)

@@ -1,77 +1,40 @@
-"""Build a latency table: enumerate every runtime-op configuration of the search space for one
-input shape, measure each with BENCH_OP over serial on one firmware image, resumably.
+"""What a latency table for a search space and an input shape must hold: every runtime-op
+configuration its networks can execute, and the probe networks whose firmware measures them.
 
-The firmware is the ordinary profiling firmware around a probe network (a sampled architecture
-of the space, lowered and generated with synthetic weights): BENCH_OP runs each kernel on its
-arena plus a scratch buffer. The fixed per-inference overhead is the whole-network count
-(INVOKE) minus the sum of its layers' entries, the median over eight probe networks when
-emulated (their synthetic weights make each layer's data-dependent cost differ a little from
-the entry's: the difference lands in the overhead, a few hundred to ~2,000 instructions); on a
-real board the flashed probe's alone. The probes' ELFs also calibrate the flash model.
-
-Every measured entry is appended to a journal (`<table>.partial.jsonl`, flushed and fsynced)
-before the next is measured, so a killed build resumes where it stopped; the table file is
-written (temp file + rename) only when complete.
+Pure: nothing here compiles firmware, starts QEMU or talks serial. The measuring campaign
+(`micronas tables build`, on-demand entries) is `micronas.tables`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
-import json
-import os
 import random
-import shlex
-import statistics
-import shutil
-import tempfile
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
-from typing import Any
 
-from micronas_base import __version__
-from micronas_base.errors import ConfigError
 from search_space.arch import Arch
-from search_space.space import SPACES, SearchSpace
+from search_space.registry import SEARCH_OPS
+from search_space.space import SearchSpace
 
-from .keys import op_key, parse_key
-from .lowering import lower, lower_head, lower_layer
-from .table import Table, bench_hash, runtime_hash
+from .generate import generate, graph_keys, plan
+from .lowering import lower_head, lower_layer
+from .table import default_table_name
 
-ICOUNT_SHIFT = 7  # as micronas.api's profiling: one instruction = 2^7 ns of virtual time
-BENCH_CALLS = 2  # calls per entry: the count is data-independent for these synthetic inputs
-BENCH_SCRATCH_BYTES = 64 * 1024  # fits the largest layer of the default space at 9 x 128
-PROBE_SEEDS = (0, 1)  # probe 0's firmware measures every entry (and is the real board's image)
-FLASH_PROBE_SEEDS = (2, 3, 4, 5, 6, 7)  # more probe networks for the overhead and flash model
-
-
-def _plan(graph):
-    """The code generator's plan of a lowered graph: keys, arena and constants, no C text."""
-    from firmware_export.codegen import plan
-
-    return plan(graph)
-
-
-def _generate(graph, channels: int, classes: int):
-    """The generated C of a lowered graph (for the probe firmware)."""
-    from firmware_export.codegen import generate
-
-    return generate(graph, tuple(f"c{i}" for i in range(classes)), (0.0,) * channels, (1.0,) * channels)
-
-
-def graph_keys(graph) -> list[str]:
-    """Table keys of a lowered graph's kernel calls, in execution order (views emit none)."""
-    return [op_key(layer.op, layer.key_fields) for layer in _plan(graph).layers]
+__all__ = ["default_table_name", "enumerate_keys", "generate", "graph_keys", "plan", "probe_arch"]
 
 
 def enumerate_keys(space: SearchSpace, channels: int, length: int, classes: int) -> list[str]:
-    """Every key a network of `space` for (channels, length) input and `classes` can execute."""
+    """Every key a network of `space` for (channels, length) input and `classes` can execute.
+
+    Args:
+        space: The search space.
+        channels: Input channels.
+        length: Input length in samples.
+        classes: Output classes.
+
+    Returns:
+        The keys, in first-seen order.
+    """
     keys: dict[str, None] = {}
     for _pos, c, t, layer in space.layer_configs(channels, length):
-        if layer.op == "skip":
+        if SEARCH_OPS.get(layer.op).keeps_width:  # runs nothing
             continue
         for k in graph_keys(lower_layer(layer, c, t)):
             keys.setdefault(k)
@@ -82,318 +45,6 @@ def enumerate_keys(space: SearchSpace, channels: int, length: int, classes: int)
     return list(keys)
 
 
-def default_table_name(board: str, channels: int, length: int, classes: int, space: str = "default") -> str:
-    suffix = "" if space == "default" else f"-{space}"
-    return f"{board}-{channels}ch-{length}-{classes}cls{suffix}.json"
-
-
 def probe_arch(space: SearchSpace, channels: int, length: int, classes: int, seed: int) -> Arch:
+    """The probe network of `seed`: a seeded sample of the space, whose firmware measures entries."""
     return space.sample(random.Random(seed), channels, length, classes)
-
-
-@dataclass
-class Probe:
-    """A probe network's firmware and generated model."""
-
-    arch: Arch
-    keys: list[str]
-    const_bytes: int
-    layers: int
-    arena_bytes: int
-    image: Any  # targets.build.FirmwareImage
-
-
-def build_probe(board, space: SearchSpace, channels: int, length: int, classes: int, seed: int, work: Path,
-                emulated: bool) -> Probe:
-    from firmware_export.codegen import write
-    from targets.build import build_firmware
-
-    arch = probe_arch(space, channels, length, classes, seed)
-    gen = _generate(lower(arch), channels, classes)
-    c_dir = work / f"probe{seed}" / "c"
-    write(gen, c_dir)
-    image = build_firmware(board, c_dir, work / f"probe{seed}" / ("emulated" if emulated else "board"),
-                           emulated=emulated, bench_scratch_bytes=min(BENCH_SCRATCH_BYTES, board.sram_bytes // 2))
-    return Probe(arch, [op_key(la.op, la.fields) for la in gen.layers], gen.flash_bytes_weights, len(gen.layers),
-                 gen.arena_bytes, image)
-
-
-@contextlib.contextmanager
-def device(board, image, port: str | None, work: Path) -> Iterator[Any]:
-    """A connected DeviceClient: QEMU running `image` (port None) or the board at `port`."""
-    from targets import protocol, qemu
-
-    ctx = (qemu.EmulatedBoard(board.qemu.machine, image.elf, work / "qemu", icount_shift=ICOUNT_SHIFT)
-           if port is None else contextlib.nullcontext())
-    with ctx as emu:
-        url = emu.url if emu is not None else port
-        with protocol.DeviceClient.open(url) as dev:
-            yield dev
-
-
-def _counter(hello, board) -> tuple[Callable[[float], float], str, str]:
-    from targets import qemu
-
-    if hello.timer_kind == 1:
-        return (lambda ticks: qemu.instructions_from_ticks(ticks, hello.timer_hz, ICOUNT_SHIFT), "instructions",
-                f"measured on the emulated core: QEMU {board.qemu.machine} instruction count (-icount "
-                f"shift={ICOUNT_SHIFT}), not cycles")
-    return (float, "cycles", f"measured on the board: DWT cycle counter at {board.clock_hz / 1e6:g} MHz")
-
-
-def measure_key(dev, key: str, count: Callable[[float], float]) -> float:
-    """One entry: the mean count of BENCH_CALLS calls of the key's kernel."""
-    from firmware_export.codegen.bench import bench_request
-
-    op, cost = parse_key(key)
-    kernel, params = bench_request(op, cost)
-    stats = dev.bench_op(kernel, params, BENCH_CALLS, timeout_s=60.0)
-    return round(count(stats.mean_ticks), 1)
-
-
-class Journal:
-    """Append-only record of a build in progress: a header line, then one line per entry."""
-
-    def __init__(self, path: Path, header: dict[str, Any]):
-        self.path, self.header = path, header
-        self.entries: dict[str, float] = {}
-        if path.exists():
-            lines = path.read_text().splitlines()
-            try:
-                old = json.loads(lines[0]) if lines else None
-            except json.JSONDecodeError:
-                old = None
-            if old != header:
-                raise ConfigError(f"{path} is a partial table build for another configuration or runtime",
-                                  f"delete it to start over: rm {shlex.quote(str(path))}")
-            for line in lines[1:]:
-                try:
-                    rec = json.loads(line)
-                    self.entries[rec["key"]] = float(rec["count"])
-                except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                    break  # a line cut by the kill: everything before it is good
-            self._rewrite()
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._rewrite()
-
-    def _rewrite(self) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w") as f:
-            f.write(json.dumps(self.header) + "\n")
-            for k, v in self.entries.items():
-                f.write(json.dumps({"key": k, "count": v}) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(self.path)
-
-    def add(self, key: str, count: float) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps({"key": key, "count": count}) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        self.entries[key] = count
-
-
-ProgressCallback = Callable[[int, int, str, float], None]  # done, total, what, elapsed seconds
-
-
-def build_table(target: str | None, channels: int, length: int, classes: int, out: Path,
-                port: str | None = None, space_name: str | SearchSpace = "default", work: Path | None = None,
-                progress: ProgressCallback | None = None, command: str | None = None,
-                on_stage: Callable[[str], None] | None = None, flash_cmd: str | None = None) -> Table:
-    """Measure every key of the space for one input shape on `target`; write `out`.
-
-    Args:
-        target: Board name (default: the default board).
-        channels, length, classes: The data shape the table is for.
-        out: The table file (its journal is `out` + `.partial.jsonl`).
-        port: A real board's serial URL (its firmware must be the probe image, see
-            `build_probe`); None runs the board's emulated core in QEMU.
-        space_name: The search space.
-        work: Scratch directory for firmware builds (default: beside `out`).
-        progress: Called after each entry.
-        command: The command line recorded in the metadata.
-        flash_cmd: With `port`: program the probe firmware first ({elf}/{bin} placeholders;
-            without it the board must already run the probe image, which HELLO checks).
-
-    Raises:
-        ConfigError: bad shape, unknown board or space, or a journal of another build.
-        DeviceError: the device failed.
-    """
-    from targets import boards
-
-    stage = on_stage or (lambda _s: None)
-    t_start = time.monotonic()
-    for name, v, lo, hi in (("channels", channels, 1, 256), ("length", length, 8, 4096), ("classes", classes, 2, 256)):
-        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-            raise ConfigError(f"--{name} = {v!r}; expected an integer in [{lo}, {hi}]")
-    if isinstance(space_name, SearchSpace):
-        space = space_name
-    elif space_name in SPACES:
-        space = SPACES[space_name]
-    else:
-        raise ConfigError(f"search space {space_name!r} is unknown; known: {', '.join(SPACES)}")
-    board = boards.get(target) if target else boards.default_board()
-    emulated = port is None
-    where = f"emulated: QEMU {board.qemu.machine}" if emulated else f"real board over {port}"
-    out = Path(out)
-    work = Path(work) if work else out.parent / f".{out.stem}.work"
-    command = command or (f"micronas tables build --target {board.name} --channels {channels} --length {length} "
-                          f"--classes {classes} --out {shlex.quote(str(out))}" + (f" --port {port}" if port else ""))
-
-    stage(f"enumerating the {space.name} space's runtime ops for {channels}ch x {length}, {classes} classes")
-    keys = enumerate_keys(space, channels, length, classes)
-    header = {"journal": "micronas.latency_table_journal/1", "board": board.name, "where": where,
-              "space": space.name, "input_channels": channels, "input_length": length, "num_classes": classes,
-              "runtime_hash": runtime_hash(), "bench_hash": bench_hash(), "bench_calls_per_entry": BENCH_CALLS}
-    journal = Journal(out.with_name(out.name + ".partial.jsonl"), header)
-
-    stage(f"probe firmware for {board.name} ({where}), arm-none-eabi-gcc")
-    probes = [build_probe(board, space, channels, length, classes, s, work, emulated) for s in PROBE_SEEDS]
-    todo = [k for k in keys if k not in journal.entries]
-    stage(f"{len(keys)} entries, {len(keys) - len(todo)} already measured; measuring {len(todo)} over BENCH_OP")
-    overheads: list[float] = []
-    if port is not None and flash_cmd is not None:
-        from targets import flash
-
-        stage(f"flashing {board.name}")
-        flash.flash(board, probes[0].image.elf, probes[0].image.bin, flash_cmd)
-    t0 = time.monotonic()
-    with device(board, probes[0].image, port, work / "probe0") as dev:
-        hello = dev.hello()
-        if hello.board != board.name or hello.arena_bytes != probes[0].arena_bytes:
-            raise ConfigError(f"the device at {port} runs other firmware ({hello.board}, arena {hello.arena_bytes} B; "
-                              f"the table firmware: {board.name}, arena {probes[0].arena_bytes} B)",
-                              f"flash {probes[0].image.elf} first, or pass --flash-cmd")
-        count, unit, source = _counter(hello, board)
-        for i, key in enumerate(todo):
-            journal.add(key, measure_key(dev, key, count))
-            if progress:
-                progress(len(keys) - len(todo) + i + 1, len(keys), key, time.monotonic() - t0)
-        t_measured = time.monotonic()
-        overheads.append(_overhead(dev, probes[0], journal.entries, count))
-    stage(f"flash model and overhead: {len(FLASH_PROBE_SEEDS)} more probe networks")
-    probes += [build_probe(board, space, channels, length, classes, s, work, emulated) for s in FLASH_PROBE_SEEDS]
-    if emulated:  # every probe network: the overhead absorbs their data-dependent costs, take the median
-        for i, probe in enumerate(probes[1:], start=1):
-            with device(board, probe.image, None, work / f"probe{i}") as dev:
-                overheads.append(_overhead(dev, probe, journal.entries, count))
-    flash = _flash_model(probes)
-    meta = {
-        "board": board.name, "core": board.core, "clock_hz": board.clock_hz, "where": where,
-        "timer_kind": unit, "count_source": source,
-        "compiler": _compiler_version(), "cflags": _cflags(probes[0].image), "simd": probes[0].image.simd,
-        "runtime_version": _runtime_version(), "runtime_hash": header["runtime_hash"], "bench_hash": bench_hash(),
-        "micronas_version": __version__, "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "command": command, "space": space.name, "input_channels": channels, "input_length": length,
-        "num_classes": classes, "bench_calls_per_entry": BENCH_CALLS,
-        "overhead_per_probe": [round(o, 1) for o in overheads],
-        "overhead_how": "median over probe networks of INVOKE (whole model) minus the sum of its layers' entries",
-        "flash_model": flash,
-        "measure_seconds": round(t_measured - t0, 1),
-        "build_seconds": round(time.monotonic() - t_start, 1),
-    }
-    table = Table(meta, dict(journal.entries), round(float(statistics.median(overheads)), 1))
-    table.save(out)
-    journal.path.unlink(missing_ok=True)
-    shutil.rmtree(work, ignore_errors=True)
-    return table
-
-
-def measure_into(table: Table, keys: list[str], port: str | None = None, save_to: Path | None = None,
-                 on_stage: Callable[[str], None] | None = None, space: SearchSpace | None = None) -> None:
-    """Measure `keys` on the table's board (emulated unless `port`) and add them to `table`.
-
-    The table is then saved to `save_to` (default: its own file, or ./micronas-tables/ for a
-    shipped table), so the next search finds the entries. Used when a search needs entries
-    the table lacks and a board or emulator is available.
-
-    Raises:
-        ConfigError: the table was measured on a real board and no `port` is given (an
-            emulated count cannot be mixed with cycles), or for another runtime.
-    """
-    from targets import boards
-
-    m = table.metadata
-    if port is None and not m["where"].startswith("emulated"):
-        raise ConfigError(f"{table.describe()} was measured on a real board; its missing entries need that board",
-                          f"pass --port, or run: {m['command']}")
-    if m["runtime_hash"] != runtime_hash():
-        raise ConfigError(f"{table.describe()} was measured with another C runtime; new entries would not match it",
-                          f"rebuild it: {m['command']}")
-    (on_stage or (lambda _s: None))(f"measuring {len(keys)} missing latency-table entries on {m['where']}")
-    board = boards.get(m["board"])
-    space = space or SPACES.get(m["space"])
-    if space is None:
-        raise ConfigError(f"{table.describe()} is for search space {m['space']!r}, which this micronas does not know")
-    with tempfile.TemporaryDirectory(prefix="micronas-measure-") as td:
-        probe = build_probe(board, space, m["input_channels"], m["input_length"], m["num_classes"], PROBE_SEEDS[0],
-                            Path(td), port is None)
-        with device(board, probe.image, port, Path(td) / "dev") as dev:
-            count, unit, _ = _counter(dev.hello(), board)
-            if unit != table.unit:
-                raise ConfigError(f"the device counts {unit}, the table {table.unit}")
-            for key in keys:
-                table.entries[key] = measure_key(dev, key, count)
-    from .predict import USER_TABLES_DIR
-
-    shipped = table.path is not None and Path(str(resources.files("latency_tables") / "tables")) in table.path.parents
-    if save_to is None:
-        save_to = (Path(USER_TABLES_DIR) / default_table_name(m["board"], m["input_channels"], m["input_length"],
-                                                              m["num_classes"], m["space"])
-                   if shipped or table.path is None else table.path)
-    table.save(save_to)
-
-
-def _overhead(dev, probe: Probe, entries: dict[str, float], count: Callable[[float], float]) -> float:
-    import numpy as np
-
-    hello = dev.hello()
-    rng = np.random.default_rng(0)
-    dev.set_input(rng.integers(-128, 128, hello.input_bytes, dtype=np.int8).tobytes())
-    stats = dev.invoke(count=3)
-    total = count(stats.mean_ticks)
-    missing = [k for k in probe.keys if k not in entries]
-    if missing:
-        raise RuntimeError(f"the probe network runs {len(missing)} ops the enumeration missed, e.g. {missing[0]}")
-    return total - sum(entries[k] for k in probe.keys)
-
-
-def _flash_model(probes: list[Probe]) -> dict[str, Any]:
-    """ELF flash = base + constant bytes + per_layer * layers, least squares over the probe ELFs."""
-    import numpy as np
-
-    a = np.array([[1.0, p.layers] for p in probes])
-    y = np.array([p.image.flash_bytes - p.const_bytes for p in probes], float)
-    (base, per_layer), *_ = np.linalg.lstsq(a, y, rcond=None)
-    residual = y - a @ np.array([base, per_layer])
-    return {"base_bytes": round(float(base), 1), "per_layer_bytes": round(float(per_layer), 2),
-            "max_residual_bytes": round(float(np.abs(residual).max()), 1),
-            "how": f"{len(probes)} probe firmware ELFs (text + data) minus their constant bytes, least squares "
-                   "for base + per_layer * layers",
-            "probes": [{"layers": p.layers, "const_bytes": p.const_bytes, "elf_flash_bytes": p.image.flash_bytes}
-                       for p in probes]}
-
-
-def _compiler_version() -> str:
-    import subprocess
-
-    try:
-        out = subprocess.run(["arm-none-eabi-gcc", "--version"], capture_output=True, text=True, timeout=30).stdout
-        return out.splitlines()[0].strip() if out else "arm-none-eabi-gcc (unknown version)"
-    except (OSError, subprocess.SubprocessError):
-        return "arm-none-eabi-gcc (unknown version)"
-
-
-def _cflags(image) -> list[str]:
-    cmd = list(image.commands[1]) if len(image.commands) > 1 else []
-    return [c for c in cmd if c.startswith(("-O", "-m", "-D", "-f")) and "MN_UART" not in c]
-
-
-def _runtime_version() -> str:
-    from firmware_export.codegen import RUNTIME_VERSION
-
-    return RUNTIME_VERSION
-
-

@@ -19,11 +19,11 @@ import numpy as np
 from search_space.registry import SEARCH_OPS
 from search_space.space import Choice, SearchSpace, position_choices
 
-from .build import _plan
+from .generate import plan
 from .keys import op_key
 from .lowering import lower_head, lower_layer
 from .predict import MissingEntriesError
-from .table import Table
+from .table import Table, count_to_ms, flash_model_bytes
 
 
 @dataclass
@@ -57,13 +57,22 @@ class CostModel:
     clock_hz: int
     unit: str
 
+    def kernel_flash(self, const_bytes, kernels):
+        """Flash of layers without the firmware base: constants + code per kernel call (the
+        table's flash model; arrays too)."""
+        return flash_model_bytes(const_bytes, kernels, self.flash_per_kernel)
+
+    def count_to_ms(self, count):
+        """Milliseconds of a count at the board clock (the table's conversion)."""
+        return count_to_ms(count, self.clock_hz)
+
 
 def _layer_costs(graph, table: Table, missing: set[str]) -> tuple[float, int, int, int]:
-    plan = _plan(graph)
-    keys = [op_key(la.op, la.key_fields) for la in plan.layers]
+    p = plan(graph)
+    keys = [op_key(la.op, la.key_fields) for la in p.layers]
     missing.update(k for k in keys if k not in table.entries)
     latency = sum(table.entries.get(k, 0.0) for k in keys)
-    return latency, plan.flash_bytes_weights, len(keys), plan.arena_bytes
+    return latency, p.flash_bytes_weights, len(keys), p.arena_bytes
 
 
 def build_costs(space: SearchSpace, table: Table, measure_missing=None) -> CostModel:
@@ -121,11 +130,11 @@ def cheapest_network(cm: CostModel, metric: str, channels: int, length: int, cla
         if metric == "latency":
             return float(pc.latency[c, a, b])
         if metric == "flash":
-            return float(pc.const_bytes[c, a, b] + cm.flash_per_kernel * pc.kernels[c, a, b])
+            return float(cm.kernel_flash(pc.const_bytes[c, a, b], pc.kernels[c, a, b]))
         return float(pc.arena[c, a, b])
 
     combine = max if metric == "ram" else (lambda x, y: x + y)
-    head = {"latency": cm.head_latency, "flash": cm.head_const + cm.flash_per_kernel * cm.head_kernels,
+    head = {"latency": cm.head_latency, "flash": cm.kernel_flash(cm.head_const, cm.head_kernels),
             "ram": cm.head_arena}[metric]
     # best[w] = (cost of the rest of the network when this position's input width is w, choices)
     best = {w: (float(head[cm.head_widths.index(w)]), []) for w in cm.head_widths}

@@ -8,30 +8,31 @@
 * flash = constant bytes (weights, biases, per-channel requantisation, params structs; a
   buffer shared by several layers counted once) + code. Two ways to get the code: the table's
   flash model (runtime and firmware code plus bytes per kernel call, fitted on probe firmware
-  ELFs; free, for the search loop), or `elf_flash=True`: build the profiling firmware around the
-  lowered network's generated C with arm-none-eabi-gcc (~3 s) and read the ELF, whose code is
-  byte for byte the exported model's. The constants are an upper bound either way (a trained
-  model may happen to repeat a small table).
+  ELFs; free, for the search loop), or `elf_flash`: a callable of the caller's that builds the
+  profiling firmware around the lowered network's generated C (`micronas.tables.elf_flash`,
+  ~3 s) and reads the ELF, whose code is byte for byte the exported model's. The constants are
+  an upper bound either way (a trained model may happen to repeat a small table).
+
+Nothing here touches a device or a compiler.
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
+from typing import Any
 
 from micronas_base.errors import ConfigError
 from search_space.arch import Arch
 
 from . import table as table_mod
-from .build import _generate, _plan, default_table_name
+from .generate import generate, plan
 from .keys import op_key
 from .lowering import lower
-from .table import Table
+from .table import TABLES_ENV, USER_TABLES_DIR, Table, default_table_name, table_dirs
 
-TABLES_ENV = "MICRONAS_TABLES"
-USER_TABLES_DIR = "micronas-tables"
+__all__ = ["TABLES_ENV", "USER_TABLES_DIR", "MissingEntriesError", "NoTableError", "Prediction", "find_table",
+           "predict", "table_dirs"]
 
 
 class MissingEntriesError(ConfigError):
@@ -77,15 +78,6 @@ class Prediction:
         }
 
 
-def table_dirs() -> list[Path]:
-    """Where tables are looked up: $MICRONAS_TABLES (os.pathsep-separated), ./micronas-tables,
-    then the tables shipped with micronas."""
-    dirs = [Path(p) for p in os.environ.get(TABLES_ENV, "").split(os.pathsep) if p]
-    dirs.append(Path.cwd() / USER_TABLES_DIR)
-    dirs.append(Path(str(resources.files("latency_tables") / "tables")))
-    return dirs
-
-
 def find_table(board: str, channels: int, length: int, classes: int, space: str = "default",
                allow_stale: bool = False) -> Table:
     """The table for a board and data shape.
@@ -111,16 +103,19 @@ def find_table(board: str, channels: int, length: int, classes: int, space: str 
                       f"--classes {classes}")
 
 
-def predict(arch: Arch, table: Table, measure_missing=None, elf_flash: bool = False) -> Prediction:
+def predict(arch: Arch, table: Table, measure_missing: Callable[[list[str]], None] | None = None,
+            elf_flash: Callable[[Any], int] | None = None) -> Prediction:
     """Latency, arena and flash of `arch` on the table's board.
 
     Args:
         arch: The network.
         table: Measured on the target board (or its emulated core).
         measure_missing: Called with the list of keys the table lacks; it must measure them
-            into `table.entries` (see `build.measure_into`). None: a missing key is an error.
-        elf_flash: Take the code size from a firmware ELF built around the lowered network
-            (needs arm-none-eabi-gcc) instead of the table's flash model.
+            into `table.entries` (see `micronas.tables.measure_into`). None: a missing key is an
+            error.
+        elf_flash: Called with the generated model of the lowered network; returns the flash
+            bytes of a firmware ELF built around it (`micronas.tables.elf_flash`), taken instead
+            of the table's flash model.
 
     Raises:
         MissingEntriesError: keys missing and no measurement available; names them and the
@@ -135,8 +130,8 @@ def predict(arch: Arch, table: Table, measure_missing=None, elf_flash: bool = Fa
                           f"build a table for it: micronas tables build --target {m['board']} --channels "
                           f"{arch.input_channels} --length {arch.input_length} --classes {arch.num_classes}")
     graph = lower(arch)
-    plan = _plan(graph)
-    keys = [op_key(layer.op, layer.key_fields) for layer in plan.layers]
+    p = plan(graph)
+    keys = [op_key(layer.op, layer.key_fields) for layer in p.layers]
     missing = sorted({k for k in keys if k not in table.entries})
     if missing and measure_missing is not None:
         measure_missing(missing)
@@ -150,28 +145,14 @@ def predict(arch: Arch, table: Table, measure_missing=None, elf_flash: bool = Fa
         raise MissingEntriesError(f"{table.describe()} has no per-inference overhead", f"rebuild it: {m['command']}")
     per_layer = [(k, table.entries[k]) for k in keys]
     total = sum(c for _, c in per_layer) + table.overhead
-    if elf_flash:
-        gen = _generate(graph, arch.input_channels, arch.num_classes)
-        flash, flash_source = _elf_flash(gen, m), (f"ELF of the {m['board']} profiling firmware built around the "
-                                                   "lowered network (constants an upper bound)")
+    if elf_flash is not None:
+        gen = generate(graph, arch.input_channels, arch.num_classes)
+        flash, flash_source = elf_flash(gen), (f"ELF of the {m['board']} profiling firmware built around the "
+                                               "lowered network (constants an upper bound)")
     else:
-        fm = m.get("flash_model") or {}
-        flash = round(fm.get("base_bytes", 0) + plan.flash_bytes_weights + fm.get("per_layer_bytes", 0) * len(keys))
+        flash = round(table.flash_bytes(p.flash_bytes_weights, len(keys)))
         flash_source = "constants + the latency table's flash model (code fitted on probe firmware ELFs)"
-    return Prediction(total, table.unit, total / m["clock_hz"] * 1e3, table.overhead, per_layer, plan.arena_bytes,
-                      plan.flash_bytes_weights, flash, flash_source, table.path.name if table.path else "table",
+    return Prediction(total, table.unit, table.count_to_ms(total), table.overhead, per_layer, p.arena_bytes,
+                      p.flash_bytes_weights, flash, flash_source, table.path.name if table.path else "table",
                       m["count_source"])
 
-
-def _elf_flash(gen, metadata: dict) -> int:
-    import tempfile
-
-    from firmware_export.codegen import write
-    from targets import boards, build
-
-    board = boards.get(metadata["board"])
-    with tempfile.TemporaryDirectory(prefix="micronas-flash-") as td:
-        write(gen, Path(td) / "c")
-        image = build.build_firmware(board, Path(td) / "c", Path(td) / "fw",
-                                     emulated=metadata["where"].startswith("emulated"))
-        return image.flash_bytes

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from micronas_base.errors import ConfigError
+from micronas_base.files import atomic_write_text
 
 from .keys import parse_key
 
@@ -78,6 +79,63 @@ def bench_hash() -> str:
     return h.hexdigest()
 
 
+def count_to_ms(count: Any, clock_hz: float) -> Any:
+    """Milliseconds of a count at one count per cycle of `clock_hz` (works on arrays too).
+
+    Args:
+        count: Cycles, or emulated instructions (one per cycle at the board clock).
+        clock_hz: The board clock.
+
+    Returns:
+        count / clock_hz * 1e3.
+    """
+    return count / clock_hz * 1e3
+
+
+def count_from_seconds(seconds: float, clock_hz: float) -> float:
+    """The count a duration allows at one count per cycle of `clock_hz` (the inverse of `count_to_ms`)."""
+    return seconds * clock_hz
+
+
+def flash_model_bytes(const_bytes: Any, kernels: Any, per_layer_bytes: float, base_bytes: float = 0) -> Any:
+    """The flash model: firmware base + constant bytes + code bytes per kernel call (arrays too).
+
+    Args:
+        const_bytes: Constant bytes (weights, biases, requantisation, params).
+        kernels: Kernel calls.
+        per_layer_bytes: The model's code bytes per kernel call.
+        base_bytes: The model's base (runtime and firmware code); 0 for one layer's share.
+
+    Returns:
+        base_bytes + const_bytes + per_layer_bytes * kernels.
+    """
+    return base_bytes + const_bytes + per_layer_bytes * kernels
+
+
+TABLES_ENV = "MICRONAS_TABLES"
+USER_TABLES_DIR = "micronas-tables"
+
+
+def default_table_name(board: str, channels: int, length: int, classes: int, space: str = "default") -> str:
+    """The file name of the table for a board, a data shape and a search space."""
+    suffix = "" if space == "default" else f"-{space}"
+    return f"{board}-{channels}ch-{length}-{classes}cls{suffix}.json"
+
+
+def table_dirs() -> list[Path]:
+    """Where tables are looked up: $MICRONAS_TABLES (os.pathsep-separated), ./micronas-tables,
+    then the tables shipped with micronas."""
+    dirs = [Path(p) for p in os.environ.get(TABLES_ENV, "").split(os.pathsep) if p]
+    dirs.append(Path.cwd() / USER_TABLES_DIR)
+    dirs.append(shipped_dir())
+    return dirs
+
+
+def shipped_dir() -> Path:
+    """The folder of the tables shipped with micronas."""
+    return Path(str(resources.files("latency_tables") / "tables"))
+
+
 @dataclass
 class Table:
     """A loaded latency table."""
@@ -91,6 +149,20 @@ class Table:
     def unit(self) -> str:
         return self.metadata["timer_kind"]
 
+    @property
+    def clock_hz(self) -> int:
+        return self.metadata["clock_hz"]
+
+    def count_to_ms(self, count: Any) -> Any:
+        """Milliseconds of a count in this table's unit, at one count per cycle of the board clock."""
+        return count_to_ms(count, self.clock_hz)
+
+    def flash_bytes(self, const_bytes: Any, kernels: Any) -> Any:
+        """Firmware flash of a network with `const_bytes` constants and `kernels` kernel calls, by
+        the flash model fitted on the probe firmware ELFs (0 base and per-layer bytes without one)."""
+        fm = self.metadata.get("flash_model") or {}
+        return flash_model_bytes(const_bytes, kernels, fm.get("per_layer_bytes", 0), fm.get("base_bytes", 0))
+
     def describe(self) -> str:
         m = self.metadata
         return (f"{self.path.name if self.path else 'table'} ({m['board']}, {m['where']}, "
@@ -102,11 +174,8 @@ class Table:
 
     def save(self, path: Path) -> None:
         """Write atomically (temp file + rename)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1) + "\n")
-        tmp.replace(path)
-        self.path = path
+        atomic_write_text(Path(path), json.dumps(self.to_json(), indent=1) + "\n")
+        self.path = Path(path)
 
 
 def _count(v: Any) -> bool:

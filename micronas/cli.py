@@ -160,57 +160,58 @@ def train(
     show.line(f"training on {data} into {out_dir}")
     with show:
         s = api.train(data, out_dir, arch=arch, cfg=cfg, force=force, on_epoch=_train_counter(show))
-    sp = s["split"]
-    show.line(f"split: {sp['train']} train / {sp['val']} val / {sp['test']} test windows"
-              + (" (by subject)" if sp["by_subject"] else ""))
-    b = s["best"]
-    verb = "already trained (same settings); kept" if s["reused"] else "kept"
+    sp = s.split
+    show.line(f"split: {sp.train} train / {sp.val} val / {sp.test} test windows"
+              + (" (by subject)" if sp.by_subject else ""))
+    b = s.best
+    verb = "already trained (same settings); kept" if s.reused else "kept"
     show.line(f"{verb} epoch {b['epoch'] + 1}: val acc {b['val_acc']:.3f}, val loss {b['val_loss']:.4f}")
-    show.line(f"model: {Path(s['run']) / 'model.pt'}\nnext: micronas export {s['run']}")
+    show.line(f"model: {Path(s.run) / 'model.pt'}\nnext: micronas export {s.run}")
 
 
 @app.command()
 @_handled
 def export(
     run: Annotated[Path, typer.Argument(help="Run directory from `micronas train`.")],
+    latency: Annotated[Optional[str], typer.Option(
+        help="Latency budget, e.g. 50ms, 0.05s, 500us; checked against the predicted latency. Default: the "
+             "search's, for a searched run.")] = None,
     ram: Annotated[Optional[str], typer.Option(help=RAM_HELP)] = None,
     flash: Annotated[Optional[str], typer.Option(help=FLASH_HELP)] = None,
     quiet: QUIET = False,
 ) -> None:
     """Export a trained run to ONNX, int8 TFLite and C arrays, verified on the test split.
 
-    Exits 1 when the micronas runtime's planned arena exceeds --ram, or the predicted firmware flash
-    (the flatbuffer when no latency table fits the data's shape) exceeds --flash.
+    Exits 1 when the micronas runtime's planned arena exceeds --ram, the predicted firmware flash
+    (the flatbuffer when no latency table fits the data's shape) exceeds --flash, or the predicted
+    latency exceeds --latency (by default the latency budget of the search that made the run).
+    The artefacts are kept either way.
     """
     from micronas.progress import Progress
 
-    budgets = Budgets.parse(ram=ram, flash=flash)
+    budgets = Budgets.parse(latency=latency, ram=ram, flash=flash)
     show = Progress.for_cli(quiet)
     _echo_budgets(budgets, show)
     from micronas import api
 
-    metrics = api.export(run, budgets, on_stage=show.stage)
-    a = metrics["litert_vs_tflm"]
+    m = api.export(run, budgets, on_stage=show.stage)
+    a, rt, p = m.litert_vs_tflm, m.runtime_vs_tflm, m.prediction
     lines = [
-        f"accuracy (test, {metrics['test_windows']} windows): fp32 {metrics['accuracy_fp32']:.3f}, "
-        f"int8 {metrics['accuracy_int8']:.3f} (drop {metrics['int8_accuracy_drop'] * 100:+.1f} points)",
-        f"int8 vs fp32 argmax agreement: {metrics['argmax_agreement_int8_vs_fp32']:.3f}",
+        f"accuracy (test, {m.test_windows} windows): fp32 {m.accuracy_fp32:.3f}, "
+        f"int8 {m.accuracy_int8:.3f} (drop {m.int8_accuracy_drop * 100:+.1f} points)",
+        f"int8 vs fp32 argmax agreement: {m.argmax_agreement_int8_vs_fp32:.3f}",
         f"LiteRT vs TFLite Micro: {a['exact_match_rate'] * 100:.1f}% of windows bit-exact, "
         f"max difference {a['max_lsb_diff']} LSB",
-        f"model: {format_size(metrics['tflite_bytes'])} int8 flatbuffer, "
-        f"{len(metrics['tflite_ops'])} ops",
-        f"micronas C runtime: arena {format_size(metrics['arena_bytes_planned'])} (planned, exact), "
-        f"const data {format_size(metrics['flash_bytes_weights'])}, {metrics['runtime_layers']} kernel calls, "
-        f"{metrics['macs']:,} MACs",
-        f"runtime vs TFLite Micro: {metrics['runtime_vs_tflm']['exact_match_rate'] * 100:.1f}% of "
-        f"{metrics['runtime_vs_tflm']['windows']} test windows bit-exact (host build, also under ASan/UBSan)",
-        f"TFLM arena: {format_size(metrics['tflm_arena_bytes'])} (measured, tflite-micro host interpreter)",
-        (f"predicted on {metrics['predicted_for_board']}: {metrics['predicted_latency_ms']:.3f} ms "
-         f"({metrics['predicted_latency_count']:,.0f} {metrics['predicted_latency_unit']}, latency table "
-         f"{metrics['latency_table']}), firmware flash {format_size(metrics['predicted_flash_bytes'])}"
-         if metrics.get("predicted_latency_ms") is not None else
-         f"no latency prediction: {metrics.get('predicted_latency_note', '')}"),
-        f"export took {metrics['export_seconds']:.1f} s",
+        f"model: {format_size(m.tflite_bytes)} int8 flatbuffer, {len(m.tflite_ops)} ops",
+        f"micronas C runtime: arena {format_size(m.arena_bytes_planned)} (planned, exact), "
+        f"const data {format_size(m.flash_bytes_weights)}, {m.runtime_layers} kernel calls, {m.macs:,} MACs",
+        f"runtime vs TFLite Micro: {rt['exact_match_rate'] * 100:.1f}% of "
+        f"{rt['windows']} test windows bit-exact (host build, also under ASan/UBSan)",
+        f"TFLM arena: {format_size(m.tflm_arena_bytes)} (measured, tflite-micro host interpreter)",
+        (f"predicted on {p.for_board}: {p.latency_ms:.3f} ms ({p.latency_count:,.0f} {p.latency_unit}, latency "
+         f"table {p.latency_table}), firmware flash {format_size(p.flash_bytes)}"
+         if p.latency_ms is not None else f"no latency prediction: {p.note or ''}"),
+        f"export took {m.export_seconds:.1f} s",
         f"artefacts in {Path(run)}: model.onnx, model_int8.tflite, c/micronas_model.h (+ runtime), "
         "c/model_data.h (TFLM), metrics.json",
     ]
@@ -246,29 +247,27 @@ def profile(
     from micronas import api
     from micronas.progress import Progress
 
-    budgets = api.effective_budgets(run, Budgets.parse(latency=latency, ram=ram, flash=flash))
+    budgets = api.effective_budgets(run, Budgets.parse(latency=latency, ram=ram, flash=flash))  # as profile reads them
     show = Progress.for_cli(quiet, to_stderr=json_out)
     _echo_budgets(budgets, show)  # including those recorded by `micronas export`
     with show:
         p = api.profile(run, target=target, port=port, windows=windows, budgets=budgets, flash_cmd=flash_cmd,
                         on_stage=show.stage, on_window=_window_counter(show))
     if json_out:
-        print(json.dumps(p, indent=1))
+        print(json.dumps(p.to_json(), indent=1))
         return
-    unit = p["timer_kind"]
-    show.line(f"{p['board']} ({p['where']}): {p[f'total_{unit}']:,.0f} {unit} per inference (mean of "
-              f"{p['windows']} windows) "
-              f"-> {p['measured_latency_ms']:.3f} ms at {p['clock_hz'] / 1e6:g} MHz")
-    show.line(f"  source: {p['count_source']}")
-    if "prediction_error" in p:
-        show.line(f"  predicted before export: {p['predicted_latency_ms']:.3f} ms (latency table), "
-                  f"{p['prediction_error'] * 100:+.2f}% from this measurement")
-    show.line(f"  per-layer sum / total: {p['per_layer_sum_over_total']:.4f}")
-    show.line(f"  outputs on {p['windows']} test windows equal the host runtime and TFLite Micro: "
-              f"{p['outputs_equal_host_runtime'] and p['outputs_equal_tflm']}")
-    show.line(f"  arena high-water {p['arena_bytes_measured']:,} B (planned {p['arena_bytes_planned']:,} B), "
-              f"stack high-water {p['stack_high_water_bytes']:,} B")
-    show.line(f"  firmware: flash {format_size(p['flash_bytes'])}, RAM {format_size(p['ram_bytes'])} (ELF)")
+    show.line(f"{p.board} ({p.where}): {p.total:,.0f} {p.timer_kind} per inference (mean of {p.windows} windows) "
+              f"-> {p.measured_latency_ms:.3f} ms at {p.clock_hz / 1e6:g} MHz")
+    show.line(f"  source: {p.count_source}")
+    if p.prediction_error is not None:
+        show.line(f"  predicted before export: {p.predicted_latency_ms:.3f} ms (latency table), "
+                  f"{p.prediction_error * 100:+.2f}% from this measurement")
+    show.line(f"  per-layer sum / total: {p.per_layer_sum_over_total:.4f}")
+    show.line(f"  outputs on {p.windows} test windows equal the host runtime and TFLite Micro: "
+              f"{p.outputs_equal_host_runtime and p.outputs_equal_tflm}")
+    show.line(f"  arena high-water {p.arena_bytes_measured:,} B (planned {p.arena_bytes_planned:,} B), "
+              f"stack high-water {p.stack_high_water_bytes:,} B")
+    show.line(f"  firmware: flash {format_size(p.flash_bytes)}, RAM {format_size(p.ram_bytes)} (ELF)")
     show.line(f"profile: {Path(run) / 'profile.json'}")
 
 
@@ -348,18 +347,12 @@ def search(
     if resume is not None and not (Path(resume) / "search_checkpoint.pt").exists():
         raise UsageError(f"--resume {resume}: no search to resume there (no search_checkpoint.pt)",
                          "start one with --out")
-    from targets import boards as board_registry
-
     from micronas.progress import Progress
 
-    given = Budgets.parse(latency=latency, ram=ram, flash=flash)
-    board = board_registry.get(target) if target else board_registry.default_board()
-    budgets = api.board_budgets(given, board)
+    plan = api.plan_budgets(Budgets.parse(latency=latency, ram=ram, flash=flash), target)
     show = Progress.for_cli(quiet, to_stderr=json_out)
-    _echo_budgets(budgets, show)
-    for what, value in (("RAM", given.ram_bytes), ("flash", given.flash_bytes)):
-        if value is None:
-            show.line(f"  ({what} budget not given: {board.name}'s {what})")
+    for line in plan.lines:
+        show.line(line)
 
     def epoch(e: int, n: int, entry: dict) -> None:
         x = entry["expected"]
@@ -367,30 +360,29 @@ def search(
             e + 1, f"val acc {entry['val_acc_most_likely']:.2f}, E[latency] {x['latency_ms']:.2f} ms")
 
     with show:
-        r = api.search(data, run, budgets, target=board.name, port=port,
+        r = api.search(data, run, plan.budgets, target=plan.board, port=port,
                        cfg=dnas.SearchConfig(epochs=epochs, warmup_epochs=epochs // 4, seed=seed,
                                              val_subjects=_subjects(val_subjects)),
                        final_epochs=final_epochs, on_stage=show.stage, on_epoch=epoch, resume=resume is not None,
                        on_train_epoch=_train_counter(show), on_window=_window_counter(show))
     if json_out:
-        print(json.dumps(r, indent=1))
+        print(json.dumps(r.to_json(), indent=1))
         return
-    p, m, pr = r["predicted"], r["metrics"], r["profile"]
-    unit = pr["timer_kind"]
+    p, m, pr = r.predicted, r.metrics, r.profile
     from micronas.report import arch_summary
 
-    show.line(f"found: {arch_summary(r['arch'])}")
-    for step in r["repairs"]:
+    show.line(f"found: {arch_summary(r.arch)}")
+    for step in r.repairs:
         show.line(f"  derivation: {step}")
-    q = m.get("qat", {})
-    show.line(f"accuracy (test): fp32 {m['accuracy_fp32']:.3f}, int8 {m['accuracy_int8']:.3f}"
+    q = m.qat or {}
+    show.line(f"accuracy (test): fp32 {m.accuracy_fp32:.3f}, int8 {m.accuracy_int8:.3f}"
               + (f" (quantisation-aware fine-tuning ran, kept {q['kept']})" if q.get("ran") else ""))
-    show.line(f"latency: predicted {p['predicted_latency_ms']:.3f} ms, measured {pr['measured_latency_ms']:.3f} ms "
-              f"({pr['where']}, {unit})")
-    show.line(f"arena: predicted {p['predicted_arena_bytes']:,} B, measured {pr['arena_bytes_measured']:,} B; "
-              f"flash: predicted {p['predicted_flash_bytes']:,} B, ELF {pr['flash_bytes']:,} B")
-    show.line(f"run: {r['run']} (search.json, arch.json, model_int8.tflite, c/, profile.json)")
-    show.line(f"report: {r['report']['html']}")
+    show.line(f"latency: predicted {p.latency_ms:.3f} ms, measured {pr.measured_latency_ms:.3f} ms "
+              f"({pr.where}, {pr.timer_kind})")
+    show.line(f"arena: predicted {p.arena_bytes:,} B, measured {pr.arena_bytes_measured:,} B; "
+              f"flash: predicted {p.flash_bytes:,} B, ELF {pr.flash_bytes:,} B")
+    show.line(f"run: {r.run} (search.json, arch.json, model_int8.tflite, c/, profile.json)")
+    show.line(f"report: {r.report.html}")
 
 
 tables_app = typer.Typer(help="Latency lookup tables: measure every op of the search space on a board, show them.",
@@ -407,19 +399,10 @@ def report(
     from micronas import report as report_mod
 
     r = report_mod.build(run)
-    out.print(f"report: {r['html']}", markup=False)
-    out.print(f"        {r['markdown']}", markup=False)
-    for p in r["plots"]:
+    out.print(f"report: {r.html}", markup=False)
+    out.print(f"        {r.markdown}", markup=False)
+    for p in r.plots:
         out.print(f"  plot: {p}", markup=False)
-
-
-def _data_shape(data: str, channels: int | None, length: int | None, classes: int | None) -> tuple[int, int, int]:
-    if channels is not None and length is not None and classes is not None:
-        return channels, length, classes
-    from micronas.data import load_dataset
-
-    ds = load_dataset(data)
-    return (channels or ds.n_channels, length or ds.length, classes or len(ds.class_names))
 
 
 @tables_app.command("build")
@@ -447,20 +430,14 @@ def tables_build(
     Every entry is measured with BENCH_OP over serial on one firmware image and saved as it
     arrives: a killed build continues where it stopped when run again.
     """
-    from latency_tables import build as tb
-    from latency_tables.predict import USER_TABLES_DIR
-    from targets import boards as board_registry
-
-    c, t, k = _data_shape(data, channels, length, classes)
-    board = board_registry.get(target) if target else board_registry.default_board()
-    out_file = out_path or Path(USER_TABLES_DIR) / tb.default_table_name(board.name, c, t, k)
+    from micronas import api
     from micronas.progress import Progress
 
     show = Progress.for_cli(quiet)
     with show:
-        table = tb.build_table(board.name, c, t, k, out_file, port=port, flash_cmd=flash_cmd, on_stage=show.stage,
-                               progress=lambda done, total, key, elapsed: show.counter(
-                                   "entries", "measuring table entries", total).update(done))
+        table = api.build_table(target, data, channels, length, classes, out_path, port=port, flash_cmd=flash_cmd,
+                                on_stage=show.stage, progress=lambda done, total, key, elapsed: show.counter(
+                                    "entries", "measuring table entries", total).update(done))
     if not quiet:
         _show_table(table)
 
@@ -504,7 +481,6 @@ def tables_show(
 ) -> None:
     """Summarise a latency table, or list the tables micronas finds (yours, then the shipped ones)."""
     from latency_tables import table as table_mod
-    from latency_tables.predict import table_dirs
 
     if path is not None:
         table = table_mod.load(path, allow_stale=True)
@@ -514,23 +490,16 @@ def tables_show(
         else:
             _show_table(table)
         return
-    found = []
-    for d in table_dirs():
-        for f in sorted(d.glob("*.json")) if d.is_dir() else []:
-            try:
-                t = table_mod.load(f, allow_stale=True)
-                found.append({"path": str(f), "usable": True, "summary": t.describe(), "board": t.metadata["board"],
-                              "shape": [t.metadata["input_channels"], t.metadata["input_length"],
-                                        t.metadata["num_classes"]], "entries": len(t.entries)})
-            except MicronasError as e:
-                found.append({"path": str(f), "usable": False, "summary": f"unusable: {e.message}"})
+    from micronas import api
+
+    found = api.list_tables()
     if json_out:
-        print(json.dumps(found, indent=1))
+        print(json.dumps([f.to_json() for f in found], indent=1))
         return
     for f in found:
-        out.print(f"{f['path']}: {f['summary']}", markup=False)
+        out.print(f"{f.path}: {f.summary}", markup=False)
     if not found:
-        out.print("no latency tables found in " + ", ".join(str(d) for d in table_dirs()), markup=False)
+        out.print("no latency tables found in " + ", ".join(str(d) for d in table_mod.table_dirs()), markup=False)
 
 
 def main() -> None:

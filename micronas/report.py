@@ -24,19 +24,37 @@ from pathlib import Path
 from typing import Any
 
 from micronas_base.errors import ConfigError
+from micronas.budgets import kib, ms
+from micronas.results import ExportResult, ProfileResult, ReportResult, SearchRecord
 from micronas.rundir import RunDir, atomic_write_bytes, atomic_write_text
-from micronas.units import format_size
+from micronas.units import Budgets, format_size
+from search_space.registry import SEARCH_OPS
 
 REPORT_DIR = "report"
 
 
-def _load(run: RunDir, name: str) -> dict | None:
-    return run.read_json(name) if run.has(name) else None
+def _load(run: RunDir, name: str, record: Any = None) -> Any:
+    """A JSON artefact of the run (None when absent), as `record` when one is given."""
+    if not run.has(name):
+        return None
+    d = run.read_json(name)
+    if record is None:
+        return d
+    try:
+        return record.from_json(d)
+    except (KeyError, TypeError) as e:
+        raise ConfigError(f"{run.file(name)} lacks {e} (written by another version of micronas?)",
+                          "re-run the stage that writes it with this version") from None
+
+
+def _kernel_less(la: dict) -> bool:
+    """An op without a kernel (a skip) is shown by its name alone."""
+    return not SEARCH_OPS.get(la["op"]).kernels
 
 
 def _layer_text(la: dict) -> str:
-    if la["op"] == "skip":
-        return "skip"
+    if _kernel_less(la):
+        return la["op"]
     s = f"{la['op']} {la['out']}ch k{la['kernel']}"
     if la.get("experts"):
         s += f" x{la['experts']} experts"
@@ -45,8 +63,8 @@ def _layer_text(la: dict) -> str:
 
 def layer_short(la: dict) -> str:
     """`dyconv32k5x4/2`: op, width, kernel, experts, /2 for stride 2."""
-    if la["op"] == "skip":
-        return "skip"
+    if _kernel_less(la):
+        return la["op"]
     return (f"{la['op']}{la['out']}k{la['kernel']}" + (f"x{la['experts']}" if la.get("experts") else "")
             + ("/2" if la.get("stride") == 2 else ""))
 
@@ -77,19 +95,19 @@ def _save(fig, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def plot_trajectory(search: dict, path: Path) -> None:
+def plot_trajectory(search: SearchRecord, path: Path) -> None:
     """Expected latency, expected arena and the most likely network's validation accuracy per epoch."""
     plt = _plt()
-    traj = search["trajectory"]
+    traj = search.trajectory
     ep = [e["epoch"] + 1 for e in traj]
-    b = search["budgets"]
-    warm = search["config"].get("warmup_epochs", 0)
+    b = search.budgets
+    warm = search.config.get("warmup_epochs", 0)
     fig, axes = plt.subplots(3, 1, figsize=(7.5, 7.2), sharex=True)
     panels = [
         ("expected latency (ms)", [e["expected"]["latency_ms"] for e in traj],
-         None if b.get("latency_s") is None else b["latency_s"] * 1e3, "latency budget", "ms"),
-        ("expected peak arena (KiB)", [e["expected"]["ram_bytes"] / 1024 for e in traj],
-         None if b.get("ram_bytes") is None else b["ram_bytes"] / 1024, "RAM budget", "KiB"),
+         None if b.latency_s is None else ms(b.latency_s), "latency budget", "ms"),
+        ("expected peak arena (KiB)", [kib(e["expected"]["ram_bytes"]) for e in traj],
+         None if b.ram_bytes is None else kib(b.ram_bytes), "RAM budget", "KiB"),
         ("validation accuracy\n(most likely network,\nsupernet weights)", [e["val_acc_most_likely"] for e in traj],
          None, "", ""),
     ]
@@ -197,20 +215,20 @@ def plot_confusion(matrix: list[list[int]], classes: list[str], path: Path) -> N
 
 # ---- content ----------------------------------------------------------------------------------
 
-def _candidates(search: dict, run: RunDir) -> list[dict]:
+def _candidates(search: SearchRecord, run: RunDir) -> list[dict]:
     """Predicted latency of each epoch's most likely network (after the warm-up)."""
     from latency_tables import predict as predictor
     from search_space import arch as arch_mod
 
-    arch = arch_mod.from_json(search["derived"], "search.json")
+    arch = arch_mod.from_json(search.derived, "search.json")
     try:
-        table = predictor.find_table(search["board"], arch.input_channels, arch.input_length, arch.num_classes)
+        table = predictor.find_table(search.board, arch.input_channels, arch.input_length, arch.num_classes)
     except ConfigError:
         return []
-    warm = search["config"].get("warmup_epochs", 0)
+    warm = search.config.get("warmup_epochs", 0)
     cache: dict[str, float] = {}
     out = []
-    for e in search["trajectory"]:
+    for e in search.trajectory:
         if e["epoch"] < warm:
             continue
         key = json.dumps(e["most_likely"], sort_keys=True)
@@ -223,55 +241,57 @@ def _candidates(search: dict, run: RunDir) -> list[dict]:
     return out
 
 
-def _rows(metrics: dict | None, profile: dict | None, budgets: dict) -> list[list[str]]:
+def _rows(m: ExportResult, p: ProfileResult | None, budgets: Budgets) -> list[list[str]]:
     """Budget vs achieved, one row per figure, with sources."""
-    m, p = metrics or {}, profile or {}
-    where = p.get("where", "not profiled")
-    unit = p.get("timer_kind", "")
+    where = p.where if p else "not profiled"
+    unit = p.timer_kind if p else ""
+    pred = m.prediction
 
     def size(v):
         return "-" if v is None else f"{v:,} B"
 
-    lat_b = budgets.get("latency_s")
-    rows = [["latency", "-" if lat_b is None else f"{lat_b * 1e3:g} ms",
-             "-" if m.get("predicted_latency_ms") is None else f"{m['predicted_latency_ms']:.3f} ms",
-             "-" if p.get("measured_latency_ms") is None else f"{p['measured_latency_ms']:.3f} ms",
-             f"predicted: latency table {m.get('latency_table', '-')}; measured: {where}"
+    rows = [["latency", "-" if budgets.latency_s is None else f"{ms(budgets.latency_s):g} ms",
+             "-" if pred.latency_ms is None else f"{pred.latency_ms:.3f} ms",
+             "-" if p is None else f"{p.measured_latency_ms:.3f} ms",
+             f"predicted: latency table {pred.latency_table or '-'}; measured: {where}"
              + (f" ({unit}; one per cycle at the board clock)" if unit == "instructions" else f" ({unit})" if unit else "")],
-            ["RAM (arena)", size(budgets.get("ram_bytes")), size(m.get("arena_bytes_planned")),
-             size(p.get("arena_bytes_measured")),
+            ["RAM (arena)", size(budgets.ram_bytes), size(m.arena_bytes_planned),
+             size(p.arena_bytes_measured if p else None),
              "predicted: the export's static plan (exact); measured: canary high-water mark on the device"],
-            ["RAM (whole profiling firmware)", "not checked", "-", size(p.get("ram_bytes")),
+            ["RAM (whole profiling firmware)", "not checked", "-", size(p.ram_bytes if p else None),
              "ELF data + bss: the arena, BENCH_OP's scratch buffer, the serial protocol's buffers; not the stack "
-             f"(high-water {size(p.get('stack_high_water_bytes'))})"],
-            ["flash", size(budgets.get("flash_bytes")), size(m.get("predicted_flash_bytes")), size(p.get("flash_bytes")),
-             f"predicted: {m.get('predicted_flash_source', '-')}; measured: the profiling firmware's ELF "
+             f"(high-water {size(p.stack_high_water_bytes if p else None)})"],
+            ["flash", size(budgets.flash_bytes), size(pred.flash_bytes), size(p.flash_bytes if p else None),
+             f"predicted: {pred.flash_source or '-'}; measured: the profiling firmware's ELF "
              "(links every kernel)"]]
-    if m.get("tflm_arena_bytes") is not None:
-        rows.append(["RAM (TFLite Micro arena)", size(budgets.get("ram_bytes")), "-", size(m["tflm_arena_bytes"]),
+    if m.tflm_arena_bytes is not None:
+        rows.append(["RAM (TFLite Micro arena)", size(budgets.ram_bytes), "-", size(m.tflm_arena_bytes),
                      "for comparison: tflite-micro host interpreter (64-bit), smallest arena that runs"])
     return rows
 
 
-def build(run_path: str | Path) -> dict[str, Any]:
-    """Write RUN/report/{report.html, report.md, *.png}; returns the paths and what was included.
+def build(run_path: str | Path) -> ReportResult:
+    """Write RUN/report/{report.html, report.md, *.png}.
+
+    Returns:
+        The paths of the page, the Markdown and the plots included.
 
     Raises:
         ConfigError: the run has no metrics.json (nothing exported yet).
     """
     run = RunDir.open(run_path)
-    metrics = _load(run, "metrics.json")
-    if metrics is None:
+    if not run.has("metrics.json"):
         raise ConfigError(f"{run.path} has no metrics.json: nothing has been exported yet",
                           f"export it first: micronas export {run.path}")
-    profile = _load(run, "profile.json")
+    metrics = _load(run, "metrics.json", ExportResult)
+    profile = _load(run, "profile.json", ProfileResult)
     search = _load(run, "search.json")
-    if search is not None and "derived" not in search:
-        search = None  # a search still running: its trajectory has no result yet
+    # a search still running has no result yet: only its trajectory
+    search = _load(run, "search.json", SearchRecord) if search is not None and "derived" in search else None
     arch = run.read_json("arch.json")
     train_log = _load(run, "train_log.json")
     config = run.read_json("config.json")
-    budgets = (search or {}).get("budgets") or (profile or {}).get("budgets") or metrics.get("budgets") or {}
+    budgets = search.budgets if search else profile.budgets if profile else metrics.budgets
     out_dir = run.file(REPORT_DIR)
     out_dir.mkdir(exist_ok=True)
     plots: list[tuple[str, str, str]] = []  # (file, title, caption)
@@ -285,43 +305,44 @@ def build(run_path: str | Path) -> dict[str, Any]:
         cands = _candidates(search, run)
         if cands:
             final = None
-            if train_log is not None and search.get("predicted"):
-                final = {"latency_ms": search["predicted"]["predicted_latency_ms"],
-                         "val_acc": train_log["best"]["val_acc"]}
-            lat_b = budgets.get("latency_s")
-            plot_candidates(cands, final, None if lat_b is None else lat_b * 1e3, out_dir / "candidates.png")
+            if train_log is not None and search.predicted:
+                final = {"latency_ms": search.predicted.latency_ms, "val_acc": train_log["best"]["val_acc"]}
+            plot_candidates(cands, final, None if budgets.latency_s is None else ms(budgets.latency_s),
+                            out_dir / "candidates.png")
             plots.append(("candidates.png", "Accuracy against latency of the candidates",
                           "Each dot is the network the search held most likely at the end of an epoch (after the "
                           "warm-up), at its predicted latency; the star is the network found, trained from scratch "
                           "(validation accuracy of its kept epoch)."))
     if profile is not None:
-        unit = profile["timer_kind"]
-        per = profile.get(f"per_layer_{unit}", [])
-        clock = profile["clock_hz"]
-        ops = metrics.get("runtime_layer_ops", [])
+        from latency_tables.table import count_to_ms
+
+        unit = profile.timer_kind
+        per = profile.per_layer
+        clock = profile.clock_hz
+        ops = metrics.runtime_layer_ops
         names = [f"{i}: {ops[i] if i < len(ops) else la['name']}" for i, la in enumerate(per)]
-        measured = [la[unit] / clock * 1e3 for la in per]
-        pred = metrics.get("predicted_per_layer_count")
-        predicted = [c / clock * 1e3 for c in pred] if pred else None
-        plot_layers(names, measured, predicted, profile["where"], out_dir / "layers.png")
+        measured = [count_to_ms(c, clock) for c in profile.layer_counts()]
+        pred = metrics.prediction.per_layer_count
+        predicted = [count_to_ms(c, clock) for c in pred] if pred else None
+        plot_layers(names, measured, predicted, profile.where, out_dir / "layers.png")
         plots.append(("layers.png", "Latency per layer",
-                      f"Measured per kernel call on {profile['board']} ({profile['where']}, {unit}), "
+                      f"Measured per kernel call on {profile.board} ({profile.where}, {unit}), "
                       "with the latency table's entry for the same call."))
-    if metrics.get("arena_timeline"):
-        plot_arena(metrics["arena_timeline"], metrics["arena_bytes_planned"],
-                   (profile or {}).get("arena_bytes_measured"), budgets.get("ram_bytes"), out_dir / "arena.png")
+    if metrics.arena_timeline:
+        plot_arena(metrics.arena_timeline, metrics.arena_bytes_planned,
+                   profile.arena_bytes_measured if profile else None, budgets.ram_bytes, out_dir / "arena.png")
         plots.append(("arena.png", "Arena over the execution order",
                       "Bytes of the tensors alive during each kernel call, and the highest arena byte they occupy "
                       "in the static plan; the plan's peak is the arena the firmware reserves."))
-    if metrics.get("confusion_int8"):
-        plot_confusion(metrics["confusion_int8"], metrics["classes"], out_dir / "confusion.png")
+    if metrics.confusion_int8:
+        plot_confusion(metrics.confusion_int8, metrics.classes, out_dir / "confusion.png")
         plots.append(("confusion.png", "Confusion matrix", "int8 model on the test split (TFLite Micro)."))
 
     doc = _document(run, config, metrics, profile, search, arch, train_log, budgets, plots)
     atomic_write_text(out_dir / "report.md", _markdown(doc))
     atomic_write_text(out_dir / "report.html", _html(doc, out_dir))
-    return {"html": str(out_dir / "report.html"), "markdown": str(out_dir / "report.md"),
-            "plots": [str(out_dir / f) for f, _, _ in plots]}
+    return ReportResult(str(out_dir / "report.html"), str(out_dir / "report.md"),
+                        [str(out_dir / f) for f, _, _ in plots])
 
 
 def _document(run, config, metrics, profile, search, arch, train_log, budgets, plots) -> dict:
@@ -329,13 +350,13 @@ def _document(run, config, metrics, profile, search, arch, train_log, budgets, p
     title = f"micronas run {run.path.name}"
     facts = [("run", str(run.path)), ("data", f"{config['data']['spec']} ({config['data']['channels']} channels x "
                                               f"{config['data']['length']} samples, {len(config['classes'])} classes)"),
-             ("board", (profile or {}).get("board") or config.get("target") or "-"),
-             ("micronas", metrics.get("micronas_version", "-"))]
+             ("board", (profile.board if profile else None) or config.get("target") or "-"),
+             ("micronas", metrics.micronas_version)]
     if search is not None:
-        facts.append(("search", f"{len(search['trajectory'])} epochs, {search.get('search_seconds', '-')} s"))
-    acc = [["fp32", f"{100 * metrics['accuracy_fp32']:.1f} %", "torch, folded network"],
-           ["int8", f"{100 * metrics['accuracy_int8']:.1f} %", metrics.get("weights", "") + "; TFLite Micro"]]
-    q = metrics.get("qat")
+        facts.append(("search", f"{len(search.trajectory)} epochs, {search.search_seconds} s"))
+    acc = [["fp32", f"{100 * metrics.accuracy_fp32:.1f} %", "torch, folded network"],
+           ["int8", f"{100 * metrics.accuracy_int8:.1f} %", metrics.weights + "; TFLite Micro"]]
+    q = metrics.qat
     if q:
         acc.append(["QAT", "ran, kept " + q["kept"] if q.get("ran") else "not needed",
                     f"validation fp32 {100 * q['validation_accuracy_fp32']:.1f} %, int8 (PTQ) "
@@ -344,18 +365,18 @@ def _document(run, config, metrics, profile, search, arch, train_log, budgets, p
               for i, la in enumerate([arch["stem"], *arch["cells"]])]
     layers.append([str(len(layers)), "head", f"global average, fully connected -> {arch['num_classes']} classes"])
     notes = []
-    if profile and profile.get("over_budget"):
-        notes.append("OVER BUDGET on the device: " + "; ".join(profile["over_budget"]))
+    if profile and profile.over_budget:
+        notes.append("OVER BUDGET on the device: " + "; ".join(profile.over_budget))
     elif profile:
-        notes.append(f"Fits every budget, measured on {profile['where']}.")
+        notes.append(f"Fits every budget, measured on {profile.where}.")
     else:
         notes.append("Not profiled on a device yet: run `micronas profile " + str(run.path) + "`.")
-    if search and search.get("repairs"):
+    if search and search.repairs:
         notes.append("Derivation steps (repair while over a budget, then fill towards the latency budget): "
-                     + "; ".join(search["repairs"]))
+                     + "; ".join(search.repairs))
     return {"title": title, "facts": facts, "notes": notes, "budget_rows": _rows(metrics, profile, budgets),
             "accuracy": acc, "layers": layers, "arch_short": arch_summary(arch),
-            "plots": plots, "confusion": (metrics.get("classes"), metrics.get("confusion_int8"))}
+            "plots": plots, "confusion": (metrics.classes, metrics.confusion_int8)}
 
 
 _BUDGET_HEAD = ["figure", "budget", "predicted", "measured", "source"]

@@ -43,10 +43,12 @@ from typing import Any
 
 import numpy as np
 
+from micronas import budgets as budget_mod
+from micronas.budgets import FLASH, LATENCY, RAM
 from micronas_base.errors import BudgetError, ConfigError
 from micronas.rundir import RunDir
 from micronas.train import read_checkpoint, resume_from, save_checkpoint
-from micronas.units import Budgets, format_size
+from micronas.units import Budgets
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +92,9 @@ def cost_tensors(cm) -> dict[str, Any]:
     def t(a):
         return torch.from_numpy(np.asarray(a, dtype=np.float32))
 
-    return {"positions": [(t(pc.latency), t(pc.const_bytes + cm.flash_per_kernel * pc.kernels), t(pc.arena))
+    return {"positions": [(t(pc.latency), t(cm.kernel_flash(pc.const_bytes, pc.kernels)), t(pc.arena))
                           for pc in cm.positions],
-            "head": (t(cm.head_latency), t(cm.head_const + cm.flash_per_kernel * cm.head_kernels),
-                     t(cm.head_arena))}
+            "head": (t(cm.head_latency), t(cm.kernel_flash(cm.head_const, cm.head_kernels)), t(cm.head_arena))}
 
 
 def expected_costs(net, cm, cfg: SearchConfig, tensors: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -102,6 +103,8 @@ def expected_costs(net, cm, cfg: SearchConfig, tensors: dict[str, Any] | None = 
     `tensors`: `cost_tensors(cm)`, passed in by a caller that evaluates many times.
     """
     import torch
+
+    from search_space.registry import SEARCH_OPS
 
     tensors = tensors or cost_tensors(cm)
     lat = torch.tensor(cm.overhead)
@@ -116,7 +119,8 @@ def expected_costs(net, cm, cfg: SearchConfig, tensors: dict[str, Any] | None = 
         flash = flash + (w * t_flash).sum()
         arenas.append((w * t_arena).sum())
         # distribution of this position's output width over the next position's input widths
-        skip = sum(p_op[i] for i, ch in enumerate(pc.choices) if ch.op == "skip") if pos.skip else torch.tensor(0.0)
+        skip = (sum(p_op[i] for i, ch in enumerate(pc.choices) if SEARCH_OPS.get(ch.op).keeps_width) if pos.skip
+                else torch.tensor(0.0))
         widths_next = sorted(set(pc.widths_out) | (set(pc.widths_in) if pos.skip else set()))
         q_next = torch.zeros(len(widths_next))
         for b, w in enumerate(pc.widths_out):
@@ -144,14 +148,16 @@ def _onehot(widths: list[int], w: int):
 
 
 def _costs_json(e: dict[str, Any], cm) -> dict[str, float]:
-    return {"latency_ms": float(e["latency"]) / cm.clock_hz * 1e3, "ram_bytes": float(e["ram"]),
+    return {"latency_ms": cm.count_to_ms(float(e["latency"])), "ram_bytes": float(e["ram"]),
             "flash_bytes": float(e["flash"])}
 
 
 def _budget_counts(budgets: Budgets, cm) -> dict[str, float]:
+    from latency_tables.table import count_from_seconds
+
     out = {}
     if budgets.latency_s is not None:
-        out["latency"] = budgets.latency_s * cm.clock_hz  # a count at one count per cycle
+        out["latency"] = count_from_seconds(budgets.latency_s, cm.clock_hz)  # a count at one count per cycle
     if budgets.ram_bytes is not None:
         out["ram"] = float(budgets.ram_bytes)
     if budgets.flash_bytes is not None:
@@ -272,26 +278,21 @@ def _with_margin(budgets: Budgets) -> Budgets:
                    None if budgets.flash_bytes is None else int(budgets.flash_bytes * m))
 
 
+def _checks(pred, budgets: Budgets) -> list[budget_mod.Check]:
+    """A predicted network's latency, arena and flash against the budgets."""
+    return [budget_mod.check(budgets, LATENCY, "latency", pred.latency_ms),
+            budget_mod.check(budgets, RAM, "arena", pred.arena_bytes),
+            budget_mod.check(budgets, FLASH, "flash", pred.flash_bytes)]
+
+
 def _over(pred, budgets: Budgets) -> list[str]:
-    over = []
-    if budgets.latency_s is not None and pred.latency_ms > budgets.latency_s * 1e3:
-        over.append(f"latency {pred.latency_ms:.3f} ms > {budgets.latency_s * 1e3:g} ms")
-    if budgets.ram_bytes is not None and pred.arena_bytes > budgets.ram_bytes:
-        over.append(f"arena {format_size(pred.arena_bytes)} > {format_size(budgets.ram_bytes)}")
-    if budgets.flash_bytes is not None and pred.flash_bytes > budgets.flash_bytes:
-        over.append(f"flash {format_size(pred.flash_bytes)} > {format_size(budgets.flash_bytes)}")
-    return over
+    """The budgets the prediction exceeds, in the derivation log's compact form."""
+    return [c.short() for c in _checks(pred, budgets) if c.over]
 
 
 def _violation(pred, budgets: Budgets) -> float:
-    v = 0.0
-    if budgets.latency_s is not None:
-        v += max(0.0, math.log(pred.latency_ms / (budgets.latency_s * 1e3)))
-    if budgets.ram_bytes is not None:
-        v += max(0.0, math.log(pred.arena_bytes / budgets.ram_bytes))
-    if budgets.flash_bytes is not None:
-        v += max(0.0, math.log(pred.flash_bytes / budgets.flash_bytes))
-    return v
+    """Sum over budgets of log(figure / budget) where over: how far from fitting."""
+    return sum(max(0.0, math.log(c.ratio)) for c in _checks(pred, budgets) if c.budget is not None)
 
 
 def derive_and_repair(net, table, budgets: Budgets, max_steps: int = 50,

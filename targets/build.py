@@ -11,8 +11,9 @@ One ELF per (board, emulated or real, SIMD or not):
 
 The generated directory holds the model's sources (`micronas_model.c`, `mn_*.c`; never the TFLite
 C array `model_data.c`), compiled with `-DMICRONAS_PROFILE` and without `-ffreestanding` (which
-would turn the runtime's 4-byte `memcpy` loads into library calls), and the generated BENCH_OP
-dispatcher (`bench/micronas_bench.c`, one handler per runtime op), compiled with the firmware's
+would turn the runtime's 4-byte `memcpy` loads into library calls), and beside it the generated BENCH_OP
+dispatcher (`micronas_bench.c`, one handler per runtime op, handed in by the caller: it belongs
+to the profiling firmware, not to the model), compiled with the firmware's
 own sources and flags (`-ffreestanding`): it is the firmware's per-op half of BENCH_OP, and its
 timed windows must compile as the firmware's always did. Everything with
 `-O2 -Wall -Wextra -Werror -ffunction-sections -fdata-sections`, linked with `--gc-sections`.
@@ -39,7 +40,6 @@ BENCH_SCRATCH_BYTES = 16 * 1024
 APT_HINT = "install it: apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi (or scripts/toolchain.sh)"
 
 FIRMWARE_SOURCES = ("startup.c", "main.c", "protocol.c", "timer.c", "bench.c")
-BENCH_DISPATCHER = "bench/micronas_bench.c"  # generated beside the model (firmware_export.codegen.write)
 COMMON_FLAGS = ("-std=c99", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-ffunction-sections", "-fdata-sections")
 LINK_FLAGS = ("-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs", "-Wl,--gc-sections")
 
@@ -187,19 +187,21 @@ def _sizes(size_tool: str, elf: Path) -> tuple[int, int, int]:
 
 
 def build_firmware(board: Board, model_c_dir: Path, out_dir: Path, emulated: bool = True, simd: bool = True,
-                   stack_bytes: int = STACK_BYTES, bench_scratch_bytes: int | None = None) -> FirmwareImage:
+                   stack_bytes: int = STACK_BYTES, bench_scratch_bytes: int | None = None, *,
+                   bench_c: Path) -> FirmwareImage:
     """Compile and link the profiling firmware for `board` around the C model in `model_c_dir`.
 
     Args:
         board: The target board (targets.boards).
         model_c_dir: A generated model directory (micronas_model.c/.h, micronas_runtime.h, mn_*.c and
-            the BENCH_OP dispatcher bench/micronas_bench.c).
+).
         out_dir: Where fw.elf, fw.bin, fw.map, link.ld and the objects go (created if missing).
         emulated: Build for the board's QEMU machine instead of the real board.
         simd: Use the runtime's DSP-extension kernels (False adds -DMICRONAS_NO_SIMD).
         stack_bytes: Size of the stack region at the top of RAM.
         bench_scratch_bytes: Size of BENCH_OP's scratch buffer (default: 16 KB); the
             latency-table builder enlarges it for the largest layers of a search space.
+        bench_c: The generated BENCH_OP dispatcher (`firmware_export.codegen.bench.write_dispatcher`).
 
     Returns:
         The image, its section sizes and the compiler commands.
@@ -213,10 +215,14 @@ def build_firmware(board: Board, model_c_dir: Path, out_dir: Path, emulated: boo
     gcc, size_tool, objcopy = (_tool(f"arm-none-eabi-{t}") for t in ("gcc", "size", "objcopy"))
     model_c_dir = Path(model_c_dir).resolve()
     out_dir = Path(out_dir).resolve()
-    for f in ("micronas_model.c", "micronas_model.h", "micronas_runtime.h", BENCH_DISPATCHER):
+    for f in ("micronas_model.c", "micronas_model.h", "micronas_runtime.h"):
         if not (model_c_dir / f).is_file():
             raise ExportError(f"{model_c_dir} holds no generated model: {f} is missing",
                               "run `micronas export RUN` and pass RUN/c")
+    bench_c = Path(bench_c).resolve()
+    if not bench_c.is_file():
+        raise ExportError(f"the BENCH_OP dispatcher {bench_c} is missing",
+                          "write it with firmware_export.codegen.bench.write_dispatcher")
     if not re.fullmatch(r"[A-Za-z0-9._+-]{1,64}", board.name) or not re.fullmatch(r"cortex-m[0-9]+", board.core):
         raise ConfigError(f"board name {board.name!r} or core {board.core!r} cannot go into the firmware",
                           "board names use letters, digits and ._+-")
@@ -240,7 +246,7 @@ def build_firmware(board: Board, model_c_dir: Path, out_dir: Path, emulated: boo
     arch = [f"-mcpu={board.core}", "-mthumb", "-mfloat-abi=soft"]
     profile = ["-DMICRONAS_PROFILE"] + ([] if simd else ["-DMICRONAS_NO_SIMD"])
     uart = "uart_cmsdk.c" if emulated else "uart_stm32.c"
-    fw_sources = [*(fw / s for s in (*FIRMWARE_SOURCES, uart)), model_c_dir / BENCH_DISPATCHER]
+    fw_sources = [*(fw / s for s in (*FIRMWARE_SOURCES, uart)), bench_c]
     model_sources = [model_c_dir / "micronas_model.c", *sorted(model_c_dir.glob("mn_*.c"))]
 
     commands: list[list[str]] = []

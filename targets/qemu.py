@@ -49,6 +49,7 @@ _READY = "waiting for connection"
 _NUDGE_EVERY_S = 0.01
 _NUDGE_AFTER_CONNECT_S = 1.0  # the stall lasts until ~1 s after the host connects
 _NUDGE_BLIND_S = 10.0  # without /proc to see the connection: nudge this long after start
+ICOUNT_SHIFT = 7  # -icount shift: 128 ns per guest instruction (deterministic, sub-tick resolution)
 
 
 def instructions_from_ticks(ticks: float, timer_hz: float, icount_shift: int) -> float:
@@ -143,7 +144,7 @@ class EmulatedBoard:
         pid: QEMU's process id while running.
     """
 
-    def __init__(self, machine: str, elf: Path, log_dir: Path, icount_shift: int = 7, *,
+    def __init__(self, machine: str, elf: Path, log_dir: Path, icount_shift: int = ICOUNT_SHIFT, *,
                  start_timeout_s: float = 10.0, bind_attempts: int = 5, extra_args: tuple[str, ...] = ()):
         self.machine = machine
         self.elf = Path(elf)

@@ -624,7 +624,7 @@ def device(tmp_path_factory):
     """(DeviceClient, to_instructions, generated model, Net) on one emulated board, for the module."""
     from firmware_export import codegen
     from targets import boards
-    from targets.build import build_firmware
+    from micronas.device import build_image
     from targets.protocol import DeviceClient
     from targets.qemu import EmulatedBoard, instructions_from_ticks
 
@@ -633,7 +633,7 @@ def device(tmp_path_factory):
     gen = codegen.generate(net.build(), labels=("y",), input_mean=(0.0,) * X_BYTES, input_std=(1.0,) * X_BYTES)
     codegen.write(gen, root / "c")
     board = boards.get(BOARD)
-    image = build_firmware(board, root / "c", root / "fw", emulated=True, simd=True)
+    image = build_image(board, root / "c", root / "fw", emulated=True, simd=True)
     with EmulatedBoard(board.qemu.machine, image.elf, root / "qemu") as emu:
         with DeviceClient.open(emu.url, timeout_s=20.0) as dev:
             hello = dev.hello()

@@ -159,7 +159,7 @@ def test_budget_over_is_exit_1_naming_both_figures(run_copy):
 def test_budget_exactly_met_passes(run_copy):
     m = json.loads((run_copy / "metrics.json").read_text())
     out = api.export(run_copy, Budgets(ram_bytes=m["arena_bytes_planned"], flash_bytes=m["tflite_bytes"]))
-    assert out["budget_check"]["ram"]["ok"] and out["budget_check"]["flash"]["ok"]
+    assert out.budget_check["ram"]["ok"] and out.budget_check["flash"]["ok"]
 
 
 def test_unsupported_op_is_named(exported_run):
@@ -204,3 +204,41 @@ def test_exported_model_runtime_bit_exact_on_1000_random_windows(exported_run):
     assert r.arena_bytes == m["arena_bytes_planned"] <= m["arena_bytes_without_reuse"]
     assert {"micronas_model.h", "micronas_model.c", "micronas_runtime.h", "mn_conv.c"} <= {
         p.name for p in (exported_run / "c").iterdir()}
+
+
+def _predicts(monkeypatch, latency_ms):
+    """Export with a latency table's prediction of `latency_ms` (the tiny data's shape has no table)."""
+    from types import SimpleNamespace
+
+    from micronas.results import PredictionRecord
+    from micronas.stages import export as export_stage
+
+    def fake(the_arch, gen, board):
+        rec = PredictionRecord(latency_ms, latency_ms * 110e3, "instructions", "fake table", [1.0] * len(gen.layers),
+                               gen.arena_bytes, gen.flash_bytes_weights, 50_000, "fake flash", "fake.json", board.name)
+        return rec, SimpleNamespace(latency_ms=latency_ms, unit="instructions")
+
+    monkeypatch.setattr(export_stage, "_predict_for_export", fake)
+
+
+def test_predicted_latency_over_the_budget_is_exit_1_and_keeps_the_artefacts(run_copy, monkeypatch):
+    _predicts(monkeypatch, 12.5)
+    (run_copy / "metrics.json").unlink()
+    with pytest.raises(BudgetError) as e:
+        api.export(run_copy, Budgets(latency_s=0.01))
+    assert e.value.exit_code == 1
+    assert "predicted latency 12.500 ms (instructions) exceeds the latency budget 10.000 ms" in str(e.value)
+    m = json.loads((run_copy / "metrics.json").read_text())
+    assert m["predicted_latency_ms"] == 12.5 and m["budgets"]["latency_s"] == 0.01
+    for f in ("model_int8.tflite", "c/micronas_model.c", "c/model_data.h"):
+        assert (run_copy / f).exists()
+    assert api.export(run_copy, Budgets(latency_s=0.0125)).prediction.latency_ms == 12.5  # equal to it fits
+
+
+def test_export_checks_the_latency_budget_recorded_by_the_search(run_copy, monkeypatch):
+    _predicts(monkeypatch, 12.5)
+    (run_copy / "search.json").write_text(json.dumps({"budgets": {"latency_s": 0.01, "ram_bytes": None,
+                                                                  "flash_bytes": None}}))
+    with pytest.raises(BudgetError, match="exceeds the latency budget 10.000 ms"):
+        api.export(run_copy)
+    assert api.export(run_copy, Budgets(latency_s=0.02)).budgets.latency_s == 0.02  # given beats recorded

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 
 from firmware_export import codegen
+from micronas.device import build_image
 from micronas_base.errors import ExportError, ToolchainError
 from targets import boards
-from targets.build import build_firmware
 
 from .protocol_sim import crc_bitwise
 from .protocol_sim import frame as encode_test_frame
@@ -60,7 +60,7 @@ def images(model_dir, tmp_path_factory):
 
     def one(key):
         name, emu = key
-        return build_firmware(boards.get(name), model_dir, out / f"{name}-{'emu' if emu else 'real'}", emulated=emu)
+        return build_image(boards.get(name), model_dir, out / f"{name}-{'emu' if emu else 'real'}", emulated=emu)
 
     with ThreadPoolExecutor(max_workers=3) as pool:
         return dict(zip(keys, pool.map(one, keys)))
@@ -101,7 +101,7 @@ def test_missing_cross_compiler_names_the_package(monkeypatch, model_dir, tmp_pa
 
     monkeypatch.setattr(targets.build.shutil, "which", lambda name: None)
     with pytest.raises(ToolchainError) as e:
-        build_firmware(boards.default_board(), model_dir, tmp_path)
+        build_image(boards.default_board(), model_dir, tmp_path)
     assert "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi" in str(e.value)
 
 
@@ -112,7 +112,7 @@ def test_compile_error_carries_the_compiler_message(model_dir, tmp_path):
     with open(broken / "micronas_model.c", "a") as f:
         f.write("\n#error deliberately broken model\n")
     with pytest.raises(ExportError, match="deliberately broken model"):
-        build_firmware(boards.default_board(), broken, tmp_path / "out")
+        build_image(boards.default_board(), broken, tmp_path / "out")
 
 
 # ---- the emulated boards -------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from latency_tables import predict as predictor
 from latency_tables import table as table_mod
 from latency_tables.keys import op_key, parse_key
 from latency_tables.lowering import lower
+from micronas import tables as campaigns
 from micronas_base.errors import ConfigError
 from search_space import arch as arch_mod
 from search_space.registry import SEARCH_OPS
@@ -241,7 +242,7 @@ def built_table(tmp_path_factory):
     toolchain("arm-none-eabi-gcc")
     toolchain("qemu-system-arm")
     out = tmp_path_factory.mktemp("tables") / "t.json"
-    table = tb.build_table("nucleo-f446re", 4, 29, 3, out, space_name=TINY_SPACE)
+    table = campaigns.build_table("nucleo-f446re", 4, 29, 3, out, space_name=TINY_SPACE)
     return out, table
 
 
@@ -265,11 +266,11 @@ def test_killed_build_resumes_to_the_same_table(built_table, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        tb.build_table("nucleo-f446re", 4, 29, 3, out, space_name=TINY_SPACE, progress=kill_after_five)
+        campaigns.build_table("nucleo-f446re", 4, 29, 3, out, space_name=TINY_SPACE, progress=kill_after_five)
     journal = out.with_name(out.name + ".partial.jsonl")
     assert len(journal.read_text().splitlines()) == 1 + 5 and not out.exists()
     measured = []
-    resumed = tb.build_table("nucleo-f446re", 4, 29, 3, out, space_name=TINY_SPACE,
+    resumed = campaigns.build_table("nucleo-f446re", 4, 29, 3, out, space_name=TINY_SPACE,
                              progress=lambda done, total, key, el: measured.append(key))
     assert len(measured) == len(full.entries) - 5
     assert resumed.entries == full.entries and resumed.overhead == full.overhead
@@ -279,13 +280,14 @@ def test_journal_of_another_build_is_refused(tmp_path):
     j = tmp_path / "t.json.partial.jsonl"
     j.write_text(json.dumps({"journal": "x", "board": "other"}) + "\n")
     with pytest.raises(ConfigError) as e:
-        tb.Journal(j, {"journal": "x", "board": "nucleo-f446re"})
+        campaigns.Journal(j, {"journal": "x", "board": "nucleo-f446re"})
     assert "another configuration" in e.value.message and "rm " in e.value.hint
 
 
 def test_prediction_matches_the_emulated_core_within_one_percent(built_table, tmp_path):
     from firmware_export.codegen import generate, write
-    from targets import boards, build, protocol, qemu
+    from micronas.device import build_image
+    from targets import boards, protocol, qemu
 
     _, table = built_table
     arch = tb.probe_arch(TINY_SPACE, 4, 29, 3, seed=7)
@@ -293,12 +295,12 @@ def test_prediction_matches_the_emulated_core_within_one_percent(built_table, tm
     gen = generate(lower(arch), ("a", "b", "c"), (0.0,) * 4, (1.0,) * 4)
     write(gen, tmp_path / "c")
     board = boards.get("nucleo-f446re")
-    image = build.build_firmware(board, tmp_path / "c", tmp_path / "fw")
-    with qemu.EmulatedBoard(board.qemu.machine, image.elf, tmp_path, icount_shift=tb.ICOUNT_SHIFT) as emu:
+    image = build_image(board, tmp_path / "c", tmp_path / "fw")
+    with qemu.EmulatedBoard(board.qemu.machine, image.elf, tmp_path, icount_shift=qemu.ICOUNT_SHIFT) as emu:
         with protocol.DeviceClient.open(emu.url) as dev:
             hello = dev.hello()
             dev.set_input(np.random.default_rng(1).integers(-128, 128, hello.input_bytes, dtype=np.int8).tobytes())
-            measured = qemu.instructions_from_ticks(dev.invoke(count=2).mean_ticks, hello.timer_hz, tb.ICOUNT_SHIFT)
+            measured = qemu.instructions_from_ticks(dev.invoke(count=2).mean_ticks, hello.timer_hz, qemu.ICOUNT_SHIFT)
             arena = dev.get_memory().arena_high_water
     assert abs(p.latency_count - measured) / measured <= 0.01
     assert p.arena_bytes == arena == hello.arena_bytes
@@ -378,7 +380,7 @@ def test_missing_entries_are_measured_on_demand_into_a_user_table(built_table, t
     gone = sorted(t.entries)[:3]
     for k in gone:
         del t.entries[k]
-    tb.measure_into(t, gone, space=TINY_SPACE)
+    campaigns.measure_into(t, gone, space=TINY_SPACE)
     assert t.entries == full.entries  # the counts are deterministic: the same values as the build
     assert table_mod.load(tmp_path / "user.json").entries == full.entries
 
@@ -403,12 +405,12 @@ def test_export_predicts_from_a_table_and_matches_the_lowering(exported_run, tmp
                         cells=(Position(2, (8,), ops=("dyconv",), kernels=(5,)),
                                Position(2, (12,), ops=("dwsep",), kernels=(3,)), Position(1, (12,), ops=("skip",))))
     tables = tmp_path / "tables"
-    tb.build_table("nucleo-l552ze-q", 4, 37, 3, tables / tb.default_table_name("nucleo-l552ze-q", 4, 37, 3),
+    campaigns.build_table("nucleo-l552ze-q", 4, 37, 3, tables / tb.default_table_name("nucleo-l552ze-q", 4, 37, 3),
                    space_name=space)
     monkeypatch.setenv(predictor.TABLES_ENV, str(tables))
     run = tmp_path / "run"
     shutil.copytree(exported_run, run)
-    m = api.export(run)  # raises if the lowering disagrees with the exported model
+    m = api.export(run).to_json()  # raises if the lowering disagrees with the exported model
     assert m["predicted_for_board"] == "nucleo-l552ze-q" and m["predicted_latency_ms"] > 0
     assert m["predicted_arena_bytes"] == m["arena_bytes_planned"]
     assert "ELF" in m["predicted_flash_source"] and m["latency_table"].endswith("4ch-37-3cls.json")

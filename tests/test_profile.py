@@ -27,7 +27,8 @@ def profiled(exported_run, tmp_path_factory):
 def test_profile_measures_and_checks_everything(profiled):
     run, p = profiled
     m = json.loads((run / "metrics.json").read_text())
-    assert p == json.loads((run / "profile.json").read_text())
+    assert p.to_json() == json.loads((run / "profile.json").read_text())
+    p = p.to_json()  # the file's keys, as profile.json names them
     assert p["board"] == "nucleo-l552ze-q" and p["where"] == "emulated: QEMU mps2-an505"
     assert p["timer_kind"] == "instructions" and "not cycles" in p["count_source"]
     assert p["outputs_equal_host_runtime"] and p["outputs_equal_tflm"] and p["windows"] == 12
@@ -46,9 +47,9 @@ def test_profile_measures_and_checks_everything(profiled):
 
 def test_ram_budget_is_the_arena_as_in_search_and_export(profiled):
     run, p = profiled
-    arena = p["arena_bytes_measured"]
+    arena = p.arena_bytes_measured
     ok = api.profile(run, windows=1, budgets=Budgets(ram_bytes=arena))  # the firmware's other statics do not count
-    assert ok["over_budget"] == [] and ok["ram_bytes"] > arena
+    assert ok.over_budget == [] and ok.ram_bytes > arena
     with pytest.raises(BudgetError) as e:
         api.profile(run, windows=1, budgets=Budgets(ram_bytes=arena - 1))
     assert "high-water mark" in str(e.value) and f"{arena:,} bytes" in str(e.value)
@@ -57,8 +58,8 @@ def test_ram_budget_is_the_arena_as_in_search_and_export(profiled):
 def test_same_binary_twice_gives_identical_counts(profiled):
     run, first = profiled
     again = api.profile(run, windows=12)
-    assert again["total_instructions"] == first["total_instructions"]
-    assert again["per_layer_instructions"] == first["per_layer_instructions"]
+    assert again.total == first.total and again.timer_kind == "instructions"
+    assert again.per_layer == first.per_layer
 
 
 def test_latency_over_budget_exits_1_and_still_writes_the_profile(profiled):
@@ -81,7 +82,7 @@ def test_cli_profile_and_a_port_that_does_not_exist(profiled):
     run, p = profiled
     ok = run_cli("profile", str(run), "--windows", "12")
     assert ok.returncode == 0, ok.stderr
-    assert f"{p['total_instructions']:,.0f} instructions per inference (mean of 12 windows)" in ok.stdout
+    assert f"{p.total:,.0f} instructions per inference (mean of 12 windows)" in ok.stdout
     bad = run_cli("profile", str(run), "--port", "/dev/ttyDOESNOTEXIST", "--windows", "1")
     assert_clean_failure(bad, 2, "/dev/ttyDOESNOTEXIST")
     unknown = run_cli("profile", str(run), "--target", "nucleo-f446")

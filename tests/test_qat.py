@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from micronas import api, qat
+from micronas.stages import export as export_stage  # where export_int8 reads QAT_TRIGGER
 from micronas.data import arrays_for
 from micronas.rundir import RunDir
 
@@ -41,9 +42,9 @@ def test_fine_tune_leaves_weights_on_their_int8_grid(run_copy):
 
 
 def test_export_int8_runs_qat_when_ptq_loses_and_keeps_the_better(run_copy, monkeypatch):
-    monkeypatch.setattr(api, "QAT_TRIGGER", -1.0)  # any loss (even none) triggers it
+    monkeypatch.setattr(export_stage, "QAT_TRIGGER", -1.0)  # any loss (even none) triggers it
     m = api.export_int8(run_copy, qat_epochs=2)
-    rec = m["qat"]
+    rec = m.qat
     assert rec["ran"] and rec["epochs"] == 2
     assert rec["kept"] in ("qat", "ptq")
     run = RunDir.open(run_copy)
@@ -56,7 +57,7 @@ def test_export_int8_runs_qat_when_ptq_loses_and_keeps_the_better(run_copy, monk
 
 
 def test_export_int8_skips_qat_without_a_loss(run_copy, monkeypatch):
-    monkeypatch.setattr(api, "QAT_TRIGGER", 1.0)  # a 100-point loss is impossible
+    monkeypatch.setattr(export_stage, "QAT_TRIGGER", 1.0)  # a 100-point loss is impossible
     m = api.export_int8(run_copy)
-    assert m["qat"]["ran"] is False and "kept" not in m["qat"]
+    assert m.qat["ran"] is False and "kept" not in m.qat
     assert not RunDir.open(run_copy).has(api.QAT_MODEL)

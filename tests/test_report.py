@@ -14,7 +14,7 @@ import pytest
 
 def test_report_of_an_exported_run_has_its_parts(run_copy):
     r = report.build(run_copy)
-    assert [p.split("/")[-1] for p in r["plots"]] == ["arena.png", "confusion.png"]  # no search, no profile
+    assert [p.split("/")[-1] for p in r.plots] == ["arena.png", "confusion.png"]  # no search, no profile
     md = (run_copy / "report" / "report.md").read_text()
     m = json.loads((run_copy / "metrics.json").read_text())
     assert f"{100 * m['accuracy_int8']:.1f} %" in md

@@ -99,9 +99,9 @@ def test_infeasible_budget_exits_1_naming_the_minimum(tmp_path, budgets, needle)
 def test_minimum_costs_are_reached_by_a_real_network(cost_model):
     table, cm = cost_model
     mins = api.minimum_costs(cm, table)
-    lat = [predictor.predict(api.arch_mod.from_json(a), table).latency_ms for a in mins["networks"]]
-    assert mins["latency_ms"] == min(lat) and 0.5 < mins["latency_ms"] < 5
-    assert 0 < mins["ram_bytes"] < 4096 and 20_000 < mins["flash_bytes"] < 40_000
+    lat = [predictor.predict(api.arch_mod.from_json(a), table).latency_ms for a in mins.networks]
+    assert mins.latency_ms == min(lat) and 0.5 < mins.latency_ms < 5
+    assert 0 < mins.ram_bytes < 4096 and 20_000 < mins.flash_bytes < 40_000
 
 
 def test_killed_search_resumes_to_the_same_architecture(tmp_path, basicmotions, cost_model):
@@ -140,22 +140,22 @@ def test_tiny_search_end_to_end(tiny_npz, tmp_path, monkeypatch):
                    cfg=dnas.SearchConfig(epochs=2, warmup_epochs=1), final_epochs=5, profile_windows=3)
     assert (tmp_path / "micronas-tables" / "nucleo-l552ze-q-4ch-37-3cls.json").exists()
     s = json.loads((tmp_path / "run" / "search.json").read_text())
-    assert len(s["trajectory"]) == 2 and s["derived"] == r["arch"]
-    prof = r["profile"]
-    assert prof["outputs_equal_tflm"] and prof["arena_bytes_measured"] == r["predicted"]["predicted_arena_bytes"]
-    assert prof["measured_latency_ms"] <= 20 and abs(prof["prediction_error"]) < 0.01
+    assert len(s["trajectory"]) == 2 and s["derived"] == r.arch
+    prof = r.profile
+    assert prof.outputs_equal_tflm and prof.arena_bytes_measured == r.predicted.arena_bytes
+    assert prof.measured_latency_ms <= 20 and abs(prof.prediction_error) < 0.01
     for f in ("arch.json", "model.pt", "model_int8.tflite", "c/micronas_model.c", "metrics.json", "profile.json"):
         assert (tmp_path / "run" / f).exists()
     # the report: every plot, a self-contained page and the same content as Markdown
     rep = tmp_path / "run" / "report"
     names = ["trajectory.png", "candidates.png", "layers.png", "arena.png", "confusion.png"]
-    assert [Path(p).name for p in r["report"]["plots"]] == names
+    assert [Path(p).name for p in r.report.plots] == names
     for n in names:
         assert (rep / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({n})" in (rep / "report.md").read_text()
     page = (rep / "report.html").read_text()
     assert page.count("data:image/png;base64,") == len(names) and "src=\"http" not in page
-    assert f"{prof['measured_latency_ms']:.3f} ms" in page and "20 ms" in page
+    assert f"{prof.measured_latency_ms:.3f} ms" in page and "20 ms" in page
 
 
 def test_resume_with_other_settings_is_refused(tmp_path, basicmotions, cost_model):

@@ -155,7 +155,7 @@ def _run_case(root: Path, op: str, name: str, fn) -> tuple[np.ndarray, np.ndarra
     from firmware_export.tflite_graph import read
     from firmware_export.verify import run_tflm
     from targets import boards
-    from targets.build import build_firmware
+    from micronas.device import build_image
     from targets.protocol import DeviceClient
     from targets.qemu import EmulatedBoard
 
@@ -168,7 +168,7 @@ def _run_case(root: Path, op: str, name: str, fn) -> tuple[np.ndarray, np.ndarra
                            input_mean=(0.0,) * ch, input_std=(1.0,) * ch)
     c_dir = root / name / "c"
     codegen.write(gen, c_dir)
-    image = build_firmware(board, c_dir, root / name / "fw", emulated=True, simd=True)
+    image = build_image(board, c_dir, root / name / "fw", emulated=True, simd=True)
     assert image.simd
 
     rng = np.random.default_rng(sum(map(ord, name)))

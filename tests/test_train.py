@@ -45,11 +45,11 @@ def test_same_settings_reuse_other_settings_refuse(tiny_npz, tiny_arch, tmp_path
     cfg = TrainConfig(epochs=2)
     first = api.train(tiny_npz, tmp_path / "r", arch=tiny_arch, cfg=cfg)
     again = api.train(tiny_npz, tmp_path / "r", arch=tiny_arch, cfg=cfg)
-    assert not first["reused"] and again["reused"] and again["best"] == first["best"]
+    assert not first.reused and again.reused and again.best == first.best
     with pytest.raises(ConfigError, match="trained with other settings"):
         api.train(tiny_npz, tmp_path / "r", arch=tiny_arch, cfg=TrainConfig(epochs=2, seed=1))
     forced = api.train(tiny_npz, tmp_path / "r", arch=tiny_arch, cfg=TrainConfig(epochs=2, seed=1), force=True)
-    assert not forced["reused"]
+    assert not forced.reused
 
 
 def test_arch_must_match_the_data(tiny_npz, tmp_path):
@@ -73,5 +73,5 @@ def test_last_epoch_checkpoint_rule_keeps_the_final_weights(tiny_npz, tiny_arch,
     cfg = TrainConfig(epochs=3, checkpoint_rule="last")
     s = api.train(tiny_npz, tmp_path / "run", arch=tiny_arch, cfg=cfg)
     log = json.loads((tmp_path / "run" / "train_log.json").read_text())
-    assert s["best"]["epoch"] == 2 and log["checkpoint_rule"].startswith("the last epoch")
+    assert s.best["epoch"] == 2 and log["checkpoint_rule"].startswith("the last epoch")
     assert log["best"]["val_acc"] == log["history"][-1]["val_acc"]

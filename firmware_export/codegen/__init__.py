@@ -25,7 +25,6 @@ from .registry import get_runtime_op, list_runtime_ops
 from .render import RUNTIME_VERSION, render
 
 RUNTIME_DIR = "runtime"
-BENCH_DIR = "bench"  # the BENCH_OP dispatcher, beside the model for the profiling firmware build
 
 
 @dataclass
@@ -107,11 +106,10 @@ def runtime_sources() -> list[Path]:
 
 
 def write(gen: Generated, out_dir: Path) -> list[Path]:
-    """Write micronas_model.h/.c, copy the runtime beside them and write the BENCH_OP dispatcher
-    (`bench/micronas_bench.c`, compiled only into the profiling firmware), each by temp file +
-    rename."""
-    from .bench import render_dispatcher
+    """Write micronas_model.h/.c and copy the runtime beside them, each by temp file + rename.
 
+    The BENCH_OP dispatcher is not part of a model: the profiling firmware's build gets it from
+    `bench.write_dispatcher`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [out_dir / "micronas_model.h", out_dir / "micronas_model.c"]
     atomic_write_text(written[0], gen.header)
@@ -122,10 +120,6 @@ def write(gen: Generated, out_dir: Path) -> list[Path]:
         shutil.copyfile(src, tmp)
         tmp.replace(dst)
         written.append(dst)
-    bench = out_dir / BENCH_DIR / "micronas_bench.c"
-    bench.parent.mkdir(exist_ok=True)
-    atomic_write_text(bench, render_dispatcher())
-    written.append(bench)
     return written
 
 

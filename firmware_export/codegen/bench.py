@@ -22,12 +22,16 @@ from __future__ import annotations
 import numbers
 import struct
 from collections.abc import Mapping
+from pathlib import Path
 
 from micronas_base import __version__
 from micronas_base.errors import UsageError
+from micronas_base.files import atomic_write_text
 
 from .registry import CHECK_KINDS, RuntimeOp, bench_ops, list_runtime_ops
 from .render import template
+
+DISPATCHER_NAME = "micronas_bench.c"
 
 _I32 = (-(1 << 31), (1 << 31) - 1)
 
@@ -196,4 +200,15 @@ def render_dispatcher() -> str:
     )
 
 
-__all__ = ["bench_fields", "bench_request", "render_dispatcher"]
+def write_dispatcher(out_dir: Path) -> Path:
+    """Write `micronas_bench.c` (temp file + rename) into `out_dir` for a profiling firmware build.
+
+    Returns:
+        Its path, for `targets.build.build_firmware(..., bench_c=)`.
+    """
+    path = Path(out_dir) / DISPATCHER_NAME
+    atomic_write_text(path, render_dispatcher())
+    return path
+
+
+__all__ = ["DISPATCHER_NAME", "bench_fields", "bench_request", "render_dispatcher", "write_dispatcher"]

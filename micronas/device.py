@@ -1,0 +1,98 @@
+"""One way to build the profiling firmware and reach a device, emulated or over `--port`: used
+by `profile` and by table builds.
+
+    image = build_image(board, c_dir, out_dir, emulated=True)
+
+    with open_device(board, image, port=None, log_dir=work) as dev:
+        count, unit, source = counter(dev.hello(), board)
+
+Without a port the board's core runs `image` in QEMU (`-icount`, deterministic instruction
+counts); with one, the board at that pyserial URL is used, programmed first with `flash_cmd`
+when one is given (else it must already run the image, which the caller's HELLO check sees).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+Counter = Callable[[float], float]
+
+
+def build_image(board: Any, model_c_dir: Path, out_dir: Path, **options: Any) -> Any:
+    """The profiling firmware for `board` around the generated model in `model_c_dir`.
+
+    The BENCH_OP dispatcher, generated from the runtime-op registry, is written into `out_dir`
+    and handed to the build beside the model (it belongs to the firmware, not to the model).
+
+    Args:
+        board: The board (`targets.boards.Board`).
+        model_c_dir: A generated model directory (`firmware_export.codegen.write`).
+        out_dir: Where the dispatcher, objects, ELF and binary go.
+        **options: `targets.build.build_firmware`'s options (emulated, simd, bench_scratch_bytes...).
+
+    Returns:
+        The `targets.build.FirmwareImage`.
+    """
+    from firmware_export.codegen.bench import write_dispatcher
+    from targets.build import build_firmware
+
+    out_dir = Path(out_dir)
+    return build_firmware(board, model_c_dir, out_dir, bench_c=write_dispatcher(out_dir / "bench"), **options)
+
+
+@contextlib.contextmanager
+def open_device(board: Any, image: Any, port: str | None = None, log_dir: Path | None = None,
+                flash_cmd: str | None = None, on_stage: Callable[[str], None] | None = None,
+                on_connect: Callable[[str], None] | None = None) -> Iterator[Any]:
+    """A connected `targets.protocol.DeviceClient` running `image`.
+
+    Args:
+        board: The board (`targets.boards.Board`).
+        image: The firmware (`targets.build.FirmwareImage`).
+        port: A pyserial URL of a real board; None emulates the board's core in QEMU.
+        log_dir: Where QEMU writes its output (emulated only; default: beside the ELF).
+        flash_cmd: With `port`: program the board with this command template ({elf}/{bin}) first.
+        on_stage: Progress callback (the flashing step).
+        on_connect: Called with the URL just before the client connects.
+
+    Yields:
+        The open client; it and QEMU are closed on exit, on any exception too.
+
+    Raises:
+        DeviceError: the emulator or the board failed.
+    """
+    from targets import flash, protocol, qemu
+
+    if port is not None and flash_cmd is not None:
+        (on_stage or (lambda _s: None))(f"flashing {board.name}")
+        flash.flash(board, image.elf, image.bin, flash_cmd)
+    ctx = (qemu.EmulatedBoard(board.qemu.machine, image.elf, log_dir or Path(image.elf).parent / "qemu")
+           if port is None else contextlib.nullcontext())
+    with ctx as emu:
+        url = emu.url if emu is not None else port
+        if on_connect:
+            on_connect(url)
+        with protocol.DeviceClient.open(url) as dev:
+            yield dev
+
+
+def counter(hello: Any, board: Any) -> tuple[Counter, str, str]:
+    """How the device's timer ticks become counts: (ticks -> count, unit, one-sentence source).
+
+    Args:
+        hello: The device's HELLO reply (timer kind and rate).
+        board: The board.
+
+    Returns:
+        Emulated (QEMU icount timer): instructions; a real board: DWT cycles.
+    """
+    from targets import qemu
+
+    if hello.timer_kind == 1:
+        return (lambda ticks: qemu.instructions_from_ticks(ticks, hello.timer_hz, qemu.ICOUNT_SHIFT), "instructions",
+                f"measured on the emulated core: QEMU {board.qemu.machine} instruction count (-icount "
+                f"shift={qemu.ICOUNT_SHIFT}), not cycles")
+    return (float, "cycles", f"measured on the board: DWT cycle counter at {board.clock_hz / 1e6:g} MHz")

@@ -1,0 +1,139 @@
+"""What the stages share: the run's inputs (data, split, normalisation, arch), the skip-if-fresh
+record of finished stages, and the folded network export converts."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from micronas.data import Dataset, Split, Standardizer, load_dataset
+from micronas.rundir import RunDir
+from micronas_base.errors import ConfigError, DataError
+from search_space import arch as arch_mod
+
+StageCallback = Callable[[str], None]
+QAT_MODEL = "model_qat.pt"  # the folded network after quantisation-aware fine-tuning; export prefers it
+
+
+def no_stage(_s: str) -> None:
+    """A progress callback that shows nothing."""
+
+
+def data_fingerprint(ds: Dataset) -> str:
+    """sha256 over the data's contents (format-independent): detects a changed data file."""
+    h = hashlib.sha256()
+    for a in (ds.X, ds.y, ds.X_test, ds.y_test):
+        if a is not None:
+            h.update(np.ascontiguousarray(a).tobytes())
+    h.update("\0".join(ds.class_names).encode())
+    return h.hexdigest()
+
+
+def data_spec(spec: str | os.PathLike[str]) -> str:
+    """Record paths absolutely so `export` finds the data from any working directory."""
+    s = str(spec)
+    return s if s == "basicmotions" else str(Path(s).resolve())
+
+
+def resolve_arch(arch_spec: str | os.PathLike[str] | None, ds: Dataset) -> arch_mod.Arch:
+    """Load the arch; the shipped default adapts to the data's shape, a user's file must match.
+
+    Raises:
+        ConfigError: a user arch whose input shape or class count differs from the data's.
+    """
+    arch = arch_mod.load(arch_spec or arch_mod.DEFAULT_ARCH)
+    shape = (ds.n_channels, ds.length, ds.n_classes)
+    if arch_spec is None or str(arch_spec) == arch_mod.DEFAULT_ARCH:
+        return arch.with_data_shape(*shape)
+    if (arch.input_channels, arch.input_length, arch.num_classes) != shape:
+        raise ConfigError(
+            f"arch {arch_spec} expects {arch.input_channels} channels x {arch.input_length} samples and "
+            f"{arch.num_classes} classes; the data has {shape[0]} x {shape[1]} and {shape[2]} classes",
+            "edit input_channels, input_length and num_classes in the arch, or omit --arch to use the default",
+        )
+    return arch
+
+
+class Stages:
+    """Skip a stage whose inputs are unchanged since it last completed (stages.json)."""
+
+    def __init__(self, run: RunDir):
+        self.run = run
+        self.done = run.read_json("stages.json") if run.has("stages.json") else {}
+
+    def fresh(self, name: str, key: str, outputs: list[str]) -> bool:
+        return self.done.get(name) == key and all(self.run.has(o) for o in outputs)
+
+    def mark(self, name: str, key: str) -> None:
+        self.done[name] = key
+        self.run.write_json("stages.json", self.done)
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """A trained run's config.json, arch, data, split and normalisation; unpacks as the tuple
+    `(config, arch, data, split, std)`."""
+
+    config: dict[str, Any]
+    arch: arch_mod.Arch
+    data: Dataset
+    split: Split
+    std: Standardizer
+
+    def __iter__(self):
+        return iter((self.config, self.arch, self.data, self.split, self.std))
+
+
+def load_run(run: RunDir) -> RunInputs:
+    """Read what a trained run was trained on, checking the data has not changed.
+
+    Raises:
+        ConfigError: the data cannot be read any more, or changed since training.
+    """
+    config = run.read_json("config.json")
+    the_arch = arch_mod.from_json(run.read_json("arch.json"), str(run.file("arch.json")))
+    try:
+        ds = load_dataset(config["data"]["spec"])
+    except DataError as e:
+        raise ConfigError(f"the data {run.path} was trained on ({config['data']['spec']}, recorded in config.json) "
+                          f"cannot be read: {e.message}",
+                          "restore the file at that path, or train again on its new location") from None
+    if data_fingerprint(ds) != config["data"]["fingerprint"]:
+        raise ConfigError(f"the data {config['data']['spec']} changed since {run.path} was trained",
+                          "retrain with `micronas train --force`, or restore the original data")
+    split = Split.from_json(run.read_json("split.json"))
+    std = Standardizer.from_json(run.read_json("normalization.json"))
+    return RunInputs(config, the_arch, ds, split, std)
+
+
+def folded_model(run: RunDir, the_arch: arch_mod.Arch):
+    """The network export converts: model.pt with batch norms folded, or the QAT fine-tuned one."""
+    import torch
+
+    from search_space.network import build, for_export
+
+    model = build(the_arch)
+    model.load_state_dict(torch.load(run.file("model.pt"), weights_only=True))
+    folded = for_export(model)
+    if run.has(QAT_MODEL):
+        folded.load_state_dict(torch.load(run.file(QAT_MODEL), weights_only=True))
+    return folded
+
+
+def have_emulator() -> bool:
+    """QEMU and the ARM cross compiler are installed: missing table entries can be measured."""
+    return bool(shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc"))
+
+
+def set_torch_threads() -> None:
+    """At most two threads: the machines this runs on are shared."""
+    import torch
+
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))

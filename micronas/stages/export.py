@@ -1,0 +1,341 @@
+"""The export stage: ONNX, int8 TFLite, C arrays and the micronas C runtime, verified on the test
+split; the prediction from the latency table; the budget check (metrics.json). And `export_int8`:
+export, then quantisation-aware fine-tuning when post-training quantisation loses too much."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import time
+from typing import Any
+
+import numpy as np
+
+from micronas import budgets as budget_mod
+from micronas.budgets import FLASH, LATENCY, RAM
+from micronas.data import arrays_for
+from micronas.results import PredictionRecord, ExportResult
+from micronas.rundir import RunDir, atomic_write_text, sha256_file
+from micronas.stages.common import QAT_MODEL, StageCallback, Stages, folded_model, have_emulator, load_run, no_stage
+from micronas.units import Budgets, format_size
+from micronas_base import __version__
+from micronas_base.errors import ConfigError, ExportError
+from search_space import arch as arch_mod
+
+log = logging.getLogger(__name__)
+
+# LiteRT's optimised kernels may round a product differently from TFLM's reference ones, and a
+# one-LSB difference in an attention branch (average pool -> FC -> softmax) can reach two LSB at
+# the logits; two attention layers in a row compound it (3 LSB on 1 of 1,145 watch-data windows,
+# dyconv after kdna). More than four apart means the conversion, not the rounding, is wrong.
+# (The generated C runtime is held to TFLM exactly, not to this tolerance.)
+MAX_INTERPRETER_LSB_DIFF = 4
+QAT_TRIGGER = 0.01  # quantisation-aware fine-tuning when int8 loses more than 1 point (validation split)
+
+
+def _confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> list[list[int]]:
+    """Counts, rows = true class, columns = predicted class."""
+    m = np.zeros((k, k), dtype=np.int64)
+    np.add.at(m, (y_true.astype(np.int64), y_pred.astype(np.int64)), 1)
+    return m.tolist()
+
+
+def recorded_budgets(run: RunDir, given: Budgets) -> Budgets:
+    """`given`, with a latency budget not given taken from the search that produced the run
+    (search.json), if any: export checks the prediction against it."""
+    if given.latency_s is not None or not run.has("search.json"):
+        return given
+    searched = Budgets.from_json(run.read_json("search.json").get("budgets") or {})
+    return Budgets(searched.latency_s, given.ram_bytes, given.flash_bytes)
+
+
+def export(run_path: str | os.PathLike[str], budgets: Budgets = Budgets(),
+           on_stage: StageCallback | None = None) -> ExportResult:
+    """Export a trained run: ONNX, int8 TFLite, C arrays; verify; check budgets.
+
+    Stages whose inputs are unchanged since they last finished are skipped (an interrupted
+    export resumes). Verification always runs.
+
+    Args:
+        run_path: A run directory holding model.pt (from `train`).
+        budgets: RAM (compared with the planned arena of the micronas runtime), flash (with the
+            predicted firmware flash, or the flatbuffer without a latency table) and latency
+            (with the predicted latency; when not given, the search's latency budget for the
+            run, if it was searched).
+        on_stage: Called with a short description as each stage starts.
+
+    Returns:
+        The metrics written to metrics.json.
+
+    Raises:
+        ConfigError: the run is incomplete or inconsistent.
+        ExportError: a conversion or verification step failed.
+        BudgetError: a figure exceeds a budget (metrics.json and the artefacts are still written).
+    """
+    run = RunDir.open(run_path)
+    return export_run(run, recorded_budgets(run, budgets), on_stage or no_stage)
+
+
+def export_run(run: RunDir, budgets: Budgets, stage: StageCallback, board: Any = None) -> ExportResult:
+    """`export` with the budgets final and the board known (None: the run's recorded target)."""
+    import torch
+
+    from firmware_export import carrays, codegen, convert, hostbuild, verify
+
+    t0 = time.monotonic()
+    if not run.has("model.pt"):
+        raise ConfigError(f"{run.path} has no trained model (model.pt)",
+                          f"train it first: micronas train --out {run.path}")
+    config, the_arch, ds, split, std = load_run(run)
+    board = budget_mod.resolve_board(board if board is not None else config.get("target"))
+    parts = {k: (std.apply(X), y) for k, (X, y) in arrays_for(ds, split).items()}
+    X_test, y_test = parts["test"]
+    log_path = run.file("export.log")
+    stages = Stages(run)
+
+    folded = folded_model(run, the_arch)
+    with torch.no_grad():
+        fp32_logits = folded(torch.from_numpy(X_test)).numpy()  # (N, classes)
+    fp32_pred = fp32_logits.argmax(1)
+
+    key = sha256_file(run.file("model.pt")) + sha256_file(run.file("arch.json"))
+    if run.has(QAT_MODEL):
+        key += sha256_file(run.file(QAT_MODEL))
+    if not stages.fresh("onnx", key, ["model.onnx"]):
+        stage("ONNX export (torch dynamo)")
+        convert.export_onnx(folded, (the_arch.input_channels, the_arch.input_length), run.file("model.onnx"), log_path)
+        stages.mark("onnx", key)
+
+    calib = np.ascontiguousarray(parts["train"][0].transpose(0, 2, 1))  # (N, C, T) -> (N, T, C)
+    key = sha256_file(run.file("model.onnx")) + hashlib.sha256(calib.tobytes()).hexdigest()
+    if not stages.fresh("tflite", key, ["model_int8.tflite"]):
+        stage("int8 TFLite conversion (onnx2tf + TFLiteConverter, calibrated)")
+        convert.onnx_to_int8_tflite(run.file("model.onnx"), calib, run.file("model_int8.tflite"), log_path)
+        stages.mark("tflite", key)
+
+    stage("verification (LiteRT and TFLite Micro on the test split)")
+    tflite_path = run.file("model_int8.tflite")
+    flatbuffer = tflite_path.read_bytes()
+    ops = verify.list_ops(tflite_path)
+    verify.check_ops(ops, tflite_path)
+    qin, qout = verify.io_params(tflite_path)
+    expected_in = (1, the_arch.input_length, the_arch.input_channels)
+    if qin.shape != expected_in or qout.shape != (1, the_arch.num_classes):
+        raise ExportError(f"{tflite_path.name} has input {list(qin.shape)} and output {list(qout.shape)}; "
+                          f"expected {list(expected_in)} and [1, {the_arch.num_classes}]")
+    x_q = qin.quantize(X_test.transpose(0, 2, 1))  # (N, T, C) int8
+    litert_out = verify.run_litert(tflite_path, x_q)  # (N, classes) int8
+    tflm_out = verify.run_tflm(flatbuffer, x_q)
+    agreement = verify.compare(litert_out, tflm_out)
+    if agreement.max_lsb_diff > MAX_INTERPRETER_LSB_DIFF:
+        raise ExportError(f"LiteRT and TFLite Micro outputs differ by up to {agreement.max_lsb_diff} LSB "
+                          f"(allowed {MAX_INTERPRETER_LSB_DIFF}) on the test split",
+                          f"inspect the op list {ops} and {log_path}")
+    recorded_arena = verify.tflm_recorded_arena_bytes(flatbuffer, x_q)
+    arena = verify.tflm_arena_bytes(flatbuffer, x_q, recorded=recorded_arena)
+    int8_pred = tflm_out.argmax(1)
+
+    stage("C arrays (model_data.h / model_data.c)")
+    info = carrays.ModelInfo(
+        input_length=the_arch.input_length, input_channels=the_arch.input_channels,
+        input_scale=qin.scale, input_zero_point=qin.zero_point,
+        output_scale=qout.scale, output_zero_point=qout.zero_point,
+        class_labels=tuple(config["classes"]),
+        input_mean=tuple(float(v) for v in std.mean), input_std=tuple(float(v) for v in std.std),
+        tflm_arena_bytes=arena,
+    )
+    header, source = carrays.render(flatbuffer, info)
+    atomic_write_text(run.file("c/model_data.h"), header)
+    atomic_write_text(run.file("c/model_data.c"), source)
+
+    stage("C runtime (micronas_model.h / .c), host builds checked against TFLite Micro")
+    gen = codegen.generate(flatbuffer, info.class_labels, info.input_mean, info.input_std)
+    codegen.write(gen, run.file("c"))
+    runtime_out = hostbuild.build_and_run(run.file("c"), x_q, the_arch.num_classes)
+    sanitized_out = hostbuild.build_and_run(run.file("c"), x_q, the_arch.num_classes, sanitize=True)
+    runtime_vs_tflm = verify.compare(runtime_out, tflm_out)
+    if runtime_vs_tflm.exact_rate < 1.0 or not np.array_equal(sanitized_out, runtime_out):
+        raise ExportError(f"the generated C runtime differs from TFLite Micro on "
+                          f"{round((1 - runtime_vs_tflm.exact_rate) * len(x_q))} of {len(x_q)} test windows "
+                          f"(max {runtime_vs_tflm.max_lsb_diff} LSB); this is a micronas bug",
+                          f"please report it with {tflite_path}")
+
+    prediction, predicted = _predict_for_export(the_arch, gen, board)
+    acc_fp32 = float(np.mean(fp32_pred == y_test))
+    acc_int8 = float(np.mean(int8_pred == y_test))
+
+    checks, over = {}, []
+    if predicted is not None:
+        over.append(budget_mod.check(budgets, LATENCY, "predicted latency", predicted.latency_ms, note=predicted.unit))
+    if budgets.ram_bytes is not None:
+        planned = gen.arena_bytes
+        ram = budget_mod.check(budgets, RAM, "the micronas runtime arena", planned,
+                               detail=f"TFLite Micro would need {format_size(arena)}")
+        tflm = budget_mod.check(budgets, RAM, "the TFLite Micro arena", arena)
+        checks["ram"] = {"budget_bytes": budgets.ram_bytes, "measured_bytes": planned,
+                         "what": "micronas runtime arena (planned, exact)", "ok": not ram.over,
+                         "tflm_arena_bytes": arena, "tflm_ok": not tflm.over}
+        over.append(ram)
+        if not ram.over and tflm.over:
+            log.warning("the micronas runtime fits the RAM budget, but TFLite Micro would need %s",
+                        format_size(arena))
+    if budgets.flash_bytes is not None:
+        flash, what = ((prediction.flash_bytes, "firmware flash (predicted: " + prediction.flash_source + ")")
+                       if prediction.flash_bytes is not None
+                       else (len(flatbuffer), "int8 flatbuffer (no latency table for this shape: no firmware estimate)"))
+        fl = budget_mod.check(budgets, FLASH, what.split(" (")[0], flash)
+        checks["flash"] = {"budget_bytes": budgets.flash_bytes, "measured_bytes": flash, "what": what,
+                           "ok": not fl.over}
+        over.append(fl)
+
+    metrics = ExportResult(
+        micronas_version=__version__,
+        test_windows=int(len(y_test)),
+        test_split="the data file's own test set" if split.test_from_file else "held out from the data",
+        accuracy_fp32=acc_fp32,
+        accuracy_int8=acc_int8,
+        int8_accuracy_drop=acc_fp32 - acc_int8,
+        weights=(f"{QAT_MODEL}: quantisation-aware fine-tuned from model.pt" if run.has(QAT_MODEL)
+                 else "model.pt (post-training quantisation)"),
+        argmax_agreement_int8_vs_fp32=float(np.mean(int8_pred == fp32_pred)),
+        classes=list(config["classes"]),
+        confusion_int8=_confusion(y_test, int8_pred, len(config["classes"])),
+        int8_source="tflite-micro host interpreter (TFLM reference int8 kernels)",
+        litert_vs_tflm=agreement.to_json(),
+        tflite_bytes=len(flatbuffer),
+        tflm_arena_bytes=arena,
+        tflm_arena_source="measured: the smallest arena with which the tflite-micro host interpreter "
+                          "(64-bit) constructs and invokes, found by bisection; an upper bound for a "
+                          "32-bit Cortex-M",
+        tflm_arena_recorded_bytes=recorded_arena,
+        tflite_ops=ops,
+        arena_bytes_planned=gen.arena_bytes,
+        arena_source="planned by micronas at export time: exact for the micronas C runtime "
+                     "(static arena, tensor lifetimes + best-fit placement)",
+        arena_bytes_without_reuse=gen.arena_naive_bytes,
+        arena_timeline=gen.timeline,
+        flash_bytes_weights=gen.flash_bytes_weights,
+        flash_bytes_weights_source="counted: distinct const bytes of the generated C (weights, biases, "
+                                   "requantisation tables, kernel params); runtime code not included",
+        flash_bytes_weights_unshared=gen.const_bytes_before_sharing,
+        prediction=prediction,
+        runtime_layers=len(gen.layers),
+        runtime_layer_ops=[layer.op for layer in gen.layers],
+        macs=sum(layer.macs for layer in gen.layers),
+        runtime_vs_tflm=runtime_vs_tflm.to_json(),
+        runtime_vs_litert=verify.compare(runtime_out, litert_out).to_json(),
+        input={"shape": list(qin.shape), "scale": qin.scale, "zero_point": qin.zero_point,
+               "layout": "time-major, channels interleaved: input[t * C + c]"},
+        output={"shape": list(qout.shape), "scale": qout.scale, "zero_point": qout.zero_point},
+        budgets=budgets,
+        export_seconds=round(time.monotonic() - t0, 2),
+        budget_check=checks,
+    )
+    run.write_json("metrics.json", metrics.to_json())
+    budget_mod.raise_if_over(over, "raise the budget, or train a smaller architecture (--arch)")
+    return metrics
+
+
+def _predict_for_export(the_arch: arch_mod.Arch, gen: Any, board: Any) -> tuple[PredictionRecord, Any]:
+    """The latency table's prediction for an exported network (metrics.json) and the Prediction
+    itself (None without a table), after checking that the search-space lowering produced
+    exactly the exported kernels and arena."""
+    from latency_tables import predict as predictor
+    from latency_tables.keys import op_key
+    from micronas import tables
+
+    try:
+        table = predictor.find_table(board.name, the_arch.input_channels, the_arch.input_length, the_arch.num_classes)
+        p = predictor.predict(the_arch, table, measure_missing=(lambda keys: tables.measure_into(table, keys))
+                              if have_emulator() and table.metadata["where"].startswith("emulated") else None,
+                              elf_flash=tables.elf_flash(table) if shutil.which("arm-none-eabi-gcc") else None)
+    except ConfigError as e:
+        log.warning("no latency prediction: %s", e.message)
+        return PredictionRecord(None, note=f"{e.message}; {e.hint or ''}".strip("; ")), None
+    exported = [op_key(layer.op, layer.fields) for layer in gen.layers]
+    if exported != [k for k, _ in p.per_layer] or p.arena_bytes != gen.arena_bytes:
+        raise ExportError(f"the search-space lowering of this network ({len(p.per_layer)} kernels, arena "
+                          f"{p.arena_bytes} B) differs from its export ({len(exported)} kernels, arena "
+                          f"{gen.arena_bytes} B); this is a micronas bug", "please report it with arch.json")
+    return PredictionRecord.from_json({**p.to_json(), "predicted_for_board": board.name}), p
+
+
+def _val_accuracy(run: RunDir, loaded) -> tuple[float, float]:
+    """(fp32, int8) accuracy on the validation split: the exported network and its int8 TFLite model.
+
+    `loaded`: `load_run(run)`, read once by the caller.
+    """
+    import torch
+
+    from firmware_export import verify
+
+    config, the_arch, ds, split, std = loaded
+    X, y = arrays_for(ds, split)["val"]
+    X = std.apply(X)
+    with torch.no_grad():
+        fp32 = folded_model(run, the_arch)(torch.from_numpy(X)).numpy().argmax(1)
+    tflite_path = run.file("model_int8.tflite")
+    qin, _ = verify.io_params(tflite_path)
+    int8 = verify.run_litert(tflite_path, qin.quantize(X.transpose(0, 2, 1))).argmax(1)
+    return float(np.mean(fp32 == y)), float(np.mean(int8 == y))
+
+
+def export_int8(run_path: str | os.PathLike[str], budgets: Budgets = Budgets(), qat_epochs: int = 10,
+                on_stage: StageCallback | None = None, *, board: Any = None) -> ExportResult:
+    """`export`, then quantisation-aware fine-tuning when post-training quantisation loses more
+    than 1 point of validation accuracy; the fine-tuned weights are kept only when their int8
+    validation accuracy is higher. The decision never looks at the test split.
+
+    Args:
+        run_path: A trained run.
+        budgets: As for `export`.
+        qat_epochs: Fine-tuning epochs.
+        on_stage: Progress callback.
+        board: The board, already resolved by a caller that has it (then `budgets` are final:
+            nothing recorded is read); None: the run's recorded target.
+
+    Returns:
+        The metrics of the exported model, with a "qat" entry saying what was done and why.
+
+    Raises:
+        As `export`.
+    """
+    from dataclasses import replace
+
+    from micronas import qat
+    from micronas.train import atomic_torch_save
+
+    stage = on_stage or no_stage
+    run = RunDir.open(run_path)
+    if board is None:
+        budgets = recorded_budgets(run, budgets)
+    run.file(QAT_MODEL).unlink(missing_ok=True)  # a fine-tuning of an earlier model.pt
+    metrics = export_run(run, budgets, stage, board)
+    loaded = load_run(run)
+    fp32, ptq = _val_accuracy(run, loaded)
+    record: dict[str, Any] = {"validation_accuracy_fp32": fp32, "validation_accuracy_int8_ptq": ptq,
+                              "trigger": f"fp32 - int8 > {QAT_TRIGGER:g} on the validation split", "ran": False}
+    if fp32 - ptq > QAT_TRIGGER:
+        stage(f"int8 loses {100 * (fp32 - ptq):.1f} points on the validation split: quantisation-aware "
+              f"fine-tuning ({qat_epochs} epochs)")
+        config, the_arch, ds, split, std = loaded
+        X, y = arrays_for(ds, split)["train"]
+        tuned = qat.fine_tune(folded_model(run, the_arch), (std.apply(X), y.astype(np.int64)), epochs=qat_epochs,
+                              seed=int(config["train"]["seed"]))
+        atomic_torch_save(run.file(QAT_MODEL), tuned.state_dict())
+        ptq_test = metrics.accuracy_int8
+        metrics = export_run(run, budgets, stage, board)
+        _, qat_val = _val_accuracy(run, loaded)
+        record.update(ran=True, epochs=qat_epochs, validation_accuracy_int8_qat=qat_val,
+                      test_accuracy_int8_ptq=ptq_test, test_accuracy_int8_qat=metrics.accuracy_int8)
+        if qat_val <= ptq:
+            stage(f"fine-tuning did not help on the validation split ({100 * qat_val:.1f} % vs "
+                  f"{100 * ptq:.1f} %): back to post-training quantisation")
+            run.file(QAT_MODEL).unlink()
+            metrics = export_run(run, budgets, stage, board)
+        record["kept"] = "qat" if qat_val > ptq else "ptq"
+    metrics = replace(metrics, qat=record)
+    run.write_json("metrics.json", metrics.to_json())
+    return metrics

@@ -1,0 +1,226 @@
+"""The search stage: from data and budgets to a measured model. The latency table for the
+board and data shape (measured on demand), a feasibility check against the cheapest networks of
+the space, the DNAS, derivation, then `train_export_profile` and the report."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from micronas import budgets as budget_mod
+from micronas.budgets import FLASH, LATENCY, RAM
+from micronas.data import Standardizer, arrays_for, load_dataset, make_split
+from micronas.results import MinimumCosts, PipelineResult, PredictionRecord, SearchRecord, SearchResult
+from micronas.rundir import RunDir, atomic_write_text
+from micronas.stages.common import StageCallback, data_fingerprint, have_emulator, no_stage, set_torch_threads
+from micronas.stages.export import export_int8
+from micronas.stages.profile import profile_run
+from micronas.stages.train import train
+from micronas.train import EpochCallback, TrainConfig
+from micronas.units import Budgets
+from micronas_base.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    """The board a search is for and its budgets, completed from the board.
+
+    Attributes:
+        board: The resolved board (`targets.boards.Board`).
+        budgets: The budgets given, RAM and flash not given set to what the board has.
+        lines: How they were read, one line each, for the start of the run.
+    """
+
+    board: Any
+    budgets: Budgets
+    lines: list[str]
+
+
+def plan_budgets(given: Budgets, target: str | None = None) -> BudgetPlan:
+    """Resolve the board (None: the default board) and complete `given` from it.
+
+    Raises:
+        ConfigError: an unknown board.
+    """
+    board = budget_mod.resolve_board(target)
+    budgets = budget_mod.for_board(given, board)
+    return BudgetPlan(board, budgets, budgets.describe() + budget_mod.defaulted_lines(given, board))
+
+
+def minimum_costs(cm: Any, table: Any) -> MinimumCosts:
+    """The smallest latency, arena and flash a network of the space reaches for this data on
+    this board: exact predictions of the cheapest networks by each per-layer measure."""
+    from latency_tables import costs as costs_mod
+    from latency_tables import predict as predictor
+
+    m = table.metadata
+    cands = [costs_mod.cheapest_network(cm, metric, m["input_channels"], m["input_length"], m["num_classes"])
+             for metric in ("latency", "ram", "flash")]
+    preds = [predictor.predict(a, table) for a in cands]
+    return MinimumCosts(min(p.latency_ms for p in preds), min(p.arena_bytes for p in preds),
+                        min(p.flash_bytes for p in preds), [a.to_json() for a in cands])
+
+
+def check_feasible(budgets: Budgets, mins: MinimumCosts, board: Any) -> None:
+    """A budget below what the cheapest network of the space reaches is a BudgetError naming the minimum.
+
+    Raises:
+        BudgetError: naming each such budget and the value to relax it to.
+    """
+    budget_mod.raise_if_infeasible([
+        budget_mod.check(budgets, LATENCY, f"the fastest network of the search space for this data on {board.name}",
+                         mins.latency_ms, note="predicted from its latency table"),
+        budget_mod.check(budgets, RAM, "the smallest arena of the search space for this data", mins.ram_bytes),
+        budget_mod.check(budgets, FLASH, f"the smallest firmware of the search space for this data on {board.name}",
+                         mins.flash_bytes),
+    ])
+
+
+def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: Budgets = Budgets(),
+           target: Any = None, port: str | None = None, cfg: Any = None, final_epochs: int = 120,
+           profile_windows: int = 20, on_stage: StageCallback | None = None,
+           on_epoch: EpochCallback | None = None, resume: bool = False,
+           on_train_epoch: EpochCallback | None = None,
+           on_window: Callable[[int, int], None] | None = None) -> SearchResult:
+    """Search, train, export and profile: from data to a measured, budget-checked model.
+
+    Budgets not given default to the board's SRAM and flash. Before searching, a budget below
+    what any network of the space can reach is a BudgetError naming the minimum.
+
+    Args:
+        data: "basicmotions" or a data file.
+        out: The run directory.
+        budgets: Latency, RAM and flash budgets.
+        target: Board name or Board (None: the default board).
+        port: A real board for the final profile and missing table entries.
+        cfg: `micronas.search.SearchConfig`.
+        final_epochs: Epochs of the final training.
+        profile_windows: Test windows profiled on the device.
+        on_stage, on_epoch, on_train_epoch, on_window: Progress callbacks.
+        resume: Continue a killed search (its settings must match).
+
+    Returns:
+        The architecture, predicted and measured figures, accuracy, the report.
+
+    Raises:
+        BudgetError: infeasible budget, or the measured network exceeds one.
+        ConfigError, DataError, DeviceError: as the stages raise them.
+    """
+    from latency_tables import costs as costs_mod
+    from latency_tables import predict as predictor
+    from micronas import search as dnas
+    from micronas import tables
+    from search_space.space import DEFAULT_SPACE, position_choices
+    from search_space.supernet import SuperNet
+
+    stage = on_stage or no_stage
+    cfg = cfg or dnas.SearchConfig()
+    board = budget_mod.resolve_board(target)
+    budgets = budget_mod.for_board(budgets, board)
+    budget_mod.check_board_has(budgets, board)
+    ds = load_dataset(data)
+    shape = (ds.n_channels, ds.length, ds.n_classes)
+    split = make_split(ds, seed=cfg.seed, val_subjects=cfg.val_subjects)
+    std = Standardizer.fit(ds.X[split.train])
+    parts = arrays_for(ds, split)
+    scaled = {k: (std.apply(parts[k][0]), parts[k][1].astype(np.int64)) for k in ("train", "val")}  # not test
+
+    stage(f"latency table for {board.name}, {shape[0]}ch x {shape[1]}, {shape[2]} classes")
+    try:
+        table = predictor.find_table(board.name, *shape)
+    except predictor.NoTableError:  # only a missing table is measured; a bad one is the user's to fix
+        if port is not None or not have_emulator():
+            raise
+        out_table = Path(predictor.USER_TABLES_DIR) / predictor.default_table_name(board.name, *shape)
+        stage(f"no table yet: measuring one on the emulated core into {out_table}")
+        table = tables.build_table(board, *shape, out_table, on_stage=stage)
+    measure = ((lambda keys: tables.measure_into(table, keys, port=port, on_stage=stage))
+               if port is not None or have_emulator() else None)
+    cm = costs_mod.build_costs(DEFAULT_SPACE, table, measure_missing=measure)
+    mins = minimum_costs(cm, table)
+    check_feasible(budgets, mins, board)
+    run = RunDir.create(out)  # only now: an infeasible budget leaves nothing behind
+
+    choices = [position_choices(DEFAULT_SPACE, i) for i in range(len(DEFAULT_SPACE.positions))]
+
+    def factory():
+        return SuperNet(DEFAULT_SPACE, choices, *shape)
+
+    digest = cfg.digest({"data": data_fingerprint(ds), "budgets": budgets.to_json(), "board": board.name,
+                         "table": table.metadata["runtime_hash"], "space": DEFAULT_SPACE.name})
+    set_torch_threads()
+    stage(f"DNAS over the {DEFAULT_SPACE.name} space ({cfg.epochs} epochs; supernet checkpointed every epoch)")
+    trajectory = dnas.search(run, factory, cm, scaled, budgets, cfg, digest, on_epoch, must_resume=resume)
+    net = dnas.load_supernet(run, factory)
+    stage("derivation: the most likely network, exact costs, repair if over a budget, fill towards the latency budget")
+    the_arch, pred, repairs = dnas.derive_and_repair(net, table, budgets)
+    record = SearchRecord(config=asdict(cfg), digest=digest, budgets=budgets, board=board.name,
+                          latency_table=table.path.name if table.path else None, minimum_costs=mins,
+                          trajectory=trajectory,
+                          search_seconds=round(sum(e.get("seconds", 0.0) for e in trajectory), 1),
+                          derived=the_arch.to_json(), repairs=repairs,
+                          predicted=PredictionRecord.from_json(pred.to_json()))
+    run.write_json("search.json", record.to_json())
+    arch_path = run.file("searched_arch.json")
+    atomic_write_text(arch_path, the_arch.dumps())
+
+    stage(f"final training of the derived network from scratch ({final_epochs} epochs)")
+    train_cfg = TrainConfig(epochs=final_epochs, seed=cfg.seed, val_subjects=cfg.val_subjects,
+                            checkpoint_rule="last")
+    done = train_export_profile(data, run.path, arch_path, train_cfg, board, budgets, port=port,
+                                profile_windows=profile_windows, on_stage=stage, on_epoch=on_train_epoch,
+                                on_window=on_window)
+    from micronas import report
+
+    stage("report (HTML, Markdown, plots)")
+    return SearchResult(run=str(run.path), arch=the_arch.to_json(), repairs=repairs, minimum_costs=mins,
+                        predicted=record.predicted, train=done.train, metrics=done.metrics, profile=done.profile,
+                        report=report.build(run.path))
+
+
+def train_export_profile(data: str | os.PathLike[str], run_path: str | os.PathLike[str],
+                         arch: str | os.PathLike[str], train_cfg: TrainConfig, target: Any, budgets: Budgets,
+                         port: str | None = None, profile_windows: int = 20,
+                         on_stage: StageCallback | None = None, on_epoch: EpochCallback | None = None,
+                         on_window: Callable[[int, int], None] | None = None) -> PipelineResult:
+    """Train `arch` from scratch into a run, export it to int8 (QAT when PTQ loses more than a
+    point) and profile it on the board: the last steps of a search, and how a hand-designed
+    baseline is measured the same way. A run holding another model is retrained.
+
+    The budgets are final (nothing recorded is read back); the board is resolved once.
+
+    Args:
+        data: The data.
+        run_path: The run directory.
+        arch: An arch.json path.
+        train_cfg: Training settings.
+        target: Board name or Board.
+        budgets: The budgets export and profile check.
+        port: A real board's URL (None: emulated).
+        profile_windows: Test windows profiled.
+        on_stage, on_epoch, on_window: Progress callbacks.
+
+    Returns:
+        The kept epoch, metrics.json and profile.json.
+    """
+    stage = on_stage or no_stage
+    board = budget_mod.resolve_board(target)
+    try:
+        summary = train(data, run_path, arch=arch, cfg=train_cfg, on_epoch=on_epoch)
+    except ConfigError:  # the run holds the model of an earlier search of another network: replace it
+        summary = train(data, run_path, arch=arch, cfg=train_cfg, force=True, on_epoch=on_epoch)
+    run = RunDir.open(run_path)
+    config = run.read_json("config.json")
+    config["target"] = board.name  # the record: a later `micronas export` or `profile` of the run uses it
+    run.write_json("config.json", config)
+    stage("int8 export, C runtime")
+    metrics = export_int8(run.path, budgets, on_stage=stage, board=board)
+    stage(f"profile on {board.name} ({'emulated' if port is None else port})")
+    prof = profile_run(run, board, budgets, metrics, port=port, windows=profile_windows, on_stage=stage,
+                       on_window=on_window)
+    return PipelineResult(train=summary.best, metrics=metrics, profile=prof)

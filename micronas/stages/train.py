@@ -1,0 +1,84 @@
+"""The train stage: an architecture trained on a dataset into a run directory (resumable)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+
+import numpy as np
+
+from micronas.data import Standardizer, arrays_for, load_dataset, make_split
+from micronas.results import SplitSizes, TrainResult
+from micronas.rundir import RunDir
+from micronas.stages.common import QAT_MODEL, data_fingerprint, data_spec, resolve_arch, set_torch_threads
+from micronas.train import EpochCallback, TrainConfig
+from micronas_base import __version__
+from micronas_base.errors import ConfigError
+
+
+def train(data: str | os.PathLike[str], out: str | os.PathLike[str], arch: str | os.PathLike[str] | None = None,
+          cfg: TrainConfig = TrainConfig(), force: bool = False,
+          on_epoch: EpochCallback | None = None) -> TrainResult:
+    """Train an architecture on a dataset into a run directory.
+
+    Resumes from the last finished epoch when the run holds a checkpoint with the same settings;
+    does nothing when the run already holds a model trained with the same settings.
+
+    Args:
+        data: "basicmotions" or a .npz/.ts/.csv path.
+        out: Run directory (created).
+        arch: An arch.json path, a shipped arch name, or None for the default.
+        cfg: Training settings.
+        force: Retrain even when the run holds a model (from any settings).
+        on_epoch: Progress callback.
+
+    Returns:
+        The run path, arch, split sizes, best epoch and validation accuracy, and whether the
+        model was reused.
+
+    Raises:
+        DataError, ConfigError: bad data, arch or run directory.
+    """
+    ds = load_dataset(data)
+    the_arch = resolve_arch(arch, ds)
+    split = make_split(ds, seed=cfg.seed, val_subjects=cfg.val_subjects)
+    run = RunDir.create(out)  # only now: a bad split option leaves nothing behind
+    fingerprint = data_fingerprint(ds)
+    digest = cfg.digest({"arch": the_arch.to_json(), "data": fingerprint})
+    sizes = SplitSizes(len(split.train), len(split.val), len(split.test), split.test_from_file, split.by_subject)
+
+    def result(reused: bool, best: dict) -> TrainResult:
+        return TrainResult(str(run.path), the_arch.to_json(), list(ds.class_names), sizes, reused, best)
+
+    if run.has("model.pt") and run.has("train_log.json"):
+        done = run.read_json("train_log.json")
+        if done.get("digest") == digest and not force:
+            return result(True, done["best"])
+        if not force:
+            raise ConfigError(f"{run.path} already holds a model trained with other settings, arch or data",
+                              "choose another --out, or pass --force to retrain here")
+    if force:
+        for name in ("model.pt", QAT_MODEL, "train_log.json", "checkpoint.pt", "metrics.json", "stages.json"):
+            run.file(name).unlink(missing_ok=True)
+
+    std = Standardizer.fit(ds.X[split.train])
+    run.write_json("arch.json", the_arch.to_json())
+    run.write_json("split.json", split.to_json())
+    run.write_json("normalization.json", std.to_json())
+    run.write_json("config.json", {
+        "micronas_version": __version__,
+        "data": {"spec": data_spec(data), "fingerprint": fingerprint, "source": ds.source,
+                 "channels": ds.n_channels, "length": ds.length},
+        "classes": list(ds.class_names),
+        "train": asdict(cfg),
+        "digest": digest,
+    })
+
+    from micronas.train import train as train_loop
+    from search_space.network import build
+
+    set_torch_threads()
+    parts = arrays_for(ds, split)
+    scaled = {k: (std.apply(X), y.astype(np.int64)) for k, (X, y) in parts.items()}
+    out_ = train_loop(run, lambda: build(the_arch), scaled, cfg, digest, on_epoch)
+    return result(False, out_["best"])
