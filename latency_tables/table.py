@@ -32,6 +32,7 @@ import json
 import logging
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -61,21 +62,24 @@ def runtime_hash() -> str:
     return h.hexdigest()
 
 
-def bench_hash() -> str:
-    """sha256 over how entries are measured: the generated BENCH_OP dispatcher, the firmware glue
-    that times and feeds it, and the sources that define the ops' representative values."""
-    import inspect
+def bench_hash(keys: Iterable[str]) -> str:
+    """sha256 over how these entries are measured: the generated BENCH_OP dispatcher, the firmware
+    glue that feeds and times it, and every key's BENCH_OP request (its cost fields and the op's
+    representative values, as bytes). An edit to an emitter that changes neither leaves it as is.
 
-    from firmware_export.codegen import bench, quant
-    from firmware_export.codegen.registry import bench_ops
+    Args:
+        keys: The table's keys.
+    """
+    from firmware_export.codegen import bench
 
     h = hashlib.sha256()
     h.update(b"micronas_bench.c\0" + bench.render_dispatcher().encode() + b"\0")
     fw = resources.files("targets") / "firmware"
-    files = [fw / "bench.c", fw / "bench.h", fw / "main.c"]
-    files += sorted({Path(inspect.getsourcefile(type(op))) for op in bench_ops()} | {Path(quant.__file__)})
-    for p in files:
+    for p in (fw / "bench.c", fw / "bench.h", fw / "main.c"):
         h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    for key in sorted(keys):
+        kernel, params = bench.bench_request(*parse_key(key))
+        h.update(key.encode() + b"\0" + kernel.to_bytes(4, "little") + params + b"\0")
     return h.hexdigest()
 
 
@@ -241,7 +245,7 @@ def load(path: str | os.PathLike[str], allow_stale: bool = False) -> Table:
         if not allow_stale:
             raise ConfigError(msg, f"rebuild it: {table.metadata['command']}")
         log.warning("%s", msg)
-    elif table.metadata.get("bench_hash") not in (None, bench_hash()):
+    elif table.metadata.get("bench_hash") not in (None, bench_hash(table.entries)):
         log.warning("%s was measured with another BENCH_OP firmware or representative values; its counts may "
                     "differ slightly from a rebuild (%s)", p, table.metadata["command"])
     return table

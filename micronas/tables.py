@@ -179,7 +179,7 @@ def build_table(target: Any, channels: int, length: int, classes: int, out: Path
     keys = enumerate_keys(space, channels, length, classes)
     header = {"journal": "micronas.latency_table_journal/1", "board": board.name, "where": where,
               "space": space.name, "input_channels": channels, "input_length": length, "num_classes": classes,
-              "runtime_hash": runtime_hash(), "bench_hash": bench_hash(), "bench_calls_per_entry": BENCH_CALLS}
+              "runtime_hash": runtime_hash(), "bench_hash": bench_hash(keys), "bench_calls_per_entry": BENCH_CALLS}
     journal = Journal(out.with_name(out.name + ".partial.jsonl"), header)
 
     stage(f"probe firmware for {board.name} ({where}), arm-none-eabi-gcc")
@@ -213,7 +213,7 @@ def build_table(target: Any, channels: int, length: int, classes: int, out: Path
         "board": board.name, "core": board.core, "clock_hz": board.clock_hz, "where": where,
         "timer_kind": unit, "count_source": source,
         "compiler": _compiler_version(), "cflags": _cflags(probes[0].image), "simd": probes[0].image.simd,
-        "runtime_version": _runtime_version(), "runtime_hash": header["runtime_hash"], "bench_hash": bench_hash(),
+        "runtime_version": _runtime_version(), "runtime_hash": header["runtime_hash"], "bench_hash": header["bench_hash"],
         "micronas_version": __version__, "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": command, "space": space.name, "input_channels": channels, "input_length": length,
         "num_classes": classes, "bench_calls_per_entry": BENCH_CALLS,
@@ -249,6 +249,7 @@ def measure_into(table: Table, keys: list[str], port: str | None = None, save_to
     if m["runtime_hash"] != runtime_hash():
         raise ConfigError(f"{table.describe()} was measured with another C runtime; new entries would not match it",
                           f"rebuild it: {m['command']}")
+    bench_current = m.get("bench_hash") == bench_hash(table.entries)
     (on_stage or (lambda _s: None))(f"measuring {len(keys)} missing latency-table entries on {m['where']}")
     board = resolve_board(m["board"])
     space = space or SPACES.get(m["space"])
@@ -263,6 +264,8 @@ def measure_into(table: Table, keys: list[str], port: str | None = None, save_to
                 raise ConfigError(f"the device counts {unit}, the table {table.unit}")
             for key in keys:
                 table.entries[key] = measure_key(dev, key, count)
+    if bench_current:  # measured as the rest were: the hash now covers the new keys too
+        m["bench_hash"] = bench_hash(table.entries)
     shipped = table.path is not None and table_mod.shipped_dir() in table.path.parents
     if save_to is None:
         save_to = (Path(USER_TABLES_DIR) / default_table_name(m["board"], m["input_channels"], m["input_length"],

@@ -330,6 +330,20 @@ def test_shipped_table_is_current_and_complete(path):
     assert 0 < t.overhead < 5000 and all(0 < o < 5000 for o in m["overhead_per_probe"])
     assert m["command"].startswith("micronas tables build --target " + m["board"])
     assert predictor.find_table(m["board"], m["input_channels"], m["input_length"], m["num_classes"]).entries
+    assert m["bench_hash"] == table_mod.bench_hash(t.entries)  # measured with this BENCH_OP firmware
+
+
+def test_bench_hash_follows_the_requests_of_the_tables_keys(monkeypatch):
+    """It changes with the keys and with an op's representative values, not with anything else."""
+    from firmware_export.codegen.registry import get_runtime_op
+
+    keys = ["SOFTMAX(outer=1,depth=4)", "LOGISTIC(size=32)"]
+    h = table_mod.bench_hash(keys)
+    assert h == table_mod.bench_hash(reversed(keys)) and h != table_mod.bench_hash(keys[:1])
+    softmax = type(get_runtime_op("SOFTMAX"))
+    values = softmax.bench_values
+    monkeypatch.setattr(softmax, "bench_values", lambda self, cost: {**values(self, cost), "diff_min": -1})
+    assert table_mod.bench_hash(keys) != h
 
 
 def test_default_arch_is_predicted_from_the_shipped_table():

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -166,6 +167,7 @@ class RuntimeOp:
 
 _REGISTRY: dict[str, RuntimeOp] = {}
 _loaded = False
+_load_lock = threading.RLock()
 
 
 def runtime_op(name: str, *, summary: str, produced_by: tuple[str, ...] = (), struct: str = "",
@@ -214,11 +216,14 @@ def _load() -> None:
     global _loaded
     if _loaded:
         return
-    _loaded = True
-    from . import __path__ as pkg_path
+    with _load_lock:  # threads (benchmarks/kernels.py builds firmware in a pool) must not see it half-filled
+        if _loaded:
+            return
+        from . import __path__ as pkg_path
 
-    for mod in sorted(m.name for m in pkgutil.iter_modules(pkg_path) if m.name.startswith("ops")):
-        importlib.import_module(f"{__package__}.{mod}")
+        for mod in sorted(m.name for m in pkgutil.iter_modules(pkg_path) if m.name.startswith("ops")):
+            importlib.import_module(f"{__package__}.{mod}")
+        _loaded = True
 
 
 def list_runtime_ops() -> list[RuntimeOp]:
