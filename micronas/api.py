@@ -38,7 +38,7 @@ from micronas.data import Dataset, load_dataset
 from micronas.results import (ExportResult, MinimumCosts, PipelineResult, ProfileResult, ReportResult, SearchRecord,
                               SearchResult, TrainResult)
 from micronas.stages.common import (QAT_MODEL, StageCallback, data_fingerprint, folded_model as _folded_model,
-                                    load_run as _load_run, resolve_arch)
+                                    load_run as _load_run, resolve_arch, torch_threads)
 from micronas.stages.export import MAX_INTERPRETER_LSB_DIFF, QAT_TRIGGER, export, export_int8
 from micronas.stages.profile import effective_budgets, profile
 from micronas.stages.search import BudgetPlan, check_feasible, minimum_costs, plan_budgets, search, \
@@ -54,5 +54,5 @@ __all__ = [
     "ReportResult", "SearchRecord", "SearchResult", "StageCallback", "TableListing", "TrainResult", "arch_mod",
     "board_budgets", "build_table", "check_board_has", "check_feasible", "data_fingerprint", "effective_budgets",
     "export", "export_int8", "list_tables", "load_dataset", "minimum_costs", "plan_budgets", "profile",
-    "resolve_arch", "resolve_board", "search", "train", "train_export_profile", "verify",
+    "resolve_arch", "resolve_board", "search", "torch_threads", "train", "train_export_profile", "verify",
 ]

@@ -98,6 +98,8 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+THREADS_HELP = ("torch's intra-op threads. Default: MICRONAS_THREADS or OMP_NUM_THREADS if set, else "
+                "min(4, CPUs available); lower it on a shared machine.")
 VAL_SUBJECTS_HELP = ("Comma-separated subject ids whose windows are the validation split (e.g. 3, or 3,5); "
                      "default: whole subjects picked by --seed, about 20 % of the pool.")
 
@@ -145,6 +147,7 @@ def train(
         help="Which epoch's weights to keep: 'last' (of the fixed cosine schedule; what search uses) or "
              "'best-val' (best validation accuracy).")] = "best-val",
     force: Annotated[bool, typer.Option(help="Retrain even if the run already holds a model.")] = False,
+    threads: Annotated[Optional[int], typer.Option(min=1, help=THREADS_HELP)] = None,
     quiet: QUIET = False,
 ) -> None:
     """Train an architecture on a dataset (fp32); resumes an interrupted run."""
@@ -158,8 +161,10 @@ def train(
     cfg = TrainConfig(epochs=epochs, seed=seed, val_subjects=_subjects(val_subjects), checkpoint_rule=rules[checkpoint])
     show = Progress.for_cli(quiet)
     show.line(f"training on {data} into {out_dir}")
+    n, why = api.torch_threads(threads)
+    show.line(f"torch: {n} intra-op thread{'s' if n > 1 else ''} ({why}), 1 inter-op")
     with show:
-        s = api.train(data, out_dir, arch=arch, cfg=cfg, force=force, on_epoch=_train_counter(show))
+        s = api.train(data, out_dir, arch=arch, cfg=cfg, force=force, on_epoch=_train_counter(show), threads=n)
     sp = s.split
     show.line(f"split: {sp.train} train / {sp.val} val / {sp.test} test windows"
               + (" (by subject)" if sp.by_subject else ""))
@@ -329,6 +334,7 @@ def search(
     port: Annotated[Optional[str], typer.Option(
         help="pyserial URL of a real board for the final profile (and missing table entries); default: emulated.")]
     = None,
+    threads: Annotated[Optional[int], typer.Option(min=1, help=THREADS_HELP)] = None,
     quiet: QUIET = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (progress on stderr).")]
     = False,
@@ -364,7 +370,7 @@ def search(
                        cfg=dnas.SearchConfig(epochs=epochs, warmup_epochs=epochs // 4, seed=seed,
                                              val_subjects=_subjects(val_subjects)),
                        final_epochs=final_epochs, on_stage=show.stage, on_epoch=epoch, resume=resume is not None,
-                       on_train_epoch=_train_counter(show), on_window=_window_counter(show))
+                       on_train_epoch=_train_counter(show), on_window=_window_counter(show), threads=threads)
     if json_out:
         print(json.dumps(r.to_json(), indent=1))
         return

@@ -75,3 +75,75 @@ def test_last_epoch_checkpoint_rule_keeps_the_final_weights(tiny_npz, tiny_arch,
     log = json.loads((tmp_path / "run" / "train_log.json").read_text())
     assert s.best["epoch"] == 2 and log["checkpoint_rule"].startswith("the last epoch")
     assert log["best"]["val_acc"] == log["history"][-1]["val_acc"]
+
+
+@pytest.fixture
+def restore_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("env, requested, expected", [
+    ({}, 3, (3, "--threads")),
+    ({"MICRONAS_THREADS": "2", "OMP_NUM_THREADS": "1"}, None, (2, "MICRONAS_THREADS")),
+    ({"OMP_NUM_THREADS": "1"}, None, (1, "OMP_NUM_THREADS")),
+    ({"OMP_NUM_THREADS": "3"}, 2, (2, "--threads")),
+])
+def test_thread_rule(monkeypatch, env, requested, expected):
+    for var in ("MICRONAS_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert api.torch_threads(requested) == expected
+
+
+def test_thread_default_is_at_most_four_of_the_cpus_available(monkeypatch):
+    import os
+
+    monkeypatch.delenv("MICRONAS_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cpus = len(os.sched_getaffinity(0))
+    assert api.torch_threads() == (min(4, cpus), f"min(4, {cpus} CPUs available)")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert api.torch_threads() == (4, "min(4, 16 CPUs available)")
+
+
+@pytest.mark.parametrize("env, requested, needle", [
+    ({"OMP_NUM_THREADS": "lots"}, None, "OMP_NUM_THREADS='lots' is not a thread count"),
+    ({"MICRONAS_THREADS": "0"}, None, "MICRONAS_THREADS='0' is not a thread count"),
+    ({}, 0, "--threads 0 is not a thread count"),
+])
+def test_bad_thread_counts_are_usage_errors(monkeypatch, env, requested, needle):
+    from micronas_base.errors import UsageError
+
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(UsageError) as e:
+        api.torch_threads(requested)
+    assert needle in e.value.message and e.value.exit_code == 2
+
+
+def test_train_applies_the_thread_count_first(tiny_npz, tiny_arch, tmp_path, monkeypatch, restore_threads):
+    """Even a train that reuses its model (no epoch runs) sets torch's threads at its start."""
+    cfg = TrainConfig(epochs=1, seed=0)
+    api.train(tiny_npz, tmp_path / "r", arch=tiny_arch, cfg=cfg, threads=1)
+    assert torch.get_num_threads() == 1
+    assert api.train(tiny_npz, tmp_path / "r", arch=tiny_arch, cfg=cfg, threads=3).reused
+    assert torch.get_num_threads() == 3
+    monkeypatch.setenv("MICRONAS_THREADS", "2")
+    api.train(tiny_npz, tmp_path / "r", arch=tiny_arch, cfg=cfg)
+    assert torch.get_num_threads() == 2
+    assert torch.get_num_interop_threads() == 1
+
+
+def test_search_applies_and_echoes_the_thread_count(tmp_path, restore_threads):
+    """Set before anything else: an infeasible budget ends the search early, threads already set."""
+    from micronas_base.errors import BudgetError
+    from micronas.units import Budgets
+
+    stages: list[str] = []
+    with pytest.raises(BudgetError):
+        api.search("basicmotions", tmp_path / "run", Budgets.parse(latency="0.1ms"), on_stage=stages.append, threads=3)
+    assert torch.get_num_threads() == 3
+    assert stages[0] == "torch: 3 intra-op threads (--threads), 1 inter-op"

@@ -86,7 +86,7 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
            profile_windows: int = 20, on_stage: StageCallback | None = None,
            on_epoch: EpochCallback | None = None, resume: bool = False,
            on_train_epoch: EpochCallback | None = None,
-           on_window: Callable[[int, int], None] | None = None) -> SearchResult:
+           on_window: Callable[[int, int], None] | None = None, threads: int | None = None) -> SearchResult:
     """Search, train, export and profile: from data to a measured, budget-checked model.
 
     Budgets not given default to the board's SRAM and flash. Before searching, a budget below
@@ -103,6 +103,8 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
         profile_windows: Test windows profiled on the device.
         on_stage, on_epoch, on_train_epoch, on_window: Progress callbacks.
         resume: Continue a killed search (its settings must match).
+        threads: torch's intra-op threads (None: MICRONAS_THREADS, OMP_NUM_THREADS, else
+            min(4, CPUs); see `set_torch_threads`).
 
     Returns:
         The architecture, predicted and measured figures, accuracy, the report.
@@ -119,6 +121,8 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
     from search_space.supernet import SuperNet
 
     stage = on_stage or no_stage
+    n_threads, why = set_torch_threads(threads)  # first: a shared machine is oversubscribed by torch's default
+    stage(f"torch: {n_threads} intra-op thread{'s' if n_threads > 1 else ''} ({why}), 1 inter-op")
     cfg = cfg or dnas.SearchConfig()
     board = budget_mod.resolve_board(target)
     budgets = budget_mod.for_board(budgets, board)
@@ -153,7 +157,6 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
 
     digest = cfg.digest({"data": data_fingerprint(ds), "budgets": budgets.to_json(), "board": board.name,
                          "table": table.metadata["runtime_hash"], "space": DEFAULT_SPACE.name})
-    set_torch_threads()
     stage(f"DNAS over the {DEFAULT_SPACE.name} space ({cfg.epochs} epochs; supernet checkpointed every epoch)")
     trajectory = dnas.search(run, factory, cm, scaled, budgets, cfg, digest, on_epoch, must_resume=resume)
     net = dnas.load_supernet(run, factory)
@@ -174,7 +177,7 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
                             checkpoint_rule="last")
     done = train_export_profile(data, run.path, arch_path, train_cfg, board, budgets, port=port,
                                 profile_windows=profile_windows, on_stage=stage, on_epoch=on_train_epoch,
-                                on_window=on_window)
+                                on_window=on_window, threads=n_threads)
     from micronas import report
 
     stage("report (HTML, Markdown, plots)")
@@ -187,7 +190,8 @@ def train_export_profile(data: str | os.PathLike[str], run_path: str | os.PathLi
                          arch: str | os.PathLike[str], train_cfg: TrainConfig, target: Any, budgets: Budgets,
                          port: str | None = None, profile_windows: int = 20,
                          on_stage: StageCallback | None = None, on_epoch: EpochCallback | None = None,
-                         on_window: Callable[[int, int], None] | None = None) -> PipelineResult:
+                         on_window: Callable[[int, int], None] | None = None,
+                         threads: int | None = None) -> PipelineResult:
     """Train `arch` from scratch into a run, export it to int8 (QAT when PTQ loses more than a
     point) and profile it on the board: the last steps of a search, and how a hand-designed
     baseline is measured the same way. A run holding another model is retrained.
@@ -204,6 +208,7 @@ def train_export_profile(data: str | os.PathLike[str], run_path: str | os.PathLi
         port: A real board's URL (None: emulated).
         profile_windows: Test windows profiled.
         on_stage, on_epoch, on_window: Progress callbacks.
+        threads: torch's intra-op threads, as for `train`.
 
     Returns:
         The kept epoch, metrics.json and profile.json.
@@ -211,9 +216,9 @@ def train_export_profile(data: str | os.PathLike[str], run_path: str | os.PathLi
     stage = on_stage or no_stage
     board = budget_mod.resolve_board(target)
     try:
-        summary = train(data, run_path, arch=arch, cfg=train_cfg, on_epoch=on_epoch)
+        summary = train(data, run_path, arch=arch, cfg=train_cfg, on_epoch=on_epoch, threads=threads)
     except ConfigError:  # the run holds the model of an earlier search of another network: replace it
-        summary = train(data, run_path, arch=arch, cfg=train_cfg, force=True, on_epoch=on_epoch)
+        summary = train(data, run_path, arch=arch, cfg=train_cfg, force=True, on_epoch=on_epoch, threads=threads)
     run = RunDir.open(run_path)
     config = run.read_json("config.json")
     config["target"] = board.name  # the record: a later `micronas export` or `profile` of the run uses it

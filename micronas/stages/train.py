@@ -18,7 +18,7 @@ from micronas_base.errors import ConfigError
 
 def train(data: str | os.PathLike[str], out: str | os.PathLike[str], arch: str | os.PathLike[str] | None = None,
           cfg: TrainConfig = TrainConfig(), force: bool = False,
-          on_epoch: EpochCallback | None = None) -> TrainResult:
+          on_epoch: EpochCallback | None = None, threads: int | None = None) -> TrainResult:
     """Train an architecture on a dataset into a run directory.
 
     Resumes from the last finished epoch when the run holds a checkpoint with the same settings;
@@ -31,6 +31,8 @@ def train(data: str | os.PathLike[str], out: str | os.PathLike[str], arch: str |
         cfg: Training settings.
         force: Retrain even when the run holds a model (from any settings).
         on_epoch: Progress callback.
+        threads: torch's intra-op threads (None: MICRONAS_THREADS, OMP_NUM_THREADS, else
+            min(4, CPUs); see `set_torch_threads`).
 
     Returns:
         The run path, arch, split sizes, best epoch and validation accuracy, and whether the
@@ -38,7 +40,9 @@ def train(data: str | os.PathLike[str], out: str | os.PathLike[str], arch: str |
 
     Raises:
         DataError, ConfigError: bad data, arch or run directory.
+        UsageError: a thread count below 1.
     """
+    set_torch_threads(threads)  # first: a shared machine is oversubscribed by torch's default
     ds = load_dataset(data)
     the_arch = resolve_arch(arch, ds)
     split = make_split(ds, seed=cfg.seed, val_subjects=cfg.val_subjects)
@@ -77,7 +81,6 @@ def train(data: str | os.PathLike[str], out: str | os.PathLike[str], arch: str |
     from micronas.train import train as train_loop
     from search_space.network import build
 
-    set_torch_threads()
     parts = arrays_for(ds, split)
     scaled = {k: (std.apply(X), y.astype(np.int64)) for k, (X, y) in parts.items()}
     out_ = train_loop(run, lambda: build(the_arch), scaled, cfg, digest, on_epoch)
