@@ -5,7 +5,7 @@ One function per stage, each implemented in `micronas.stages` and returning a fr
 
     train(data, out, ...)            -> TrainResult
     export(run, budgets, ...)        -> ExportResult   (metrics.json)
-    export_int8(run, budgets, ...)   -> ExportResult   (export, QAT when PTQ loses too much)
+    export_int8(run, budgets, ...)   -> ExportResult   (export, QAT when PTQ loses any val. accuracy)
     profile(run, target, port, ...)  -> ProfileResult  (profile.json)
     search(data, out, budgets, ...)  -> SearchResult   (search.json, then all of the above)
     train_export_profile(...)        -> PipelineResult

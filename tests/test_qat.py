@@ -61,3 +61,66 @@ def test_export_int8_skips_qat_without_a_loss(run_copy, monkeypatch):
     m = api.export_int8(run_copy)
     assert m.qat["ran"] is False and "kept" not in m.qat
     assert not RunDir.open(run_copy).has(api.QAT_MODEL)
+
+
+def test_qat_rule_runs_on_any_validation_loss_and_keeps_only_a_strict_gain():
+    """The rule: fine-tune whenever int8 loses anything on validation; keep it only if strictly better."""
+    assert export_stage.QAT_TRIGGER == 0.0
+    assert export_stage.qat_wanted(0.90, 0.895)  # half a point is enough now (it used to take a whole point)
+    assert export_stage.qat_wanted(1.0, 1.0 - 1 / 60)  # one validation window of 60
+    assert not export_stage.qat_wanted(0.90, 0.90)  # no loss, nothing to recover
+    assert not export_stage.qat_wanted(0.90, 0.95)  # int8 happens to be better
+    assert export_stage.keep_qat(0.90, 0.90 + 1 / 60)
+    assert not export_stage.keep_qat(0.90, 0.90)  # a tie keeps post-training quantisation
+    assert not export_stage.keep_qat(0.90, 0.85)
+
+
+def _fake_val(monkeypatch, figures):
+    """export_int8's validation figures, in call order: (fp32, PTQ int8), then (fp32, QAT int8)."""
+    seq = iter(figures)
+    monkeypatch.setattr(export_stage, "_val_accuracy", lambda run, loaded: next(seq))
+
+
+def test_export_int8_fine_tunes_on_half_a_point_and_keeps_ptq_on_a_tie(run_copy, monkeypatch):
+    _fake_val(monkeypatch, [(0.90, 0.895), (0.90, 0.895)])
+    stages: list[str] = []
+    m = api.export_int8(run_copy, qat_epochs=1, on_stage=stages.append)
+    rec = m.qat
+    assert rec["ran"] is True and rec["epochs"] == 1 and rec["kept"] == "ptq"
+    assert rec["validation_accuracy_fp32"] == 0.90 and rec["validation_accuracy_int8_ptq"] == 0.895
+    assert rec["validation_accuracy_int8_qat"] == 0.895
+    assert rec["trigger"].startswith("fp32 - int8 > 0 on the validation split")
+    assert any(s.startswith("int8 loses 0.5 points on the validation split") for s in stages)
+    assert not RunDir.open(run_copy).has(api.QAT_MODEL)
+    on_disk = json.loads((run_copy / "metrics.json").read_text())
+    assert on_disk["qat"] == rec and on_disk["weights"].startswith("model.pt")
+
+
+def test_export_int8_keeps_qat_when_strictly_better_on_validation(run_copy, monkeypatch):
+    _fake_val(monkeypatch, [(0.90, 0.88), (0.90, 0.89)])
+    m = api.export_int8(run_copy, qat_epochs=1)
+    assert m.qat["ran"] is True and m.qat["kept"] == "qat" and m.qat["validation_accuracy_int8_qat"] == 0.89
+    assert RunDir.open(run_copy).has(api.QAT_MODEL)
+    assert m.weights.startswith(api.QAT_MODEL) and m.runtime_vs_tflm["exact_match_rate"] == 1.0
+
+
+def test_export_int8_skips_qat_when_int8_loses_nothing(run_copy, monkeypatch):
+    _fake_val(monkeypatch, [(0.90, 0.90)])
+    m = api.export_int8(run_copy)
+    assert m.qat == {"validation_accuracy_fp32": 0.90, "validation_accuracy_int8_ptq": 0.90,
+                     "trigger": m.qat["trigger"], "ran": False}
+    assert not RunDir.open(run_copy).has(api.QAT_MODEL)
+
+
+def test_val_accuracy_is_tflite_micros(run_copy):
+    """The decision uses what the board computes: TFLite Micro's int8 outputs on the validation split."""
+    from firmware_export import verify
+
+    run = RunDir.open(run_copy)
+    loaded = api._load_run(run)
+    config, the_arch, ds, split, std = loaded
+    X, y = arrays_for(ds, split)["val"]
+    path = run.file("model_int8.tflite")
+    qin, _ = verify.io_params(path)
+    tflm = verify.run_tflm(path.read_bytes(), qin.quantize(std.apply(X).transpose(0, 2, 1))).argmax(1)
+    assert export_stage._val_accuracy(run, loaded)[1] == float(np.mean(tflm == y))

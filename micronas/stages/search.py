@@ -192,8 +192,8 @@ def train_export_profile(data: str | os.PathLike[str], run_path: str | os.PathLi
                          on_stage: StageCallback | None = None, on_epoch: EpochCallback | None = None,
                          on_window: Callable[[int, int], None] | None = None,
                          threads: int | None = None) -> PipelineResult:
-    """Train `arch` from scratch into a run, export it to int8 (QAT when PTQ loses more than a
-    point) and profile it on the board: the last steps of a search, and how a hand-designed
+    """Train `arch` from scratch into a run, export it to int8 (QAT when PTQ loses any validation
+    accuracy) and profile it on the board: the last steps of a search, and how a hand-designed
     baseline is measured the same way. A run holding another model is retrained.
 
     The budgets are final (nothing recorded is read back); the board is resolved once.
