@@ -206,7 +206,7 @@ def export(
         f"int8 {m.accuracy_int8:.3f} (drop {m.int8_accuracy_drop * 100:+.1f} points)",
         f"int8 vs fp32 argmax agreement: {m.argmax_agreement_int8_vs_fp32:.3f}",
         f"LiteRT vs TFLite Micro: {a['exact_match_rate'] * 100:.1f}% of windows bit-exact, "
-        f"max difference {a['max_lsb_diff']} LSB",
+        f"max difference {a['max_lsb_diff']} LSB" + _litert_note(m),
         f"model: {format_size(m.tflite_bytes)} int8 flatbuffer, {len(m.tflite_ops)} ops",
         f"micronas C runtime: arena {format_size(m.arena_bytes_planned)} (planned, exact), "
         f"const data {format_size(m.flash_bytes_weights)}, {m.runtime_layers} kernel calls, {m.macs:,} MACs",
@@ -222,6 +222,15 @@ def export(
     ]
     for line in lines:
         show.line(line)
+
+
+def _litert_note(m) -> str:
+    """A clause flagging LiteRT's disagreement with TFLite Micro (the board's semantics), if over."""
+    c = m.litert_check
+    if not c or c["ok"]:
+        return ""
+    return (f" (warning: more than {c['allowed_max_lsb_diff']} LSB; the int8 accuracy is TFLite Micro's, "
+            f"LiteRT's would be {c['accuracy_int8_litert']:.3f})")
 
 
 @app.command()
@@ -383,6 +392,8 @@ def search(
     q = m.qat or {}
     show.line(f"accuracy (test): fp32 {m.accuracy_fp32:.3f}, int8 {m.accuracy_int8:.3f}"
               + (f" (quantisation-aware fine-tuning ran, kept {q['kept']})" if q.get("ran") else ""))
+    if _litert_note(m):
+        show.line(f"LiteRT vs TFLite Micro: max difference {m.litert_vs_tflm['max_lsb_diff']} LSB" + _litert_note(m))
     show.line(f"latency: predicted {p.latency_ms:.3f} ms, measured {pr.measured_latency_ms:.3f} ms "
               f"({pr.where}, {pr.timer_kind})")
     show.line(f"arena: predicted {p.arena_bytes:,} B, measured {pr.arena_bytes_measured:,} B; "

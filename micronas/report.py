@@ -356,6 +356,12 @@ def _document(run, config, metrics, profile, search, arch, train_log, budgets, p
         facts.append(("search", f"{len(search.trajectory)} epochs, {search.search_seconds} s"))
     acc = [["fp32", f"{100 * metrics.accuracy_fp32:.1f} %", "torch, folded network"],
            ["int8", f"{100 * metrics.accuracy_int8:.1f} %", metrics.weights + "; TFLite Micro"]]
+    lc = metrics.litert_check
+    if lc:
+        acc.append(["int8 (LiteRT)", f"{100 * lc['accuracy_int8_litert']:.1f} %",
+                    f"for comparison: max {lc['max_lsb_diff']} LSB from TFLite Micro "
+                    f"({'within' if lc['ok'] else 'more than'} the {lc['allowed_max_lsb_diff']} LSB expected), "
+                    f"argmax agreement {100 * lc['argmax_agreement']:.1f} %"])
     q = metrics.qat
     if q:
         acc.append(["QAT", "ran, kept " + q["kept"] if q.get("ran") else "not needed",
@@ -371,6 +377,8 @@ def _document(run, config, metrics, profile, search, arch, train_log, budgets, p
         notes.append(f"Fits every budget, measured on {profile.where}.")
     else:
         notes.append("Not profiled on a device yet: run `micronas profile " + str(run.path) + "`.")
+    if lc and lc.get("warning"):
+        notes.append("Warning: " + lc["warning"])
     if search and search.repairs:
         notes.append("Derivation steps (repair while over a budget, then fill towards the latency budget): "
                      + "; ".join(search.repairs))

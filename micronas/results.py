@@ -179,8 +179,10 @@ class ExportResult(Record):
     export_seconds: float
     budget_check: dict[str, dict[str, Any]] = field(default_factory=dict)
     qat: dict[str, Any] | None = None  # export_int8's record: what was done about quantisation and why
+    # LiteRT against TFLite Micro (allowed and measured LSB, ok, warning); None in older files
+    litert_check: dict[str, Any] | None = None
 
-    _omit_none: ClassVar[tuple[str, ...]] = ("qat",)
+    _omit_none: ClassVar[tuple[str, ...]] = ("qat", "litert_check")
     _flatten: ClassVar[tuple[str, ...]] = ("prediction",)
     _nested: ClassVar[dict[str, Any]] = {"prediction": PredictionRecord, "budgets": Budgets}
 

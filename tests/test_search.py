@@ -211,3 +211,74 @@ def test_derivation_fills_a_cheap_network_up_towards_the_budget(cost_model):
     assert cheap.latency_ms < pred.latency_ms <= cheap.latency_ms * 1.5 * (1 - dnas.PREDICTION_MARGIN)
     assert predictor.predict(arch, table).latency_ms == pred.latency_ms
     assert dnas.derive_and_repair(net, table, Budgets.parse(ram="256k"))[2] == []  # no latency budget: no fill
+
+
+def test_search_keeps_model_and_report_when_the_device_measures_over_budget(tmp_path, exported_run, monkeypatch):
+    """After the search phase, an exit 1 from the final profile still leaves the model, the export
+    and the report (with the over-budget note), and the error says where they are."""
+    import shutil
+
+    from micronas.stages import search as search_stage
+
+    def over_on_device(data, run_path, arch, train_cfg, board, budgets, **kw):
+        shutil.copytree(exported_run, run_path, dirs_exist_ok=True)  # a trained, exported run
+        raise BudgetError("measured latency 31.000 ms exceeds the latency budget 20.000 ms",
+                          "relax the budget or choose a smaller architecture")
+
+    monkeypatch.setattr(search_stage, "train_export_profile", over_on_device)
+    stages: list[str] = []
+    with pytest.raises(BudgetError) as e:
+        api.search("basicmotions", tmp_path / "run", Budgets.parse(latency="20ms"),
+                   cfg=dnas.SearchConfig(epochs=1, warmup_epochs=0), on_stage=stages.append)
+    assert e.value.exit_code == 1 and "measured latency 31.000 ms" in e.value.message
+    page = tmp_path / "run" / "report" / "report.html"
+    assert page.exists() and (tmp_path / "run" / "report" / "report.md").exists()
+    assert e.value.hint == ("relax the budget or choose a smaller architecture; the trained model and export are "
+                            f"kept in {tmp_path / 'run'}, the report in {page}")
+    assert "report (HTML, Markdown, plots) of the kept model" in stages
+    for f in ("model.pt", "model_int8.tflite", "metrics.json", "search.json", "searched_arch.json"):
+        assert (tmp_path / "run" / f).exists()
+
+
+def test_search_failing_before_an_export_keeps_the_model_and_says_so(tmp_path, monkeypatch):
+    from micronas.stages import search as search_stage
+
+    def chain_fails(data, run_path, *args, **kw):
+        raise api.ExportError("the generated C runtime differs from TFLite Micro on 1 of 12 test windows",
+                              "please report it")
+
+    monkeypatch.setattr(search_stage, "train_export_profile", chain_fails)
+    with pytest.raises(api.ExportError) as e:
+        api.search("basicmotions", tmp_path / "run", Budgets.parse(latency="20ms"),
+                   cfg=dnas.SearchConfig(epochs=1, warmup_epochs=0))
+    assert e.value.exit_code == 2
+    assert e.value.hint == f"please report it; the trained model is kept in {tmp_path / 'run'}"
+    assert not (tmp_path / "run" / "report").exists() and (tmp_path / "run" / "search.json").exists()
+
+
+def test_a_predicted_budget_overrun_at_export_is_left_to_the_device(tiny_npz, tiny_arch, tmp_path, monkeypatch):
+    """Only a measurement ends the pipeline on a budget: export's over-budget figure is a warning,
+    the profile still runs with the written metrics (and QAT was decided first)."""
+    from micronas.stages import search as search_stage
+    from micronas.train import TrainConfig
+
+    seen = {}
+
+    def fake_profile(run, board, budgets, metrics, **kw):
+        seen["metrics"] = metrics
+        return "measured"
+
+    monkeypatch.setattr(search_stage, "profile_run", fake_profile)
+    stages: list[str] = []
+    r = api.train_export_profile(tiny_npz, tmp_path / "run", tiny_arch, TrainConfig(epochs=2, seed=0),
+                                 "nucleo-l552ze-q", Budgets(ram_bytes=512), on_stage=stages.append)
+    assert r.profile == "measured"
+    m = seen["metrics"]
+    assert m.budget_check["ram"]["ok"] is False and m.budget_check["ram"]["budget_bytes"] == 512
+    assert m.qat is not None and m.qat["validation_accuracy_fp32"] >= 0  # the QAT decision was made first
+    assert r.metrics == m
+    warn = [s for s in stages if s.startswith("warning: predicted over budget (")]
+    assert len(warn) == 1 and "RAM budget 512 bytes" in warn[0]
+    assert warn[0].endswith("the measurement on nucleo-l552ze-q decides")
+    on_disk = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert on_disk["qat"] == m.qat and on_disk["budget_check"]["ram"]["ok"] is False

