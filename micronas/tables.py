@@ -25,7 +25,6 @@ import os
 import shlex
 import shutil
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from latency_tables.lowering import lower
 from latency_tables.table import USER_TABLES_DIR, Table, bench_hash, default_table_name, runtime_hash, table_dirs
 from micronas.budgets import resolve_board
 from micronas.device import Counter, build_image, counter, open_device
-from micronas_base import __version__
+from micronas_base import __version__, tempdirs
 from micronas_base.errors import ConfigError, MicronasError
 from micronas_base.files import atomic_write_text
 from search_space.space import SPACES, SearchSpace
@@ -255,7 +254,7 @@ def measure_into(table: Table, keys: list[str], port: str | None = None, save_to
     space = space or SPACES.get(m["space"])
     if space is None:
         raise ConfigError(f"{table.describe()} is for search space {m['space']!r}, which this micronas does not know")
-    with tempfile.TemporaryDirectory(prefix="micronas-measure-") as td:
+    with tempdirs.temp_dir("measure") as td:
         probe = build_probe(board, space, m["input_channels"], m["input_length"], m["num_classes"], PROBE_SEEDS[0],
                             Path(td), port is None)
         with open_device(board, probe.image, port, Path(td) / "dev" / "qemu") as dev:
@@ -281,7 +280,7 @@ def elf_flash(table: Table) -> Callable[[Any], int]:
         from firmware_export.codegen import write
 
         board = resolve_board(table.metadata["board"])
-        with tempfile.TemporaryDirectory(prefix="micronas-flash-") as td:
+        with tempdirs.temp_dir("flash") as td:
             write(gen, Path(td) / "c")
             image = build_image(board, Path(td) / "c", Path(td) / "fw",
                                          emulated=table.metadata["where"].startswith("emulated"))
