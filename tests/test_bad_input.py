@@ -620,3 +620,54 @@ def test_ctrl_c_during_search_exits_130_and_the_same_command_resumes(tmp_path):
                      "--final-epochs", "2"], tmp_path)
     assert_user_message(other, EXIT_USAGE, ("the search in s was started with other settings", "--resume"), "hint")
     assert_nothing_left(before, snapshot(run))
+
+
+# ---- two commands on one run directory -------------------------------------------------------
+
+HOLD_RUN = """
+import sys, time
+from micronas.rundir import RunDir
+with RunDir.open(sys.argv[-1]).locked("search"):
+    print("READY", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_second_command_on_a_busy_run_names_the_holder_and_changes_nothing(tmp_path, tiny_npz):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"format": "micronas.run/1"}))
+    script = tmp_path / TMP / "hold.py"
+    script.parent.mkdir(exist_ok=True)
+    script.write_text(HOLD_RUN)
+    holder = subprocess.Popen([sys.executable, str(script), "search", "--out", "run"], cwd=tmp_path,
+                              env=cli_env(tmp_path), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "READY"
+        before = snapshot(tmp_path)
+        for args in (["profile", "run"], ["export", "run"], ["train", "--data", str(tiny_npz), "--out", "run"]):
+            p = run_cli(args, tmp_path)
+            assert_user_message(p, EXIT_USAGE, (f"run directory run is in use by PID {holder.pid} (search: hold.py "
+                                                "search --out run", f"wait for PID {holder.pid} to finish"), "hint")
+        assert_nothing_left(before, snapshot(tmp_path))
+    finally:
+        holder.kill()  # outright: the kernel drops its lock, no clean-up of ours runs
+        holder.wait()
+    p = run_cli(["profile", "run"], tmp_path)  # the next command goes on (to its own error here)
+    assert_user_message(p, EXIT_USAGE, ("run has not been exported",), "hint")
+    assert not (run / ".lock").exists()  # the dead holder's file was taken over, then removed
+
+
+def test_the_run_lock_is_reentrant_and_released_on_errors(tmp_path):
+    from micronas.rundir import RunDir
+    from micronas_base.errors import ConfigError
+
+    run = RunDir.create(tmp_path / "r")
+    with pytest.raises(ConfigError, match="inner"):
+        with run.locked("search"):
+            with run.locked("train"):  # search's own stages take it again
+                assert (run.path / ".lock").exists()
+            raise ConfigError("inner")
+    assert not (run.path / ".lock").exists()
+    with run.locked("profile"):  # taken again after the error
+        pass

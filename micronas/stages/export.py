@@ -75,7 +75,8 @@ def export(run_path: str | os.PathLike[str], budgets: Budgets = Budgets(),
         BudgetError: a figure exceeds a budget (metrics.json and the artefacts are still written).
     """
     run = RunDir.open(run_path)
-    return export_run(run, recorded_budgets(run, budgets), on_stage or no_stage)
+    with run.locked("export"):
+        return export_run(run, recorded_budgets(run, budgets), on_stage or no_stage)
 
 
 def export_run(run: RunDir, budgets: Budgets, stage: StageCallback, board: Any = None) -> ExportResult:
@@ -309,33 +310,34 @@ def export_int8(run_path: str | os.PathLike[str], budgets: Budgets = Budgets(), 
 
     stage = on_stage or no_stage
     run = RunDir.open(run_path)
-    if board is None:
-        budgets = recorded_budgets(run, budgets)
-    run.file(QAT_MODEL).unlink(missing_ok=True)  # a fine-tuning of an earlier model.pt
-    metrics = export_run(run, budgets, stage, board)
-    loaded = load_run(run)
-    fp32, ptq = _val_accuracy(run, loaded)
-    record: dict[str, Any] = {"validation_accuracy_fp32": fp32, "validation_accuracy_int8_ptq": ptq,
-                              "trigger": f"fp32 - int8 > {QAT_TRIGGER:g} on the validation split", "ran": False}
-    if fp32 - ptq > QAT_TRIGGER:
-        stage(f"int8 loses {100 * (fp32 - ptq):.1f} points on the validation split: quantisation-aware "
-              f"fine-tuning ({qat_epochs} epochs)")
-        config, the_arch, ds, split, std = loaded
-        X, y = arrays_for(ds, split)["train"]
-        tuned = qat.fine_tune(folded_model(run, the_arch), (std.apply(X), y.astype(np.int64)), epochs=qat_epochs,
-                              seed=int(config["train"]["seed"]))
-        atomic_torch_save(run.file(QAT_MODEL), tuned.state_dict())
-        ptq_test = metrics.accuracy_int8
+    with run.locked("export"):
+        if board is None:
+            budgets = recorded_budgets(run, budgets)
+        run.file(QAT_MODEL).unlink(missing_ok=True)  # a fine-tuning of an earlier model.pt
         metrics = export_run(run, budgets, stage, board)
-        _, qat_val = _val_accuracy(run, loaded)
-        record.update(ran=True, epochs=qat_epochs, validation_accuracy_int8_qat=qat_val,
-                      test_accuracy_int8_ptq=ptq_test, test_accuracy_int8_qat=metrics.accuracy_int8)
-        if qat_val <= ptq:
-            stage(f"fine-tuning did not help on the validation split ({100 * qat_val:.1f} % vs "
-                  f"{100 * ptq:.1f} %): back to post-training quantisation")
-            run.file(QAT_MODEL).unlink()
+        loaded = load_run(run)
+        fp32, ptq = _val_accuracy(run, loaded)
+        record: dict[str, Any] = {"validation_accuracy_fp32": fp32, "validation_accuracy_int8_ptq": ptq,
+                                  "trigger": f"fp32 - int8 > {QAT_TRIGGER:g} on the validation split", "ran": False}
+        if fp32 - ptq > QAT_TRIGGER:
+            stage(f"int8 loses {100 * (fp32 - ptq):.1f} points on the validation split: quantisation-aware "
+                  f"fine-tuning ({qat_epochs} epochs)")
+            config, the_arch, ds, split, std = loaded
+            X, y = arrays_for(ds, split)["train"]
+            tuned = qat.fine_tune(folded_model(run, the_arch), (std.apply(X), y.astype(np.int64)), epochs=qat_epochs,
+                                  seed=int(config["train"]["seed"]))
+            atomic_torch_save(run.file(QAT_MODEL), tuned.state_dict())
+            ptq_test = metrics.accuracy_int8
             metrics = export_run(run, budgets, stage, board)
-        record["kept"] = "qat" if qat_val > ptq else "ptq"
-    metrics = replace(metrics, qat=record)
-    run.write_json("metrics.json", metrics.to_json())
-    return metrics
+            _, qat_val = _val_accuracy(run, loaded)
+            record.update(ran=True, epochs=qat_epochs, validation_accuracy_int8_qat=qat_val,
+                          test_accuracy_int8_ptq=ptq_test, test_accuracy_int8_qat=metrics.accuracy_int8)
+            if qat_val <= ptq:
+                stage(f"fine-tuning did not help on the validation split ({100 * qat_val:.1f} % vs "
+                      f"{100 * ptq:.1f} %): back to post-training quantisation")
+                run.file(QAT_MODEL).unlink()
+                metrics = export_run(run, budgets, stage, board)
+            record["kept"] = "qat" if qat_val > ptq else "ptq"
+        metrics = replace(metrics, qat=record)
+        run.write_json("metrics.json", metrics.to_json())
+        return metrics

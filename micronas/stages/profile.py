@@ -70,13 +70,14 @@ def profile(run_path: str | os.PathLike[str], target: str | None = None, port: s
         BudgetError: a measured figure exceeds a budget (profile.json is still written).
     """
     run = RunDir.open(run_path)
-    if not run.has("metrics.json") or not run.has("c/micronas_model.c"):
-        raise ConfigError(f"{run.path} has not been exported", f"run: micronas export {run.path}")
-    metrics = ExportResult.from_json(run.read_json("metrics.json"))
-    target = target or (run.read_json("config.json").get("target") if run.has("config.json") else None)
-    board = budget_mod.resolve_board(target)
-    return profile_run(run, board, budget_mod.fall_back(budgets, metrics.budgets), metrics, port=port,
-                       windows=windows, flash_cmd=flash_cmd, on_stage=on_stage, on_window=on_window)
+    with run.locked("profile"):
+        if not run.has("metrics.json") or not run.has("c/micronas_model.c"):
+            raise ConfigError(f"{run.path} has not been exported", f"run: micronas export {run.path}")
+        metrics = ExportResult.from_json(run.read_json("metrics.json"))
+        target = target or (run.read_json("config.json").get("target") if run.has("config.json") else None)
+        board = budget_mod.resolve_board(target)
+        return profile_run(run, board, budget_mod.fall_back(budgets, metrics.budgets), metrics, port=port,
+                           windows=windows, flash_cmd=flash_cmd, on_stage=on_stage, on_window=on_window)
 
 
 def profile_run(run: RunDir, board: Any, budgets: Budgets, metrics: ExportResult, port: str | None = None,
