@@ -4,6 +4,7 @@ export, then quantisation-aware fine-tuning when post-training quantisation lose
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -234,6 +235,12 @@ def export_run(run: RunDir, budgets: Budgets, stage: StageCallback, board: Any =
         export_seconds=round(time.monotonic() - t0, 2),
         budget_check=checks,
     )
+    if any(c.over for c in over) and run.has("metrics.json"):
+        # Asking "would it fit in 1k?" must not change the run: the budgets profile falls back
+        # to stay those of the last export that met them (budget_check still shows this failed one).
+        previous = run.read_json("metrics.json").get("budgets")
+        if isinstance(previous, dict):
+            metrics = dataclasses.replace(metrics, budgets=Budgets.from_json(previous))
     run.write_json("metrics.json", metrics.to_json())
     budget_mod.raise_if_over(over, "raise the budget, or train a smaller architecture (--arch)")
     return metrics
