@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from micronas_base.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from micronas_base.files import atomic_write_bytes, atomic_write_json, atomic_write_text, unwritable
 from micronas_base import __version__, locks
 from micronas_base.errors import ConfigError
 
@@ -57,7 +57,10 @@ class RunDir:
         if p.is_dir() and any(c.name != LOCK for c in p.iterdir()) and not run.file("run.json").exists():
             raise ConfigError(f"--out {p} is a non-empty folder that is not a micronas run",
                               "choose a new or empty folder for --out")
-        p.mkdir(parents=True, exist_ok=True)
+        try:
+            p.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise unwritable(p, e) from None
         if not run.file("run.json").exists():
             atomic_write_json(run.file("run.json"), {"format": RUN_FORMAT, "micronas_version": __version__})
         run.check_format()
