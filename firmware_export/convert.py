@@ -13,11 +13,11 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from micronas_base import tempdirs
 from micronas_base.errors import ExportError
 
 from ._fdcapture import capture_fds
@@ -70,7 +70,7 @@ def onnx_to_int8_tflite(onnx_path: Path, calibration_ntc: np.ndarray, out_path: 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if calibration_ntc.ndim != 3 or len(calibration_ntc) == 0:
         raise ExportError(f"calibration data has shape {calibration_ntc.shape}; expected (N>0, T, C)")
-    with tempfile.TemporaryDirectory(prefix="micronas-tflite-") as td:
+    with tempdirs.temp_dir("tflite") as td:
         work = Path(td)
         onnx_copy = work / "model.onnx"
         shutil.copyfile(onnx_path, onnx_copy)  # onnx2tf rewrites its input in place

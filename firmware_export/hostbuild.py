@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import tempfile
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
+from micronas_base import tempdirs
 from micronas_base.errors import ExportError, ToolchainError
 
 WARN_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror"]
@@ -54,7 +54,7 @@ def run(binary: Path, inputs: np.ndarray, output_bytes: int) -> np.ndarray:
         ExportError: the program failed (a sanitizer report, say).
     """
     x = np.ascontiguousarray(inputs, np.int8).reshape(len(inputs), -1)
-    with tempfile.TemporaryDirectory(prefix="micronas-host-") as td:
+    with tempdirs.temp_dir("host") as td:
         fin, fout = Path(td) / "in.bin", Path(td) / "out.bin"
         fin.write_bytes(x.tobytes())
         p = subprocess.run([str(binary), str(fin), str(fout)], capture_output=True, text=True)
@@ -68,6 +68,6 @@ def run(binary: Path, inputs: np.ndarray, output_bytes: int) -> np.ndarray:
 
 def build_and_run(c_dir: Path, inputs: np.ndarray, output_bytes: int, sanitize: bool = False) -> np.ndarray:
     """Compile into a temporary directory and run once."""
-    with tempfile.TemporaryDirectory(prefix="micronas-build-") as td:
+    with tempdirs.temp_dir("build") as td:
         exe = build(c_dir, Path(td) / "model", sanitize=sanitize)
         return run(exe, inputs, output_bytes)

@@ -186,6 +186,24 @@ def _count(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
 
 
+FLASH_MODEL_KEYS = ("base_bytes", "per_layer_bytes")
+
+
+def _check_flash_model(fm: Any, src: str, hint: str) -> None:
+    """The fitted flash model (optional: a table built without one predicts constants only)."""
+    if fm is None:
+        return
+    if not isinstance(fm, dict):
+        raise ConfigError(f"{src}: metadata flash_model = {fm!r}; expected an object with "
+                          f"{', '.join(FLASH_MODEL_KEYS)}", hint)
+    missing = [k for k in FLASH_MODEL_KEYS if k not in fm]
+    if missing:
+        raise ConfigError(f"{src}: metadata flash_model lacks {', '.join(missing)}", hint)
+    for k in FLASH_MODEL_KEYS:
+        if not _count(fm[k]):
+            raise ConfigError(f"{src}: metadata flash_model.{k} = {fm[k]!r}; expected a number of bytes >= 0", hint)
+
+
 def from_json(d: Any, src: str) -> Table:
     """Validate a decoded table.
 
@@ -212,9 +230,29 @@ def from_json(d: Any, src: str) -> Table:
             raise ConfigError(f"{src}: {e.message}", hint) from None
         if not _count(v):
             raise ConfigError(f"{src}: entry {key} = {v!r}; expected a count >= 0", hint)
+    if entries and not any(entries.values()):
+        raise ConfigError(f"{src}: all {len(entries)} entries are 0; no kernel runs in 0 {meta['timer_kind']} "
+                          "(a build that never measured)", hint)
     overhead = d.get("overhead")
-    if overhead is not None and not (isinstance(overhead, (int, float)) and math.isfinite(overhead)):
+    if overhead is not None and not (isinstance(overhead, (int, float)) and not isinstance(overhead, bool)
+                                     and math.isfinite(overhead)):
         raise ConfigError(f"{src}: overhead = {overhead!r}; expected a number", hint)
+    if overhead is not None and overhead < 0:
+        raise ConfigError(f"{src}: overhead = {overhead!r}; expected a count >= 0 (the fixed per-inference cost: "
+                          "input and output copies, calls)", hint)
+    if overhead is not None and entries and overhead > max(entries.values()):
+        # The overhead is what a whole inference costs beyond its kernels: on every shipped table
+        # it is below 2 % of the costliest single kernel, so one above it is a corrupt or mis-unit
+        # figure that would dominate every prediction, not a measurement.
+        worst = max(entries, key=entries.__getitem__)
+        raise ConfigError(f"{src}: overhead = {overhead!r} {meta['timer_kind']} exceeds the costliest kernel "
+                          f"({worst} = {entries[worst]!r}), so it would exceed the kernels of the smallest "
+                          "network it describes; a fixed per-inference cost cannot", hint)
+    clock = meta["clock_hz"]
+    if not isinstance(clock, int) or isinstance(clock, bool) or clock <= 0:
+        raise ConfigError(f"{src}: metadata clock_hz = {clock!r}; expected a whole number of Hz > 0 (counts become "
+                          "milliseconds at one count per cycle of it)", hint)
+    _check_flash_model(meta.get("flash_model"), src, hint)
     return Table(meta, {k: float(v) for k, v in entries.items()}, None if overhead is None else float(overhead))
 
 

@@ -4,7 +4,7 @@ Only typer, rich and the light micronas modules load at start-up; torch and the 
 imported by the commands that use them, so `micronas --help` answers at once.
 
 Exit codes: 0 ok, 1 a budget cannot be met or is exceeded, 2 usage/config/data/internal error,
-130 interrupted (Ctrl-C; re-running the same command resumes).
+130 interrupted (Ctrl-C; re-running the same command resumes), 143 terminated (SIGTERM; cleaned up as for Ctrl-C).
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import functools
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +25,9 @@ import typer
 from rich.console import Console
 
 from micronas_base import __version__
-from micronas_base.errors import EXIT_INTERRUPTED, EXIT_USAGE, MicronasError, UsageError
+from micronas_base import tempdirs
+from micronas_base.errors import (EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, MicronasError, Terminated,
+                                  UsageError)
 from micronas.units import SIZE_UNITS_HELP, Budgets, format_size
 
 
@@ -51,12 +55,25 @@ def _setup_logging() -> None:
         lg.propagate = False
 
 
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 def _handled(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn errors into a one-screen message and the right exit code (no traceback)."""
+    """Turn errors into a one-screen message and the right exit code (no traceback).
+
+    Also: temp folders left by micronas processes that were killed outright are swept first, and
+    SIGTERM is handled like Ctrl-C (emulators stopped, temp files removed, finished stages kept)
+    but exits 143, so a scheduler sees it was its own signal.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         _setup_logging()
+        for stale in tempdirs.sweep_stale():
+            logging.getLogger("micronas").debug("removed %s (its process is gone)", stale)
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _on_sigterm) if main else None
         try:
             return fn(*args, **kwargs)
         except MicronasError as e:
@@ -65,6 +82,11 @@ def _handled(fn: Callable[..., Any]) -> Callable[..., Any]:
             if e.hint:
                 err.print("  hint: " + e.hint, markup=False)
             raise typer.Exit(e.exit_code) from None
+        except Terminated:
+            sys.stdout.flush()
+            err.print("terminated (SIGTERM); finished stages are kept, re-run the same command to resume",
+                      markup=False)
+            raise typer.Exit(EXIT_TERMINATED) from None
         except KeyboardInterrupt:
             sys.stdout.flush()
             err.print("interrupted; finished stages are kept, re-run the same command to resume", markup=False)
@@ -79,6 +101,9 @@ def _handled(fn: Callable[..., Any]) -> Callable[..., Any]:
             err.print(f"  the traceback is in {log_file}; please report it with the command you ran",
                       markup=False)
             raise typer.Exit(EXIT_USAGE) from None
+        finally:
+            if main:
+                signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
     return wrapper
 

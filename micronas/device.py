@@ -88,9 +88,17 @@ def counter(hello: Any, board: Any) -> tuple[Counter, str, str]:
 
     Returns:
         Emulated (QEMU icount timer): instructions; a real board: DWT cycles.
+
+    Raises:
+        DeviceError: the device reports a timer rate of 0 (or less).
     """
     from targets import qemu
+    from targets.protocol import DeviceError
 
+    if hello.timer_kind == 1 and not hello.timer_hz > 0:  # every count would divide by it
+        raise DeviceError(f"the device reports a {hello.timer_hz} Hz timer (HELLO timer_hz); counts cannot be "
+                          "converted to time", "its firmware's timer set-up is broken: rebuild and flash this "
+                          "micronas's firmware (`micronas profile` builds it)")
     if hello.timer_kind == 1:
         return (lambda ticks: qemu.instructions_from_ticks(ticks, hello.timer_hz, qemu.ICOUNT_SHIFT), "instructions",
                 f"measured on the emulated core: QEMU {board.qemu.machine} instruction count (-icount "

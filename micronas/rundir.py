@@ -7,17 +7,20 @@ a micronas run and records the format version that wrote it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from micronas_base.files import atomic_write_bytes, atomic_write_json, atomic_write_text
-from micronas_base import __version__
+from micronas_base.files import atomic_write_bytes, atomic_write_json, atomic_write_text, unwritable
+from micronas_base import __version__, locks
 from micronas_base.errors import ConfigError
 
 RUN_FORMAT = "micronas.run/1"
+LOCK = ".lock"  # held (flock) by the command writing into the run; see `RunDir.locked`
 __all__ = ["RunDir", "RUN_FORMAT", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "sha256_file"]
 
 
@@ -51,10 +54,13 @@ class RunDir:
         if p.exists() and not p.is_dir():
             raise ConfigError(f"--out {p} exists and is not a directory", "choose another --out")
         run = cls(p)
-        if p.is_dir() and any(p.iterdir()) and not run.file("run.json").exists():
+        if p.is_dir() and any(c.name != LOCK for c in p.iterdir()) and not run.file("run.json").exists():
             raise ConfigError(f"--out {p} is a non-empty folder that is not a micronas run",
                               "choose a new or empty folder for --out")
-        p.mkdir(parents=True, exist_ok=True)
+        try:
+            p.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise unwritable(p, e) from None
         if not run.file("run.json").exists():
             atomic_write_json(run.file("run.json"), {"format": RUN_FORMAT, "micronas_version": __version__})
         run.check_format()
@@ -80,6 +86,18 @@ class RunDir:
                               "pass the folder given to `micronas search --out` or `micronas train --out`")
         run.check_format()
         return run
+
+    @contextlib.contextmanager
+    def locked(self, stage: str) -> Iterator[RunDir]:
+        """Hold the run's lock (`RUN/.lock`) while `stage` writes into it; re-entrant in a process.
+
+        Raises:
+            ConfigError: another command holds it (its PID and command are named), or the
+                folder is not writable.
+        """
+        with locks.exclusive(self.file(LOCK), f"run directory {self.path}", stage,
+                             "choose another --out (or run directory) for this command"):
+            yield self
 
     def check_format(self) -> None:
         meta = self.read_json("run.json")

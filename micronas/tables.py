@@ -25,7 +25,6 @@ import os
 import shlex
 import shutil
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from latency_tables.lowering import lower
 from latency_tables.table import USER_TABLES_DIR, Table, bench_hash, default_table_name, runtime_hash, table_dirs
 from micronas.budgets import resolve_board
 from micronas.device import Counter, build_image, counter, open_device
-from micronas_base import __version__
+from micronas_base import __version__, locks, tempdirs
 from micronas_base.errors import ConfigError, MicronasError
 from micronas_base.files import atomic_write_text
 from search_space.space import SPACES, SearchSpace
@@ -180,54 +179,59 @@ def build_table(target: Any, channels: int, length: int, classes: int, out: Path
     header = {"journal": "micronas.latency_table_journal/1", "board": board.name, "where": where,
               "space": space.name, "input_channels": channels, "input_length": length, "num_classes": classes,
               "runtime_hash": runtime_hash(), "bench_hash": bench_hash(keys), "bench_calls_per_entry": BENCH_CALLS}
-    journal = Journal(out.with_name(out.name + ".partial.jsonl"), header)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with locks.exclusive(out.with_name(out.name + ".lock"), f"latency table {out}", "tables build",
+                         "choose another --out for the table"):  # one build per table file at a time
+        journal = Journal(out.with_name(out.name + ".partial.jsonl"), header)
 
-    stage(f"probe firmware for {board.name} ({where}), arm-none-eabi-gcc")
-    probes = [build_probe(board, space, channels, length, classes, s, work, emulated) for s in PROBE_SEEDS]
-    todo = [k for k in keys if k not in journal.entries]
-    stage(f"{len(keys)} entries, {len(keys) - len(todo)} already measured; measuring {len(todo)} over BENCH_OP")
-    overheads: list[float] = []
-    with open_device(board, probes[0].image, port, work / "probe0" / "qemu", flash_cmd=flash_cmd,
-                     on_stage=stage) as dev:
-        t0 = time.monotonic()
-        hello = dev.hello()
-        if hello.board != board.name or hello.arena_bytes != probes[0].arena_bytes:
-            raise ConfigError(f"the device at {port} runs other firmware ({hello.board}, arena {hello.arena_bytes} B; "
-                              f"the table firmware: {board.name}, arena {probes[0].arena_bytes} B)",
-                              f"flash {probes[0].image.elf} first, or pass --flash-cmd")
-        count, unit, source = counter(hello, board)
-        for i, key in enumerate(todo):
-            journal.add(key, measure_key(dev, key, count))
-            if progress:
-                progress(len(keys) - len(todo) + i + 1, len(keys), key, time.monotonic() - t0)
-        t_measured = time.monotonic()
-        overheads.append(_overhead(dev, probes[0], journal.entries, count))
-    stage(f"flash model and overhead: {len(FLASH_PROBE_SEEDS)} more probe networks")
-    probes += [build_probe(board, space, channels, length, classes, s, work, emulated) for s in FLASH_PROBE_SEEDS]
-    if emulated:  # every probe network: the overhead absorbs their data-dependent costs, take the median
-        for i, probe in enumerate(probes[1:], start=1):
-            with open_device(board, probe.image, None, work / f"probe{i}" / "qemu") as dev:
-                overheads.append(_overhead(dev, probe, journal.entries, count))
-    flash = _flash_model(probes)
-    meta = {
-        "board": board.name, "core": board.core, "clock_hz": board.clock_hz, "where": where,
-        "timer_kind": unit, "count_source": source,
-        "compiler": _compiler_version(), "cflags": _cflags(probes[0].image), "simd": probes[0].image.simd,
-        "runtime_version": _runtime_version(), "runtime_hash": header["runtime_hash"], "bench_hash": header["bench_hash"],
-        "micronas_version": __version__, "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "command": command, "space": space.name, "input_channels": channels, "input_length": length,
-        "num_classes": classes, "bench_calls_per_entry": BENCH_CALLS,
-        "overhead_per_probe": [round(o, 1) for o in overheads],
-        "overhead_how": "median over probe networks of INVOKE (whole model) minus the sum of its layers' entries",
-        "flash_model": flash,
-        "measure_seconds": round(t_measured - t0, 1),
-        "build_seconds": round(time.monotonic() - t_start, 1),
-    }
-    table = Table(meta, dict(journal.entries), round(float(statistics.median(overheads)), 1))
-    table.save(out)
-    journal.path.unlink(missing_ok=True)
-    shutil.rmtree(work, ignore_errors=True)
-    return table
+        stage(f"probe firmware for {board.name} ({where}), arm-none-eabi-gcc")
+        probes = [build_probe(board, space, channels, length, classes, s, work, emulated) for s in PROBE_SEEDS]
+        todo = [k for k in keys if k not in journal.entries]
+        stage(f"{len(keys)} entries, {len(keys) - len(todo)} already measured; measuring {len(todo)} over BENCH_OP")
+        overheads: list[float] = []
+        with open_device(board, probes[0].image, port, work / "probe0" / "qemu", flash_cmd=flash_cmd,
+                         on_stage=stage) as dev:
+            t0 = time.monotonic()
+            hello = dev.hello()
+            if hello.board != board.name or hello.arena_bytes != probes[0].arena_bytes:
+                raise ConfigError(f"the device at {port} runs other firmware ({hello.board}, arena "
+                                  f"{hello.arena_bytes} B; the table firmware: {board.name}, arena "
+                                  f"{probes[0].arena_bytes} B)",
+                                  f"flash {probes[0].image.elf} first, or pass --flash-cmd")
+            count, unit, source = counter(hello, board)
+            for i, key in enumerate(todo):
+                journal.add(key, measure_key(dev, key, count))
+                if progress:
+                    progress(len(keys) - len(todo) + i + 1, len(keys), key, time.monotonic() - t0)
+            t_measured = time.monotonic()
+            overheads.append(_overhead(dev, probes[0], journal.entries, count))
+        stage(f"flash model and overhead: {len(FLASH_PROBE_SEEDS)} more probe networks")
+        probes += [build_probe(board, space, channels, length, classes, s, work, emulated) for s in FLASH_PROBE_SEEDS]
+        if emulated:  # every probe network: the overhead absorbs their data-dependent costs, take the median
+            for i, probe in enumerate(probes[1:], start=1):
+                with open_device(board, probe.image, None, work / f"probe{i}" / "qemu") as dev:
+                    overheads.append(_overhead(dev, probe, journal.entries, count))
+        flash = _flash_model(probes)
+        meta = {
+            "board": board.name, "core": board.core, "clock_hz": board.clock_hz, "where": where,
+            "timer_kind": unit, "count_source": source,
+            "compiler": _compiler_version(), "cflags": _cflags(probes[0].image), "simd": probes[0].image.simd,
+            "runtime_version": _runtime_version(), "runtime_hash": header["runtime_hash"],
+            "bench_hash": header["bench_hash"],
+            "micronas_version": __version__, "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "command": command, "space": space.name, "input_channels": channels, "input_length": length,
+            "num_classes": classes, "bench_calls_per_entry": BENCH_CALLS,
+            "overhead_per_probe": [round(o, 1) for o in overheads],
+            "overhead_how": "median over probe networks of INVOKE (whole model) minus the sum of its layers' entries",
+            "flash_model": flash,
+            "measure_seconds": round(t_measured - t0, 1),
+            "build_seconds": round(time.monotonic() - t_start, 1),
+        }
+        table = Table(meta, dict(journal.entries), round(float(statistics.median(overheads)), 1))
+        table.save(out)
+        journal.path.unlink(missing_ok=True)
+        shutil.rmtree(work, ignore_errors=True)
+        return table
 
 
 def measure_into(table: Table, keys: list[str], port: str | None = None, save_to: Path | None = None,
@@ -255,7 +259,7 @@ def measure_into(table: Table, keys: list[str], port: str | None = None, save_to
     space = space or SPACES.get(m["space"])
     if space is None:
         raise ConfigError(f"{table.describe()} is for search space {m['space']!r}, which this micronas does not know")
-    with tempfile.TemporaryDirectory(prefix="micronas-measure-") as td:
+    with tempdirs.temp_dir("measure") as td:
         probe = build_probe(board, space, m["input_channels"], m["input_length"], m["num_classes"], PROBE_SEEDS[0],
                             Path(td), port is None)
         with open_device(board, probe.image, port, Path(td) / "dev" / "qemu") as dev:
@@ -281,7 +285,7 @@ def elf_flash(table: Table) -> Callable[[Any], int]:
         from firmware_export.codegen import write
 
         board = resolve_board(table.metadata["board"])
-        with tempfile.TemporaryDirectory(prefix="micronas-flash-") as td:
+        with tempdirs.temp_dir("flash") as td:
             write(gen, Path(td) / "c")
             image = build_image(board, Path(td) / "c", Path(td) / "fw",
                                          emulated=table.metadata["where"].startswith("emulated"))

@@ -8,6 +8,7 @@ Exit codes (the contract scripts rely on):
     1  a budget cannot be met, or a measured figure is over budget
     2  usage, configuration, data or internal error
     130  interrupted (Ctrl-C): finished stages are kept, the same command resumes
+    143  terminated (SIGTERM): cleaned up as for Ctrl-C; 128 + 15, as shells report a killed job
 """
 
 from __future__ import annotations
@@ -19,6 +20,12 @@ EXIT_OK = 0
 EXIT_BUDGET = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+EXIT_TERMINATED = 143  # 128 + SIGTERM: a scheduler or `kill` stopped us; distinct from a user's Ctrl-C
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised by the CLI's SIGTERM handler. A KeyboardInterrupt, so every cleanup path that
+    stops an emulator or removes a temp file on Ctrl-C runs for SIGTERM too."""
 
 
 class MicronasError(Exception):

@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .errors import ConfigError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -15,17 +17,35 @@ def _umask() -> int:
     return mask
 
 
+def unwritable(path: Path, e: OSError) -> ConfigError:
+    """The error for a file the machine will not let us write (read-only file system, permissions,
+    a full disk): names the path and the reason, never a traceback."""
+    return ConfigError(f"cannot write {path}: {e.strerror or e}",
+                       "check that its folder is writable and the disk is not full, or choose another output "
+                       "folder (--out)")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same directory and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write `data` to `path` through a temporary file in the same directory and a rename.
+
+    Raises:
+        ConfigError: the folder cannot be created or written (named, with the OS's reason).
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise unwritable(path, e) from None
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp creates 0600; artefacts are ordinary files
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise unwritable(path, e) from None
         raise
 
 

@@ -12,8 +12,10 @@ argument lists and error paths.
 from __future__ import annotations
 
 import importlib.util
+import os
 import shlex
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -58,7 +60,8 @@ def flash(board: Board, elf: Path, binary: Path, command: str | None = None, tim
     """Program the firmware into a real board; returns the argument list that ran.
 
     Raises:
-        ToolchainError: pyocd is not installed and no command was given, or the command failed.
+        ToolchainError: pyocd is not installed and no command was given, or the command cannot
+            be run, failed, or did not finish within `timeout_s` (then it is killed).
     """
     if command:
         args = command_args(command, elf, binary)
@@ -68,8 +71,30 @@ def flash(board: Board, elf: Path, binary: Path, command: str | None = None, tim
                                  "pip install pyocd, or pass --flash-cmd 'st-flash write {bin} 0x8000000'")
         args = pyocd_args(board, elf)
     if shutil.which(args[0]) is None:
+        if os.sep in args[0] and Path(args[0]).is_file():
+            raise ToolchainError(f"flash tool {args[0]} is not executable",
+                                 f"chmod +x {args[0]}, or give another --flash-cmd")
         raise ToolchainError(f"flash tool {args[0]!r} not found on PATH", "install it or give another --flash-cmd")
-    p = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s)
+    try:  # its own session: a hung tool is stopped with everything it started (a GDB server, say)
+        p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, start_new_session=True)
+    except OSError as e:  # e.g. a script without a #! line: "Exec format error"
+        raise ToolchainError(f"cannot run the flash tool {args[0]}: {e.strerror or e}",
+                             "check that it is a program (a script needs a #! line), or give another --flash-cmd") \
+            from None
+    try:
+        _out, err = p.communicate(timeout=timeout_s)
+    except BaseException as e:  # the timeout, or Ctrl-C / SIGTERM while it runs
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.communicate()
+        if isinstance(e, subprocess.TimeoutExpired):
+            raise ToolchainError(f"flashing did not finish within {timeout_s:g} s ({' '.join(args)}); it was "
+                                 "stopped", "is the board connected and its probe free? try the command by hand") \
+                from None
+        raise
     if p.returncode != 0:
-        raise ToolchainError(f"flashing failed ({' '.join(args)}, exit {p.returncode}): {p.stderr.strip()[-500:]}")
+        raise ToolchainError(f"flashing failed ({' '.join(args)}, exit {p.returncode}): {err.strip()[-500:]}")
     return args

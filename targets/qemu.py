@@ -12,6 +12,16 @@ time, so timings are deterministic and convert exactly to instructions. The seri
 to files in `log_dir`. QEMU is stopped by the PID this object started (SIGTERM, then SIGKILL), on
 exit, on any exception including KeyboardInterrupt, and at interpreter exit.
 
+A parent that is killed outright (`kill -9`, the OOM killer) runs none of that, so on Linux QEMU
+is also started through a tiny wrapper that asks the kernel to SIGKILL it when its parent dies
+(prctl PR_SET_PDEATHSIG) and then execs QEMU in place (same PID). A wrapper rather than
+`preexec_fn`: Python code between fork and exec can deadlock in a process with threads (torch's,
+the nudger's). The kernel ties the signal to the parent *thread* that started QEMU, so a board
+must be started by a thread that outlives its use (the main thread, in micronas). QEMU runs in its
+own process group, so a Ctrl-C at the terminal reaches micronas, which stops QEMU itself, rather
+than killing QEMU under a running exchange. Its temp folder is named with micronas's PID
+(`micronas_base.tempdirs`), so the next start-up sweeps it if it was left behind.
+
 A QEMU 7.2 quirk, handled here: the guest starts when the host connects, and QEMU's main loop
 may go to sleep before the guest has enabled its UART receiver; bytes the host sends then sit
 unread until the loop wakes on its own about one second later (seen on half of the launches, with
@@ -29,13 +39,14 @@ import os
 import shutil
 import socket
 import subprocess
-import tempfile
+import sys
 import threading
 import time
 import weakref
 from pathlib import Path
 from typing import Any
 
+from micronas_base import tempdirs
 from micronas_base.errors import ToolchainError
 
 from .protocol import DeviceError, DeviceClient
@@ -50,6 +61,20 @@ _NUDGE_EVERY_S = 0.01
 _NUDGE_AFTER_CONNECT_S = 1.0  # the stall lasts until ~1 s after the host connects
 _NUDGE_BLIND_S = 10.0  # without /proc to see the connection: nudge this long after start
 ICOUNT_SHIFT = 7  # -icount shift: 128 ns per guest instruction (deterministic, sub-tick resolution)
+
+# argv: parent PID, the program, its arguments. PR_SET_PDEATHSIG (1) = SIGKILL (9); a parent that
+# died before the prctl took effect is seen as a changed parent PID: give up rather than orphan.
+_DIE_WITH_PARENT = ("import ctypes,os,sys\n"
+                    "ctypes.CDLL(None).prctl(1,9,0,0,0)\n"
+                    "os.getppid()==int(sys.argv[1]) or os._exit(1)\n"
+                    "os.execv(sys.argv[2],sys.argv[2:])")
+
+
+def dies_with_parent(cmd: list[str]) -> list[str]:
+    """`cmd` wrapped so the kernel kills it when this process dies (Linux; elsewhere unchanged)."""
+    if not sys.platform.startswith("linux") or not sys.executable:
+        return cmd
+    return [sys.executable, "-I", "-S", "-c", _DIE_WITH_PARENT, str(os.getpid()), *cmd]
 
 
 def instructions_from_ticks(ticks: float, timer_hz: float, icount_shift: int) -> float:
@@ -247,13 +272,14 @@ class EmulatedBoard:
         err = open(self.stderr_path, "wb")
         self._files = [out, err]
         if self._tmp is None:
-            self._tmp = tempfile.mkdtemp(prefix="micronas-qemu-")
+            self._tmp = tempdirs.mkdtemp("qemu")
         monitor = Path(self._tmp) / "nudge.sock"
         monitor.unlink(missing_ok=True)
         cmd = [exe, *self.command(port, monitor)[1:]]
         (self.log_dir / "qemu.cmd").write_text(" ".join(cmd) + "\n")
         try:
-            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+            self._proc = subprocess.Popen(dies_with_parent(cmd), stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                          process_group=0)
         except OSError as e:
             self._reap()
             raise ToolchainError(f"cannot run {exe}: {e}", APT_HINT) from None

@@ -248,6 +248,21 @@ def _interrupted_run_with_corrupt_checkpoint(ctx: Ctx) -> None:
     (ctx.run / "checkpoint.pt").write_bytes(np.random.default_rng(3).bytes(3000))
 
 
+def _tampered_model(ctx: Ctx) -> None:
+    """model.pt replaced by a pickle that names a global: torch's weights-only loader refuses it,
+    with advice to set weights_only=False (which would run the file's code)."""
+    import datetime
+
+    import torch
+
+    torch.save({"stem.weight": datetime.date(2020, 1, 1)}, ctx.run / "model.pt")
+
+
+def _truncated_model(ctx: Ctx) -> None:
+    p = ctx.run / "model.pt"
+    p.write_bytes(p.read_bytes()[:300])
+
+
 def bug(reason: str) -> pytest.MarkDecorator:
     return pytest.mark.xfail(reason="BUG: " + reason, strict=True)
 
@@ -379,6 +394,17 @@ CASES = [
                  id="profile-given-a-file-of-the-run"),
     pytest.param(Case(["export", "run"], 2, ("run has no trained model (model.pt)", "micronas train --out run"),
                       run=True, setup=_run_file("model.pt", None)), id="export-run-without-model"),
+    pytest.param(Case(["export", "run"], 2, ("run/model.pt is truncated, corrupt or not a micronas model",
+                                             "micronas train --out run --force"), run=True, setup=_tampered_model,
+                      absent=("weights_only", "Weights only load failed", "Unpickl", "datetime")),
+                 id="export-run-with-a-tampered-model-pt"),
+    pytest.param(Case(["export", "run"], 2, ("run/model.pt is truncated, corrupt or not a micronas model",),
+                      run=True, setup=_truncated_model, absent=("weights_only", "PytorchStreamReader")),
+                 id="export-run-with-a-truncated-model-pt"),
+    pytest.param(Case(["profile", "run", "--port", "socket://127.0.0.1:9", "--flash-cmd", "./flash.sh {{elf}}"], 2,
+                      ("flash tool ./flash.sh is not executable", "chmod +x ./flash.sh"), run=True,
+                      setup=_text("flash.sh", "#!/bin/sh\nexit 0\n"), allowed=("run/firmware",), tools=(GCC,)),
+                 id="profile-flash-cmd-not-executable"),
     pytest.param(Case(["profile", "run"], 2, ("run has not been exported", "micronas export run"), run=True,
                       setup=_steps(_run_file("metrics.json", None), _run_file("c", None))),
                  id="profile-run-not-exported"),
@@ -620,3 +646,98 @@ def test_ctrl_c_during_search_exits_130_and_the_same_command_resumes(tmp_path):
                      "--final-epochs", "2"], tmp_path)
     assert_user_message(other, EXIT_USAGE, ("the search in s was started with other settings", "--resume"), "hint")
     assert_nothing_left(before, snapshot(run))
+
+
+# ---- two commands on one run directory -------------------------------------------------------
+
+HOLD_RUN = """
+import sys, time
+from micronas.rundir import RunDir
+with RunDir.open(sys.argv[-1]).locked("search"):
+    print("READY", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_second_command_on_a_busy_run_names_the_holder_and_changes_nothing(tmp_path, tiny_npz):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"format": "micronas.run/1"}))
+    script = tmp_path / TMP / "hold.py"
+    script.parent.mkdir(exist_ok=True)
+    script.write_text(HOLD_RUN)
+    holder = subprocess.Popen([sys.executable, str(script), "search", "--out", "run"], cwd=tmp_path,
+                              env=cli_env(tmp_path), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "READY"
+        before = snapshot(tmp_path)
+        for args in (["profile", "run"], ["export", "run"], ["train", "--data", str(tiny_npz), "--out", "run"]):
+            p = run_cli(args, tmp_path)
+            assert_user_message(p, EXIT_USAGE, (f"run directory run is in use by PID {holder.pid} (search: hold.py "
+                                                "search --out run", f"wait for PID {holder.pid} to finish"), "hint")
+        assert_nothing_left(before, snapshot(tmp_path))
+    finally:
+        holder.kill()  # outright: the kernel drops its lock, no clean-up of ours runs
+        holder.wait()
+    p = run_cli(["profile", "run"], tmp_path)  # the next command goes on (to its own error here)
+    assert_user_message(p, EXIT_USAGE, ("run has not been exported",), "hint")
+    assert not (run / ".lock").exists()  # the dead holder's file was taken over, then removed
+
+
+def test_the_run_lock_is_reentrant_and_released_on_errors(tmp_path):
+    from micronas.rundir import RunDir
+    from micronas_base.errors import ConfigError
+
+    run = RunDir.create(tmp_path / "r")
+    with pytest.raises(ConfigError, match="inner"):
+        with run.locked("search"):
+            with run.locked("train"):  # search's own stages take it again
+                assert (run.path / ".lock").exists()
+            raise ConfigError("inner")
+    assert not (run.path / ".lock").exists()
+    with run.locked("profile"):  # taken again after the error
+        pass
+
+
+# ---- a run directory on a read-only file system ---------------------------------------------
+
+
+def _unshare_works() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode == 0
+
+
+def test_a_read_only_run_directory_is_named_not_a_traceback(tmp_path, tiny_npz):
+    if not _unshare_works():
+        pytest.skip("needs `unshare -rm` (user and mount namespaces) to mount a folder read-only")
+    run, ro = tmp_path / "run", tmp_path / "ro"
+    run.mkdir()
+    ro.mkdir()
+    (run / "run.json").write_text(json.dumps({"format": "micronas.run/1"}))
+    # in a private mount namespace: both folders read-only (as on a read-only share), nothing else touched
+    mounts = " && ".join(f"mount --bind {d} {d} && mount -o remount,ro,bind {d}" for d in (run, ro))
+
+    def read_only(args: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run(["unshare", "-rm", "sh", "-c", mounts + ' && exec "$@"', "sh", *MICRONAS, *args],
+                              cwd=tmp_path, env=cli_env(tmp_path), stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, timeout=180)
+
+    before = snapshot(tmp_path)
+    assert_user_message(read_only(["profile", "run"]), EXIT_USAGE,
+                        ("cannot write into run (Read-only file system)",), "hint")
+    assert_user_message(read_only(["train", "--data", str(tiny_npz), "--out", "ro/new"]), EXIT_USAGE,
+                        ("cannot write ro/new: Read-only file system",), "hint")
+    assert_nothing_left(before, snapshot(tmp_path))
+
+
+def test_an_unwritable_artefact_path_is_a_config_error_naming_it(tmp_path):
+    from micronas_base.errors import ConfigError
+    from micronas_base.files import atomic_write_text
+
+    (tmp_path / "plain-file").write_text("x")
+    target = tmp_path / "plain-file" / "report.md"  # its "folder" is a file: no OS lets us write there
+    with pytest.raises(ConfigError) as e:
+        atomic_write_text(target, "hello")
+    assert e.value.message.startswith(f"cannot write {target}: ") and "--out" in e.value.hint
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain-file"]

@@ -156,6 +156,18 @@ def test_budget_over_is_exit_1_naming_both_figures(run_copy):
         "ok": False, "tflm_arena_bytes": tflm, "tflm_ok": False}
 
 
+def test_a_failed_budget_check_does_not_replace_the_recorded_budgets(run_copy):
+    # "would it fit in 512 B?" must not change what a later `micronas profile` checks against
+    planned = json.loads((run_copy / "metrics.json").read_text())["arena_bytes_planned"]
+    api.export(run_copy, Budgets(ram_bytes=planned))
+    with pytest.raises(BudgetError):
+        api.export(run_copy, Budgets(ram_bytes=512))
+    after = json.loads((run_copy / "metrics.json").read_text())
+    assert after["budgets"]["ram_bytes"] == planned
+    assert after["budget_check"]["ram"]["budget_bytes"] == 512 and not after["budget_check"]["ram"]["ok"]
+    assert api.effective_budgets(run_copy, Budgets()).ram_bytes == planned
+
+
 def test_budget_exactly_met_passes(run_copy):
     m = json.loads((run_copy / "metrics.json").read_text())
     out = api.export(run_copy, Budgets(ram_bytes=m["arena_bytes_planned"], flash_bytes=m["tflite_bytes"]))

@@ -204,6 +204,45 @@ def test_invalid_table_content_names_the_field(tmp_path, change, needle):
     assert needle in e.value.message
 
 
+def _meta(**changes) -> dict:
+    return _table_dict()["metadata"] | changes
+
+
+GOOD_FLASH = {"base_bytes": 21000.0, "per_layer_bytes": 31.5}
+
+
+@pytest.mark.parametrize("change, needles", [
+    ({"overhead": -5.0}, ("overhead = -5.0", "expected a count >= 0")),
+    ({"overhead": 124.0}, ("overhead = 124.0", "exceeds the costliest kernel", "LOGISTIC(size=12) = 123.0")),
+    ({"overhead": True}, ("overhead = True", "expected a number")),
+    ({"entries": {"LOGISTIC(size=12)": 0, "LOGISTIC(size=8)": 0.0}}, ("all 2 entries are 0",)),
+    ({"metadata": _meta(clock_hz=0)}, ("clock_hz = 0", "expected a whole number of Hz > 0")),
+    ({"metadata": _meta(clock_hz=-80_000_000)}, ("clock_hz = -80000000",)),
+    ({"metadata": _meta(clock_hz=80e6)}, ("clock_hz = 80000000.0",)),
+    ({"metadata": _meta(clock_hz="80 MHz")}, ("clock_hz = '80 MHz'",)),
+    ({"metadata": _meta(flash_model=[1, 2])}, ("flash_model = [1, 2]", "base_bytes, per_layer_bytes")),
+    ({"metadata": _meta(flash_model={"base_bytes": 1.0})}, ("flash_model lacks per_layer_bytes",)),
+    ({"metadata": _meta(flash_model=GOOD_FLASH | {"per_layer_bytes": "31"})},
+     ("flash_model.per_layer_bytes = '31'", "bytes >= 0")),
+    ({"metadata": _meta(flash_model=GOOD_FLASH | {"base_bytes": -1})}, ("flash_model.base_bytes = -1",)),
+])
+def test_implausible_table_figures_are_refused_on_load(tmp_path, change, needles):
+    p = tmp_path / "t.json"
+    p.write_text(json.dumps(_table_dict(**change)))
+    with pytest.raises(ConfigError) as e:
+        table_mod.load(p)
+    assert e.value.message.startswith(f"{p}: ")
+    for needle in needles:
+        assert needle in e.value.message
+    assert "micronas tables build" in e.value.hint
+
+
+def test_plausible_figures_still_load():
+    t = table_mod.from_json(_table_dict(overhead=0.0, metadata=_meta(flash_model=GOOD_FLASH)), "t.json")
+    assert t.overhead == 0.0 and t.flash_bytes(100, 2) == 21000.0 + 100 + 63.0
+    assert table_mod.from_json(_table_dict(overhead=None), "t.json").overhead is None
+
+
 def test_table_of_another_runtime_is_refused_unless_allowed(tmp_path, caplog):
     d = _table_dict()
     d["metadata"]["runtime_hash"] = "0" * 64

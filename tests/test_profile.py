@@ -71,6 +71,57 @@ def test_latency_over_budget_exits_1_and_still_writes_the_profile(profiled):
     assert json.loads((run / "profile.json").read_text())["over_budget"]
 
 
+def test_outputs_that_differ_from_tflm_keep_the_previous_profile(profiled, monkeypatch):
+    from firmware_export import verify
+    from micronas_base.errors import ExportError
+
+    run, _ = profiled
+    before = (run / "profile.json").read_bytes()
+    real = verify.run_tflm
+    monkeypatch.setattr(verify, "run_tflm", lambda *a, **k: real(*a, **k) ^ 1)  # a reference the device misses
+    with pytest.raises(ExportError, match="from TFLite Micro on 1 of 1 windows"):
+        api.profile(run, windows=1)
+    assert (run / "profile.json").read_bytes() == before  # a wrong device measured nothing to keep
+
+
+def _device_reports(monkeypatch, **changes):
+    """Profile through a device whose HELLO (timer_hz) or INVOKE (min_ticks) replies are altered."""
+    import contextlib
+    import dataclasses
+
+    from micronas import device
+
+    real = device.open_device
+
+    @contextlib.contextmanager
+    def altered(*args, **kwargs):
+        with real(*args, **kwargs) as dev:
+            hello, invoke = dev.hello, dev.invoke
+            if "timer_hz" in changes:
+                dev.hello = lambda: dataclasses.replace(hello(), timer_hz=changes["timer_hz"])
+            if "min_ticks" in changes:
+                dev.invoke = lambda *a, **k: dataclasses.replace(invoke(*a, **k), min_ticks=changes["min_ticks"])
+            yield dev
+
+    monkeypatch.setattr(device, "open_device", altered)
+
+
+@pytest.mark.parametrize("changes, needle", [
+    ({"timer_hz": 0}, "the device reports a 0 Hz timer (HELLO timer_hz)"),
+    ({"min_ticks": 0}, "the device reported 0 timer ticks for an inference of nucleo-l552ze-q"),
+])
+def test_a_device_with_a_dead_timer_is_a_device_error(profiled, monkeypatch, changes, needle):
+    from targets.protocol import DeviceError
+
+    run, _ = profiled
+    before = (run / "profile.json").read_bytes()
+    _device_reports(monkeypatch, **changes)
+    with pytest.raises(DeviceError) as e:  # not a ZeroDivisionError reported as an internal error
+        api.profile(run, windows=1)
+    assert needle in e.value.message and e.value.hint
+    assert (run / "profile.json").read_bytes() == before
+
+
 def test_budget_above_the_board_names_both_figures(profiled):
     run, _ = profiled
     with pytest.raises(ConfigError) as e:

@@ -197,3 +197,73 @@ def test_atexit_stops_a_board_that_was_never_stopped(echo_elf, tmp_path):
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert _gone(int(out.stdout.split()[0]))
+
+
+# ---- a parent killed outright leaves no emulator and (after the next start-up) no temp folder ----
+
+def _start_child(script: str) -> tuple[subprocess.Popen, list[str]]:
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    line = child.stdout.readline().split()  # "READY qemu_pid tmp_dir" once the board serves
+    assert line and line[0] == "READY", child.stderr.read()
+    return child, line[1:]
+
+
+def test_sigkill_of_the_parent_takes_qemu_with_it_and_the_sweep_removes_its_temp_dir(echo_elf, tmp_path):
+    from micronas_base import tempdirs
+
+    child, (qemu_pid, tmp) = _start_child(f"""
+        import time
+        from pathlib import Path
+        from targets.qemu import EmulatedBoard
+        board = EmulatedBoard({MACHINE!r}, Path({str(echo_elf)!r}), Path({str(tmp_path / 'log')!r})).start()
+        print("READY", board.pid, board._tmp, flush=True)
+        time.sleep(60)
+    """)
+    assert Path(tmp).name.startswith(f"micronas-qemu-{child.pid}-")
+    os.kill(child.pid, signal.SIGKILL)  # no finally, no atexit: only the kernel can act
+    child.wait(5)
+    assert _gone(int(qemu_pid), wait_s=5.0), "qemu-system-arm outlived its killed parent"
+    assert Path(tmp).is_dir()  # left behind by the kill...
+    assert Path(tmp) in tempdirs.sweep_stale()  # ...and removed by the next start-up's sweep
+    assert not Path(tmp).exists()
+
+
+def test_sigterm_of_a_cli_command_stops_qemu_and_exits_143(echo_elf, tmp_path):
+    child, (qemu_pid, tmp) = _start_child(f"""
+        import time
+        from pathlib import Path
+        import typer
+        from micronas.cli import _handled
+        from targets.qemu import EmulatedBoard
+        app = typer.Typer()
+
+        @app.command()
+        @_handled
+        def hold() -> None:
+            with EmulatedBoard({MACHINE!r}, Path({str(echo_elf)!r}), Path({str(tmp_path / 'log')!r})) as board:
+                print("READY", board.pid, board._tmp, flush=True)
+                time.sleep(60)
+
+        app()
+    """)
+    child.terminate()
+    _out, stderr = child.communicate(timeout=10)
+    assert child.returncode == 143, stderr
+    assert "terminated (SIGTERM)" in stderr and "Traceback" not in stderr
+    assert _gone(int(qemu_pid)) and not Path(tmp).exists()
+
+
+def test_the_sweep_keeps_folders_of_live_processes_and_foreign_names(tmp_path):
+    from micronas_base import tempdirs
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # reaped: its PID names no process (until reused, which only delays a sweep)
+    stale = tmp_path / f"micronas-tflite-{dead.pid}-abc"
+    live = tmp_path / f"micronas-qemu-{os.getppid()}-abc"
+    mine = tmp_path / f"micronas-qemu-{os.getpid()}-abc"
+    foreign = tmp_path / f"micronas-tables-{dead.pid}"  # no trailing "-": not one of ours
+    for d in (stale, live, mine, foreign):
+        (d / "sub").mkdir(parents=True)
+    assert tempdirs.sweep_stale(tmp_path) == [stale]
+    assert not stale.exists() and live.exists() and mine.exists() and foreign.exists()

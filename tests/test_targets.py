@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,43 @@ def test_pyocd_arguments_and_missing_tools(tmp_path, monkeypatch):
     monkeypatch.setattr(flash.shutil, "which", lambda name: None)
     with pytest.raises(ToolchainError, match="pyocd is not installed"):
         flash.flash(b, tmp_path / "a.elf", tmp_path / "a.bin")
+
+
+def _script(path: Path, text: str, mode: int = 0o755) -> Path:
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def test_a_flash_command_that_hangs_is_stopped_with_what_it_started(tmp_path):
+    pids = tmp_path / "pids"
+    hang = _script(tmp_path / "hang.sh", f"#!/bin/sh\nsleep 60 &\necho $! > {pids}\nwait\n")
+    t0 = time.monotonic()
+    with pytest.raises(ToolchainError) as e:
+        flash.flash(boards.get("nucleo-f446re"), tmp_path / "a.elf", tmp_path / "a.bin", command=f"{hang} {{elf}}",
+                    timeout_s=1.0)
+    assert time.monotonic() - t0 < 10
+    assert "did not finish within 1 s" in e.value.message and str(hang) in e.value.message and e.value.hint
+    sleeper = int(pids.read_text())
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{sleeper}").exists() and "Z" not in _state(sleeper) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{sleeper}").exists() or "Z" in _state(sleeper)  # its child went with it
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
+
+
+@pytest.mark.parametrize("text, mode, needle", [
+    ("#!/bin/sh\nexit 0\n", 0o644, "is not executable"),
+    ("exit 0\n", 0o755, "Exec format error"),  # no #! line: the kernel cannot run it
+])
+def test_a_flash_tool_that_cannot_run_is_a_toolchain_error(tmp_path, text, mode, needle):
+    tool = _script(tmp_path / "flash.sh", text, mode)
+    with pytest.raises(ToolchainError) as e:
+        flash.flash(boards.get("nucleo-f446re"), tmp_path / "a.elf", tmp_path / "a.bin", command=f"{tool} {{elf}}")
+    assert needle in e.value.message and str(tool) in e.value.message and e.value.hint

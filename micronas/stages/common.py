@@ -120,11 +120,35 @@ def folded_model(run: RunDir, the_arch: arch_mod.Arch):
     from search_space.network import build, for_export
 
     model = build(the_arch)
-    model.load_state_dict(torch.load(run.file("model.pt"), weights_only=True))
+    _load_weights(model, run.file("model.pt"), f"retrain it: micronas train --out {run.path} --force")
     folded = for_export(model)
     if run.has(QAT_MODEL):
-        folded.load_state_dict(torch.load(run.file(QAT_MODEL), weights_only=True))
+        _load_weights(folded, run.file(QAT_MODEL),
+                      f"delete it (export fine-tunes again if needed): rm {run.file(QAT_MODEL)}")
     return folded
+
+
+def _load_weights(model: Any, path: Path, hint: str) -> None:
+    """Load a state dict saved by micronas into `model`.
+
+    torch's own messages for a truncated or tampered file are long and, for a file that holds
+    more than tensors, advise `weights_only=False`, which would run the file's code: never shown.
+
+    Raises:
+        ConfigError: the file cannot be read as weights for this architecture.
+    """
+    import torch
+
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - UnpicklingError, RuntimeError, EOFError...: all "not our weights"
+        raise ConfigError(f"{path} is truncated, corrupt or not a micronas model (torch cannot read it as "
+                          "tensors only)", hint) from None
+    try:
+        model.load_state_dict(state)
+    except Exception as e:  # noqa: BLE001 - a state dict of another architecture, or not a dict at all
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"{path} does not hold weights for the run's arch.json ({first})", hint) from None
 
 
 def have_emulator() -> bool:

@@ -7,6 +7,7 @@ a second opinion, recorded and warned about (`litert_check`), never fatal."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -81,7 +82,8 @@ def export(run_path: str | os.PathLike[str], budgets: Budgets = Budgets(),
         BudgetError: a figure exceeds a budget (metrics.json and the artefacts are still written).
     """
     run = RunDir.open(run_path)
-    return export_run(run, recorded_budgets(run, budgets), on_stage or no_stage)
+    with run.locked("export"):
+        return export_run(run, recorded_budgets(run, budgets), on_stage or no_stage)
 
 
 def export_run(run: RunDir, budgets: Budgets, stage: StageCallback, board: Any = None) -> ExportResult:
@@ -249,6 +251,12 @@ def _export(run: RunDir, budgets: Budgets, stage: StageCallback, board: Any) -> 
         export_seconds=round(time.monotonic() - t0, 2),
         budget_check=checks,
     )
+    if any(c.over for c in over) and run.has("metrics.json"):
+        # Asking "would it fit in 1k?" must not change the run: the budgets profile falls back
+        # to stay those of the last export that met them (budget_check still shows this failed one).
+        previous = run.read_json("metrics.json").get("budgets")
+        if isinstance(previous, dict):
+            metrics = dataclasses.replace(metrics, budgets=Budgets.from_json(previous))
     run.write_json("metrics.json", metrics.to_json())
     return metrics, over
 
@@ -374,36 +382,37 @@ def export_int8(run_path: str | os.PathLike[str], budgets: Budgets = Budgets(), 
 
     stage = on_stage or no_stage
     run = RunDir.open(run_path)
-    if board is None:
-        budgets = recorded_budgets(run, budgets)
-    run.file(QAT_MODEL).unlink(missing_ok=True)  # a fine-tuning of an earlier model.pt
-    metrics, over = _export(run, budgets, stage, board)
-    loaded = load_run(run)
-    fp32, ptq = _val_accuracy(run, loaded)
-    record: dict[str, Any] = {"validation_accuracy_fp32": fp32, "validation_accuracy_int8_ptq": ptq,
-                              "trigger": f"fp32 - int8 > {QAT_TRIGGER:g} on the validation split (any loss); "
-                                         "kept when its int8 validation accuracy is strictly higher",
-                              "ran": False}
-    if qat_wanted(fp32, ptq):
-        stage(f"int8 loses {100 * (fp32 - ptq):.1f} points on the validation split: quantisation-aware "
-              f"fine-tuning ({qat_epochs} epochs)")
-        config, the_arch, ds, split, std = loaded
-        X, y = arrays_for(ds, split)["train"]
-        tuned = qat.fine_tune(folded_model(run, the_arch), (std.apply(X), y.astype(np.int64)), epochs=qat_epochs,
-                              seed=int(config["train"]["seed"]))
-        atomic_torch_save(run.file(QAT_MODEL), tuned.state_dict())
-        ptq_test = metrics.accuracy_int8
+    with run.locked("export"):
+        if board is None:
+            budgets = recorded_budgets(run, budgets)
+        run.file(QAT_MODEL).unlink(missing_ok=True)  # a fine-tuning of an earlier model.pt
         metrics, over = _export(run, budgets, stage, board)
-        _, qat_val = _val_accuracy(run, loaded)
-        record.update(ran=True, epochs=qat_epochs, validation_accuracy_int8_qat=qat_val,
-                      test_accuracy_int8_ptq=ptq_test, test_accuracy_int8_qat=metrics.accuracy_int8)
-        if not keep_qat(ptq, qat_val):
-            stage(f"fine-tuning did not help on the validation split ({100 * qat_val:.1f} % vs "
-                  f"{100 * ptq:.1f} %): back to post-training quantisation")
-            run.file(QAT_MODEL).unlink()
+        loaded = load_run(run)
+        fp32, ptq = _val_accuracy(run, loaded)
+        record: dict[str, Any] = {"validation_accuracy_fp32": fp32, "validation_accuracy_int8_ptq": ptq,
+                                  "trigger": f"fp32 - int8 > {QAT_TRIGGER:g} on the validation split (any loss); "
+                                             "kept when its int8 validation accuracy is strictly higher",
+                                  "ran": False}
+        if qat_wanted(fp32, ptq):
+            stage(f"int8 loses {100 * (fp32 - ptq):.1f} points on the validation split: quantisation-aware "
+                  f"fine-tuning ({qat_epochs} epochs)")
+            config, the_arch, ds, split, std = loaded
+            X, y = arrays_for(ds, split)["train"]
+            tuned = qat.fine_tune(folded_model(run, the_arch), (std.apply(X), y.astype(np.int64)), epochs=qat_epochs,
+                                  seed=int(config["train"]["seed"]))
+            atomic_torch_save(run.file(QAT_MODEL), tuned.state_dict())
+            ptq_test = metrics.accuracy_int8
             metrics, over = _export(run, budgets, stage, board)
-        record["kept"] = "qat" if keep_qat(ptq, qat_val) else "ptq"
-    metrics = replace(metrics, qat=record)
-    run.write_json("metrics.json", metrics.to_json())
-    budget_mod.raise_if_over(over, OVER_HINT)
-    return metrics
+            _, qat_val = _val_accuracy(run, loaded)
+            record.update(ran=True, epochs=qat_epochs, validation_accuracy_int8_qat=qat_val,
+                          test_accuracy_int8_ptq=ptq_test, test_accuracy_int8_qat=metrics.accuracy_int8)
+            if not keep_qat(ptq, qat_val):
+                stage(f"fine-tuning did not help on the validation split ({100 * qat_val:.1f} % vs "
+                      f"{100 * ptq:.1f} %): back to post-training quantisation")
+                run.file(QAT_MODEL).unlink()
+                metrics, over = _export(run, budgets, stage, board)
+            record["kept"] = "qat" if keep_qat(ptq, qat_val) else "ptq"
+        metrics = replace(metrics, qat=record)
+        run.write_json("metrics.json", metrics.to_json())
+        budget_mod.raise_if_over(over, OVER_HINT)
+        return metrics

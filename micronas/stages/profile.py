@@ -66,17 +66,20 @@ def profile(run_path: str | os.PathLike[str], target: str | None = None, port: s
 
     Raises:
         ConfigError: the run is not exported, or a budget is above what the board has.
-        DeviceError: the device or emulator failed, or its outputs differ from the host's.
+        DeviceError: the device or emulator failed.
+        ExportError: the device's outputs differ from the host runtime's or TFLite Micro's, or its
+            arena from the plan (profile.json is then not written; an earlier one is kept).
         BudgetError: a measured figure exceeds a budget (profile.json is still written).
     """
     run = RunDir.open(run_path)
-    if not run.has("metrics.json") or not run.has("c/micronas_model.c"):
-        raise ConfigError(f"{run.path} has not been exported", f"run: micronas export {run.path}")
-    metrics = ExportResult.from_json(run.read_json("metrics.json"))
-    target = target or (run.read_json("config.json").get("target") if run.has("config.json") else None)
-    board = budget_mod.resolve_board(target)
-    return profile_run(run, board, budget_mod.fall_back(budgets, metrics.budgets), metrics, port=port,
-                       windows=windows, flash_cmd=flash_cmd, on_stage=on_stage, on_window=on_window)
+    with run.locked("profile"):
+        if not run.has("metrics.json") or not run.has("c/micronas_model.c"):
+            raise ConfigError(f"{run.path} has not been exported", f"run: micronas export {run.path}")
+        metrics = ExportResult.from_json(run.read_json("metrics.json"))
+        target = target or (run.read_json("config.json").get("target") if run.has("config.json") else None)
+        board = budget_mod.resolve_board(target)
+        return profile_run(run, board, budget_mod.fall_back(budgets, metrics.budgets), metrics, port=port,
+                           windows=windows, flash_cmd=flash_cmd, on_stage=on_stage, on_window=on_window)
 
 
 def profile_run(run: RunDir, board: Any, budgets: Budgets, metrics: ExportResult, port: str | None = None,
@@ -122,6 +125,11 @@ def profile_run(run: RunDir, board: Any, budgets: Budgets, metrics: ExportResult
         dev.invoke(1, per_layer=True)
         layers = dev.get_layers()
         mem = dev.get_memory()
+    if min(window_ticks) <= 0:  # a stopped timer: every figure below (and its ratios) would be 0 or undefined
+        from targets.protocol import DeviceError
+
+        raise DeviceError(f"the device reported {min(window_ticks)} timer ticks for an inference of {board.name}; "
+                          "its timer is not running", "rebuild and flash this run's firmware: " + str(image.elf))
     device_out = np.stack(device_out)
     mismatch_host = int((device_out != host_out).any(axis=1).sum())
     mismatch_tflm = int((device_out != tflm_out).any(axis=1).sum())
@@ -175,12 +183,14 @@ def profile_run(run: RunDir, board: Any, budgets: Budgets, metrics: ExportResult
         prediction_source=pred.latency_source if predicted else None,
         over_budget=budget_mod.over_messages(checks),
     )
-    run.write_json("profile.json", result.to_json())
+    # Checked before profile.json is written: a device that computes wrong outputs measured
+    # nothing worth keeping, and the previous profile.json (if any) stays as it was.
     if mismatch_host or mismatch_tflm:
         raise ExportError(f"the device's outputs differ from the host runtime on {mismatch_host} and from TFLite Micro "
                           f"on {mismatch_tflm} of {len(x)} windows", "this is a micronas bug; please report it")
     if mem.arena_high_water != metrics.arena_bytes_planned:
         raise ExportError(f"the arena high-water mark on the device ({mem.arena_high_water} B) differs from the "
                           f"planned arena ({metrics.arena_bytes_planned} B)", "this is a micronas bug; please report it")
+    run.write_json("profile.json", result.to_json())  # over budget is still a valid measurement: kept
     budget_mod.raise_if_over(checks, "relax the budget or choose a smaller architecture")
     return result

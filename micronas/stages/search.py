@@ -154,45 +154,46 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
     mins = minimum_costs(cm, table)
     check_feasible(budgets, mins, board)
     run = RunDir.create(out)  # only now: an infeasible budget leaves nothing behind
+    with run.locked("search"):
 
-    choices = [position_choices(DEFAULT_SPACE, i) for i in range(len(DEFAULT_SPACE.positions))]
+        choices = [position_choices(DEFAULT_SPACE, i) for i in range(len(DEFAULT_SPACE.positions))]
 
-    def factory():
-        return SuperNet(DEFAULT_SPACE, choices, *shape)
+        def factory():
+            return SuperNet(DEFAULT_SPACE, choices, *shape)
 
-    digest = cfg.digest({"data": data_fingerprint(ds), "budgets": budgets.to_json(), "board": board.name,
-                         "table": table.metadata["runtime_hash"], "space": DEFAULT_SPACE.name})
-    stage(f"DNAS over the {DEFAULT_SPACE.name} space ({cfg.epochs} epochs; supernet checkpointed every epoch)")
-    trajectory = dnas.search(run, factory, cm, scaled, budgets, cfg, digest, on_epoch, must_resume=resume)
-    net = dnas.load_supernet(run, factory)
-    stage("derivation: the most likely network, exact costs, repair if over a budget, fill towards the latency budget")
-    the_arch, pred, repairs = dnas.derive_and_repair(net, table, budgets)
-    record = SearchRecord(config=asdict(cfg), digest=digest, budgets=budgets, board=board.name,
-                          latency_table=table.path.name if table.path else None, minimum_costs=mins,
-                          trajectory=trajectory,
-                          search_seconds=round(sum(e.get("seconds", 0.0) for e in trajectory), 1),
-                          derived=the_arch.to_json(), repairs=repairs,
-                          predicted=PredictionRecord.from_json(pred.to_json()))
-    run.write_json("search.json", record.to_json())
-    arch_path = run.file("searched_arch.json")
-    atomic_write_text(arch_path, the_arch.dumps())
+        digest = cfg.digest({"data": data_fingerprint(ds), "budgets": budgets.to_json(), "board": board.name,
+                             "table": table.metadata["runtime_hash"], "space": DEFAULT_SPACE.name})
+        stage(f"DNAS over the {DEFAULT_SPACE.name} space ({cfg.epochs} epochs; supernet checkpointed every epoch)")
+        trajectory = dnas.search(run, factory, cm, scaled, budgets, cfg, digest, on_epoch, must_resume=resume)
+        net = dnas.load_supernet(run, factory)
+        stage("derivation: the most likely network, exact costs, repair if over a budget, fill towards the latency budget")
+        the_arch, pred, repairs = dnas.derive_and_repair(net, table, budgets)
+        record = SearchRecord(config=asdict(cfg), digest=digest, budgets=budgets, board=board.name,
+                              latency_table=table.path.name if table.path else None, minimum_costs=mins,
+                              trajectory=trajectory,
+                              search_seconds=round(sum(e.get("seconds", 0.0) for e in trajectory), 1),
+                              derived=the_arch.to_json(), repairs=repairs,
+                              predicted=PredictionRecord.from_json(pred.to_json()))
+        run.write_json("search.json", record.to_json())
+        arch_path = run.file("searched_arch.json")
+        atomic_write_text(arch_path, the_arch.dumps())
 
-    stage(f"final training of the derived network from scratch ({final_epochs} epochs)")
-    train_cfg = TrainConfig(epochs=final_epochs, seed=cfg.seed, val_subjects=cfg.val_subjects,
-                            checkpoint_rule="last")
-    from micronas import report
+        stage(f"final training of the derived network from scratch ({final_epochs} epochs)")
+        train_cfg = TrainConfig(epochs=final_epochs, seed=cfg.seed, val_subjects=cfg.val_subjects,
+                                checkpoint_rule="last")
+        from micronas import report
 
-    try:
-        done = train_export_profile(data, run.path, arch_path, train_cfg, board, budgets, port=port,
-                                    profile_windows=profile_windows, on_stage=stage, on_epoch=on_train_epoch,
-                                    on_window=on_window, threads=n_threads)
-    except MicronasError as e:  # over budget on the device, or our chain failed: keep what was made
-        _report_anyway(run, stage, e)
-        raise
-    stage("report (HTML, Markdown, plots)")
-    return SearchResult(run=str(run.path), arch=the_arch.to_json(), repairs=repairs, minimum_costs=mins,
-                        predicted=record.predicted, train=done.train, metrics=done.metrics, profile=done.profile,
-                        report=report.build(run.path))
+        try:
+            done = train_export_profile(data, run.path, arch_path, train_cfg, board, budgets, port=port,
+                                        profile_windows=profile_windows, on_stage=stage, on_epoch=on_train_epoch,
+                                        on_window=on_window, threads=n_threads)
+        except MicronasError as e:  # over budget on the device, or our chain failed: keep what was made
+            _report_anyway(run, stage, e)
+            raise
+        stage("report (HTML, Markdown, plots)")
+        return SearchResult(run=str(run.path), arch=the_arch.to_json(), repairs=repairs, minimum_costs=mins,
+                            predicted=record.predicted, train=done.train, metrics=done.metrics, profile=done.profile,
+                            report=report.build(run.path))
 
 
 def _report_anyway(run: RunDir, stage: StageCallback, error: MicronasError) -> None:
@@ -245,21 +246,22 @@ def train_export_profile(data: str | os.PathLike[str], run_path: str | os.PathLi
     """
     stage = on_stage or no_stage
     board = budget_mod.resolve_board(target)
-    try:
-        summary = train(data, run_path, arch=arch, cfg=train_cfg, on_epoch=on_epoch, threads=threads)
-    except ConfigError:  # the run holds the model of an earlier search of another network: replace it
-        summary = train(data, run_path, arch=arch, cfg=train_cfg, force=True, on_epoch=on_epoch, threads=threads)
-    run = RunDir.open(run_path)
-    config = run.read_json("config.json")
-    config["target"] = board.name  # the record: a later `micronas export` or `profile` of the run uses it
-    run.write_json("config.json", config)
-    stage("int8 export, C runtime")
-    try:
-        metrics = export_int8(run.path, budgets, on_stage=stage, board=board)
-    except BudgetError as e:  # a prediction over budget: the device's measurement decides
-        stage(f"warning: predicted over budget ({e.message}); the measurement on {board.name} decides")
-        metrics = ExportResult.from_json(run.read_json("metrics.json"))
-    stage(f"profile on {board.name} ({'emulated' if port is None else port})")
-    prof = profile_run(run, board, budgets, metrics, port=port, windows=profile_windows, on_stage=stage,
-                       on_window=on_window)
-    return PipelineResult(train=summary.best, metrics=metrics, profile=prof)
+    with RunDir.create(run_path).locked("train, export and profile"):  # held across the three stages
+        try:
+            summary = train(data, run_path, arch=arch, cfg=train_cfg, on_epoch=on_epoch, threads=threads)
+        except ConfigError:  # the run holds the model of an earlier search of another network: replace it
+            summary = train(data, run_path, arch=arch, cfg=train_cfg, force=True, on_epoch=on_epoch, threads=threads)
+        run = RunDir.open(run_path)
+        config = run.read_json("config.json")
+        config["target"] = board.name  # the record: a later `micronas export` or `profile` of the run uses it
+        run.write_json("config.json", config)
+        stage("int8 export, C runtime")
+        try:
+            metrics = export_int8(run.path, budgets, on_stage=stage, board=board)
+        except BudgetError as e:  # a prediction over budget: the device's measurement decides
+            stage(f"warning: predicted over budget ({e.message}); the measurement on {board.name} decides")
+            metrics = ExportResult.from_json(run.read_json("metrics.json"))
+        stage(f"profile on {board.name} ({'emulated' if port is None else port})")
+        prof = profile_run(run, board, budgets, metrics, port=port, windows=profile_windows, on_stage=stage,
+                           on_window=on_window)
+        return PipelineResult(train=summary.best, metrics=metrics, profile=prof)

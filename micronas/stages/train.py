@@ -47,41 +47,42 @@ def train(data: str | os.PathLike[str], out: str | os.PathLike[str], arch: str |
     the_arch = resolve_arch(arch, ds)
     split = make_split(ds, seed=cfg.seed, val_subjects=cfg.val_subjects)
     run = RunDir.create(out)  # only now: a bad split option leaves nothing behind
-    fingerprint = data_fingerprint(ds)
-    digest = cfg.digest({"arch": the_arch.to_json(), "data": fingerprint})
-    sizes = SplitSizes(len(split.train), len(split.val), len(split.test), split.test_from_file, split.by_subject)
+    with run.locked("train"):
+        fingerprint = data_fingerprint(ds)
+        digest = cfg.digest({"arch": the_arch.to_json(), "data": fingerprint})
+        sizes = SplitSizes(len(split.train), len(split.val), len(split.test), split.test_from_file, split.by_subject)
 
-    def result(reused: bool, best: dict) -> TrainResult:
-        return TrainResult(str(run.path), the_arch.to_json(), list(ds.class_names), sizes, reused, best)
+        def result(reused: bool, best: dict) -> TrainResult:
+            return TrainResult(str(run.path), the_arch.to_json(), list(ds.class_names), sizes, reused, best)
 
-    if run.has("model.pt") and run.has("train_log.json"):
-        done = run.read_json("train_log.json")
-        if done.get("digest") == digest and not force:
-            return result(True, done["best"])
-        if not force:
-            raise ConfigError(f"{run.path} already holds a model trained with other settings, arch or data",
-                              "choose another --out, or pass --force to retrain here")
-    if force:
-        for name in ("model.pt", QAT_MODEL, "train_log.json", "checkpoint.pt", "metrics.json", "stages.json"):
-            run.file(name).unlink(missing_ok=True)
+        if run.has("model.pt") and run.has("train_log.json"):
+            done = run.read_json("train_log.json")
+            if done.get("digest") == digest and not force:
+                return result(True, done["best"])
+            if not force:
+                raise ConfigError(f"{run.path} already holds a model trained with other settings, arch or data",
+                                  "choose another --out, or pass --force to retrain here")
+        if force:
+            for name in ("model.pt", QAT_MODEL, "train_log.json", "checkpoint.pt", "metrics.json", "stages.json"):
+                run.file(name).unlink(missing_ok=True)
 
-    std = Standardizer.fit(ds.X[split.train])
-    run.write_json("arch.json", the_arch.to_json())
-    run.write_json("split.json", split.to_json())
-    run.write_json("normalization.json", std.to_json())
-    run.write_json("config.json", {
-        "micronas_version": __version__,
-        "data": {"spec": data_spec(data), "fingerprint": fingerprint, "source": ds.source,
-                 "channels": ds.n_channels, "length": ds.length},
-        "classes": list(ds.class_names),
-        "train": asdict(cfg),
-        "digest": digest,
-    })
+        std = Standardizer.fit(ds.X[split.train])
+        run.write_json("arch.json", the_arch.to_json())
+        run.write_json("split.json", split.to_json())
+        run.write_json("normalization.json", std.to_json())
+        run.write_json("config.json", {
+            "micronas_version": __version__,
+            "data": {"spec": data_spec(data), "fingerprint": fingerprint, "source": ds.source,
+                     "channels": ds.n_channels, "length": ds.length},
+            "classes": list(ds.class_names),
+            "train": asdict(cfg),
+            "digest": digest,
+        })
 
-    from micronas.train import train as train_loop
-    from search_space.network import build
+        from micronas.train import train as train_loop
+        from search_space.network import build
 
-    parts = arrays_for(ds, split)
-    scaled = {k: (std.apply(X), y.astype(np.int64)) for k, (X, y) in parts.items()}
-    out_ = train_loop(run, lambda: build(the_arch), scaled, cfg, digest, on_epoch)
-    return result(False, out_["best"])
+        parts = arrays_for(ds, split)
+        scaled = {k: (std.apply(X), y.astype(np.int64)) for k, (X, y) in parts.items()}
+        out_ = train_loop(run, lambda: build(the_arch), scaled, cfg, digest, on_epoch)
+        return result(False, out_["best"])
