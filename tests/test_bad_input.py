@@ -143,6 +143,23 @@ def _npz(name: str, **arrays: np.ndarray) -> Callable[[Ctx], None]:
     return setup
 
 
+def _npz_lying_header(name: str, shape: tuple[int, ...]) -> Callable[[Ctx], None]:
+    """An npz whose X member's header claims `shape` but holds only the tiny data's bytes."""
+    def setup(ctx: Ctx) -> None:
+        import io
+        import zipfile
+
+        x = io.BytesIO()
+        np.lib.format.write_array_header_1_0(x, {"descr": "<f4", "fortran_order": False, "shape": shape})
+        x.write(X_TINY.astype("<f4").tobytes())
+        y = io.BytesIO()
+        np.save(y, Y_TINY)
+        with zipfile.ZipFile(ctx.work / name, "w") as z:
+            z.writestr("X.npy", x.getvalue())
+            z.writestr("y.npy", y.getvalue())
+    return setup
+
+
 def _text(name: str, text: str) -> Callable[[Ctx], None]:
     def setup(ctx: Ctx) -> None:
         (ctx.work / name).write_text(text)
@@ -328,6 +345,11 @@ CASES = [
                       setup=_npz("nan.npz", X=NAN_X, y=Y_TINY)), id="data-npz-nan"),
     pytest.param(Case(["train", "--data", "one.npz", "--out", "r"], 2, ("only one class ('0')",),
                       setup=_npz("one.npz", X=X_TINY, y=np.zeros_like(Y_TINY))), id="train-npz-one-class"),
+    pytest.param(Case(["data", "huge.npz"], 2, ("array 'X' claims shape (1099511627776, 6, 40) of float32",
+                                                "(1,055,531,162,664,960 bytes)"),
+                      setup=_npz_lying_header("huge.npz", (1 << 40, 6, 40))), id="data-npz-header-claims-a-petabyte"),
+    pytest.param(Case(["train", "--data", "huge.npz", "--out", "r"], 2, ("array 'X' claims shape",),
+                      setup=_npz_lying_header("huge.npz", (1 << 40, 6, 40))), id="train-npz-header-claims-a-petabyte"),
     pytest.param(Case(["data", "nox.npz"], 2, ("has no array 'X' (arrays found: data, y)",),
                       setup=_npz("nox.npz", data=X_TINY, y=Y_TINY)), id="data-npz-without-X"),
     pytest.param(Case(["data", "nolabel.csv"], 2, ("no 'label' column", "header: window, acc_x, acc_y"),

@@ -313,8 +313,13 @@ def _npz_get(path: Path, npz: np.lib.npyio.NpzFile, key: str) -> np.ndarray | No
     """Read one array from an npz; object arrays and corrupt members raise `DataError`."""
     if key not in npz.files:
         return None
+    _check_npz_member_size(path, npz, key)
     try:
         return np.asarray(npz[key])
+    except MemoryError as exc:  # a header whose shape the machine cannot hold
+        raise DataError(f"{path}: array {key!r} claims more memory than this machine has ({exc})",
+                        "the file's header is corrupt, or the data needs a machine with more RAM; "
+                        "re-create it with np.savez") from exc
     except ValueError as exc:
         if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
             raise DataError(
@@ -324,6 +329,33 @@ def _npz_get(path: Path, npz: np.lib.npyio.NpzFile, key: str) -> np.ndarray | No
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: array {key!r} is corrupt ({exc})",
                         "re-create the file with np.savez") from exc
+
+
+def _check_npz_member_size(path: Path, npz: np.lib.npyio.NpzFile, key: str) -> None:
+    """Refuse an array whose header claims more bytes than its member of the archive holds.
+
+    A corrupt or hand-made header can claim terabytes; numpy would try to allocate them before
+    finding the data short. Reading the header first costs a few hundred bytes.
+    """
+    try:
+        info = npz.zip.getinfo(key + ".npy")
+        with npz.zip.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read_header is None:
+                return  # a newer format: np.load reads it
+            shape, _, dtype = read_header(member)
+            header_bytes = member.tell()
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile):
+        return  # not a plain .npy member: np.load reports it
+    if dtype.hasobject:
+        return  # object arrays are refused when read
+    claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if claimed > info.file_size - header_bytes:
+        raise DataError(f"{path}: array {key!r} claims shape {tuple(shape)} of {dtype} ({claimed:,} bytes) but the "
+                        f"file holds {max(info.file_size - header_bytes, 0):,} bytes of it",
+                        "the file is truncated or its header is corrupt; re-create it with np.savez")
 
 
 def _npz_values(path: Path, key: str, arr: np.ndarray) -> np.ndarray:
