@@ -109,6 +109,16 @@ def _handled(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 QUIET = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or result lines (errors only).")]
+TIMEOUT = Annotated[float, typer.Option(
+    "--timeout", help="Seconds to wait for each reply of the device before resending (raise it on a busy host).")]
+RETRIES = Annotated[int, typer.Option(
+    "--retries", help="Resends of a request that got no valid reply (raise it on a noisy serial line).")]
+
+
+def _link(timeout: float, retries: int):
+    from micronas.device import Link
+
+    return Link(timeout_s=timeout, retries=retries)
 
 
 def _echo_budgets(budgets: Budgets, show) -> None:
@@ -275,6 +285,8 @@ def profile(
     flash_cmd: Annotated[Optional[str], typer.Option(
         help="With --port: program the board first with this command ({elf} / {bin} placeholders); "
              "runs as an argument list, not through a shell.")] = None,
+    timeout: TIMEOUT = 1.0,
+    retries: RETRIES = 3,
     quiet: QUIET = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print profile.json on stdout (progress on stderr).")]
     = False,
@@ -286,12 +298,13 @@ def profile(
     from micronas import api
     from micronas.progress import Progress
 
+    link = _link(timeout, retries)
     budgets = api.effective_budgets(run, Budgets.parse(latency=latency, ram=ram, flash=flash))  # as profile reads them
     show = Progress.for_cli(quiet, to_stderr=json_out)
     _echo_budgets(budgets, show)  # including those recorded by `micronas export`
     with show:
         p = api.profile(run, target=target, port=port, windows=windows, budgets=budgets, flash_cmd=flash_cmd,
-                        on_stage=show.stage, on_window=_window_counter(show))
+                        on_stage=show.stage, on_window=_window_counter(show), link=link)
     if json_out:
         print(json.dumps(p.to_json(), indent=1))
         return
@@ -369,6 +382,8 @@ def search(
         help="pyserial URL of a real board for the final profile (and missing table entries); default: emulated.")]
     = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help=THREADS_HELP)] = None,
+    timeout: TIMEOUT = 1.0,
+    retries: RETRIES = 3,
     quiet: QUIET = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (progress on stderr).")]
     = False,
@@ -389,6 +404,7 @@ def search(
                          "start one with --out")
     from micronas.progress import Progress
 
+    link = _link(timeout, retries)
     plan = api.plan_budgets(Budgets.parse(latency=latency, ram=ram, flash=flash), target)
     show = Progress.for_cli(quiet, to_stderr=json_out)
     for line in plan.lines:
@@ -404,7 +420,8 @@ def search(
                        cfg=dnas.SearchConfig(epochs=epochs, warmup_epochs=epochs // 4, seed=seed,
                                              val_subjects=_subjects(val_subjects)),
                        final_epochs=final_epochs, on_stage=show.stage, on_epoch=epoch, resume=resume is not None,
-                       on_train_epoch=_train_counter(show), on_window=_window_counter(show), threads=threads)
+                       on_train_epoch=_train_counter(show), on_window=_window_counter(show), threads=threads,
+                       link=link)
     if json_out:
         print(json.dumps(r.to_json(), indent=1))
         return
@@ -465,6 +482,8 @@ def tables_build(
     flash_cmd: Annotated[Optional[str], typer.Option(
         help="With --port: program the table firmware first with this command ({elf} / {bin} placeholders).")]
     = None,
+    timeout: TIMEOUT = 1.0,
+    retries: RETRIES = 3,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary (errors only).")] = False,
 ) -> None:
     """Measure every runtime op the search space can produce for one input shape (resumable).
@@ -475,11 +494,12 @@ def tables_build(
     from micronas import api
     from micronas.progress import Progress
 
+    link = _link(timeout, retries)
     show = Progress.for_cli(quiet)
     with show:
         table = api.build_table(target, data, channels, length, classes, out_path, port=port, flash_cmd=flash_cmd,
                                 on_stage=show.stage, progress=lambda done, total, key, elapsed: show.counter(
-                                    "entries", "measuring table entries", total).update(done))
+                                    "entries", "measuring table entries", total).update(done), link=link)
     if not quiet:
         _show_table(table)
 

@@ -15,10 +15,34 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from micronas_base.errors import UsageError
+
 Counter = Callable[[float], float]
+
+
+@dataclass(frozen=True)
+class Link:
+    """How patiently the host talks to a device: per-attempt reply timeout and resends.
+
+    The defaults suit an idle host and a clean link (every exchange of the profiling protocol
+    answers within milliseconds); a loaded host (the emulator starved of CPU) or a noisy serial
+    line wants a longer timeout or more retries (`--timeout`, `--retries`).
+    """
+
+    timeout_s: float = 1.0  # per attempt: protocol.DEFAULT_TIMEOUT_S
+    retries: int = 3  # resends after the first attempt: protocol.DEFAULT_RETRIES
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.timeout_s, (int, float)) and 0 < self.timeout_s <= 3600):
+            raise UsageError(f"--timeout {self.timeout_s!r}; expected seconds in (0, 3600]",
+                             "e.g. --timeout 5 on a busy host")
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or not 0 <= self.retries <= 100:
+            raise UsageError(f"--retries {self.retries!r}; expected an integer in [0, 100]",
+                             "e.g. --retries 8 on a noisy serial line")
 
 
 def build_image(board: Any, model_c_dir: Path, out_dir: Path, **options: Any) -> Any:
@@ -46,7 +70,7 @@ def build_image(board: Any, model_c_dir: Path, out_dir: Path, **options: Any) ->
 @contextlib.contextmanager
 def open_device(board: Any, image: Any, port: str | None = None, log_dir: Path | None = None,
                 flash_cmd: str | None = None, on_stage: Callable[[str], None] | None = None,
-                on_connect: Callable[[str], None] | None = None) -> Iterator[Any]:
+                on_connect: Callable[[str], None] | None = None, link: Link | None = None) -> Iterator[Any]:
     """A connected `targets.protocol.DeviceClient` running `image`.
 
     Args:
@@ -57,6 +81,7 @@ def open_device(board: Any, image: Any, port: str | None = None, log_dir: Path |
         flash_cmd: With `port`: program the board with this command template ({elf}/{bin}) first.
         on_stage: Progress callback (the flashing step).
         on_connect: Called with the URL just before the client connects.
+        link: Reply timeout and retries (default `Link()`).
 
     Yields:
         The open client; it and QEMU are closed on exit, on any exception too.
@@ -75,7 +100,8 @@ def open_device(board: Any, image: Any, port: str | None = None, log_dir: Path |
         url = emu.url if emu is not None else port
         if on_connect:
             on_connect(url)
-        with protocol.DeviceClient.open(url) as dev:
+        link = link or Link()
+        with protocol.DeviceClient.open(url, timeout_s=link.timeout_s, retries=link.retries) as dev:
             yield dev
 
 

@@ -136,7 +136,8 @@ def _space(space_name: str | SearchSpace) -> SearchSpace:
 def build_table(target: Any, channels: int, length: int, classes: int, out: Path,
                 port: str | None = None, space_name: str | SearchSpace = "default", work: Path | None = None,
                 progress: ProgressCallback | None = None, command: str | None = None,
-                on_stage: Callable[[str], None] | None = None, flash_cmd: str | None = None) -> Table:
+                on_stage: Callable[[str], None] | None = None, flash_cmd: str | None = None,
+                link: Any = None) -> Table:
     """Measure every key of the space for one input shape on `target`; write `out`.
 
     Args:
@@ -152,6 +153,7 @@ def build_table(target: Any, channels: int, length: int, classes: int, out: Path
         on_stage: Progress callback.
         flash_cmd: With `port`: program the probe firmware first ({elf}/{bin} placeholders;
             without it the board must already run the probe image, which HELLO checks).
+        link: `micronas.device.Link` (reply timeout and retries); default: the protocol's.
 
     Returns:
         The table, also written to `out`.
@@ -189,7 +191,7 @@ def build_table(target: Any, channels: int, length: int, classes: int, out: Path
         todo = [k for k in keys if k not in journal.entries]
         stage(f"{len(keys)} entries, {len(keys) - len(todo)} already measured; measuring {len(todo)} over BENCH_OP")
         overheads: list[float] = []
-        with open_device(board, probes[0].image, port, work / "probe0" / "qemu", flash_cmd=flash_cmd,
+        with open_device(board, probes[0].image, port, work / "probe0" / "qemu", flash_cmd=flash_cmd, link=link,
                          on_stage=stage) as dev:
             t0 = time.monotonic()
             hello = dev.hello()
@@ -209,7 +211,7 @@ def build_table(target: Any, channels: int, length: int, classes: int, out: Path
         probes += [build_probe(board, space, channels, length, classes, s, work, emulated) for s in FLASH_PROBE_SEEDS]
         if emulated:  # every probe network: the overhead absorbs their data-dependent costs, take the median
             for i, probe in enumerate(probes[1:], start=1):
-                with open_device(board, probe.image, None, work / f"probe{i}" / "qemu") as dev:
+                with open_device(board, probe.image, None, work / f"probe{i}" / "qemu", link=link) as dev:
                     overheads.append(_overhead(dev, probe, journal.entries, count))
         flash = _flash_model(probes)
         meta = {
@@ -366,14 +368,14 @@ def data_shape(data: str, channels: int | None = None, length: int | None = None
 def build_table_for(target: str | None, data: str, channels: int | None = None, length: int | None = None,
                     classes: int | None = None, out: Path | None = None, port: str | None = None,
                     flash_cmd: str | None = None, on_stage: Callable[[str], None] | None = None,
-                    progress: ProgressCallback | None = None) -> Table:
+                    progress: ProgressCallback | None = None, link: Any = None) -> Table:
     """`micronas tables build`: the shape from the data (or given), the default file name in
     ./micronas-tables, then `build_table`."""
     c, t, k = data_shape(data, channels, length, classes)
     board = resolve_board(target)
     out_file = out or Path(USER_TABLES_DIR) / default_table_name(board.name, c, t, k)
     return build_table(board, c, t, k, out_file, port=port, flash_cmd=flash_cmd, on_stage=on_stage,
-                       progress=progress)
+                       progress=progress, link=link)
 
 
 @dataclass(frozen=True)

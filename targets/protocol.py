@@ -799,7 +799,8 @@ class DeviceClient:
             f"no valid reply to {name} from {self.url} within {timeout:g} s, "
             f"{self.retries + 1} attempt(s) ({', '.join(reasons)})",
             "is the board running the micronas firmware (reset it or flash it again)? "
-            f"{_BOARDS_HINT}")
+            f"{_BOARDS_HINT}; if it is, the host is overloaded or the link is noisy: raise --timeout "
+            "(seconds per reply) or --retries")
 
     def _filler(self) -> bytes:
         device_max = self._hello.max_payload if self._hello is not None else MAX_PAYLOAD

@@ -330,6 +330,7 @@ def test_silent_device_times_out_within_budget():
     msg = str(e.value)
     assert "GET_MEMORY" in msg and "sim://device" in msg and "0.5 s" in msg and "3 attempt" in msg
     assert "micronas boards" in msg
+    assert "the host is overloaded or the link is noisy: raise --timeout" in msg  # the likely causes, the fix
     assert 1.5 <= link.clock.now - t0 <= 3 * (0.5 + 0.02) + 1e-9
     assert [t for _, t in dev.received] == [MsgType.GET_MEMORY] * 3  # same request resent
     assert len({s for s, _ in dev.received}) == 1  # with the same SEQ
@@ -551,3 +552,19 @@ def test_random_garbage_never_crashes_the_client():
     c, link = _client(timeout_s=0.05, retries=0)
     link.inject.append(bytes(rng.randrange(256) for _ in range(5000)))
     assert c.get_memory().arena_bytes == 5476
+
+
+def test_a_slow_host_fails_with_the_defaults_and_profiles_with_a_longer_timeout():
+    """A starved emulator, simulated by a link whose replies take 5.2 s: the defaults (1 s per
+    attempt, 3 resends) give up with a hint naming --timeout; --timeout 2 waits long enough."""
+    from micronas.device import Link
+
+    def client(link_settings: Link) -> DeviceClient:
+        slow = sim.SimSerial(sim.DeviceSim(), latency_s=2.6)
+        return DeviceClient(slow, "sim://device", link_settings.timeout_s, link_settings.retries, clock=slow.clock)
+
+    with pytest.raises(DeviceTimeout) as e:
+        client(Link()).hello()
+    assert "4 attempt(s)" in str(e.value) and "raise --timeout" in str(e.value)
+    c = client(Link(timeout_s=2.0))
+    assert c.hello().board == sim.DeviceSim().cfg.board and c.resends == 2  # the late reply to the first copy

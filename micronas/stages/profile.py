@@ -45,7 +45,7 @@ def effective_budgets(run_path: str | os.PathLike[str], given: Budgets | None) -
 def profile(run_path: str | os.PathLike[str], target: str | None = None, port: str | None = None,
             windows: int = 20, budgets: Budgets | None = None, flash_cmd: str | None = None,
             on_stage: StageCallback | None = None,
-            on_window: WindowCallback | None = None) -> ProfileResult:
+            on_window: WindowCallback | None = None, link: Any = None) -> ProfileResult:
     """Build the profiling firmware for a run's model, run it on a board, write profile.json.
 
     Emulated (QEMU, the board's core) unless `port` is given; then the firmware must already be on
@@ -60,6 +60,7 @@ def profile(run_path: str | os.PathLike[str], target: str | None = None, port: s
         flash_cmd: Flash command template with {elf}/{bin} (real boards only).
         on_stage: Progress callback.
         on_window: Called with (windows done, windows) as each is profiled.
+        link: `micronas.device.Link` (reply timeout and retries); default: the protocol's.
 
     Returns:
         The profile written to profile.json.
@@ -79,12 +80,13 @@ def profile(run_path: str | os.PathLike[str], target: str | None = None, port: s
         target = target or (run.read_json("config.json").get("target") if run.has("config.json") else None)
         board = budget_mod.resolve_board(target)
         return profile_run(run, board, budget_mod.fall_back(budgets, metrics.budgets), metrics, port=port,
-                           windows=windows, flash_cmd=flash_cmd, on_stage=on_stage, on_window=on_window)
+                           windows=windows, flash_cmd=flash_cmd, on_stage=on_stage, on_window=on_window,
+                           link=link)
 
 
 def profile_run(run: RunDir, board: Any, budgets: Budgets, metrics: ExportResult, port: str | None = None,
                 windows: int = 20, flash_cmd: str | None = None, on_stage: StageCallback | None = None,
-                on_window: WindowCallback | None = None) -> ProfileResult:
+                on_window: WindowCallback | None = None, link: Any = None) -> ProfileResult:
     """`profile` with the board resolved, the budgets final and the export's metrics in hand."""
     from firmware_export import hostbuild, verify
     from latency_tables.table import count_to_ms
@@ -108,7 +110,7 @@ def profile_run(run: RunDir, board: Any, budgets: Budgets, metrics: ExportResult
 
     device_out = []
     with open_device(board, image, port, out_dir, flash_cmd=flash_cmd, on_stage=stage,
-                     on_connect=lambda url: stage(f"profiling over {url}")) as dev:
+                     on_connect=lambda url: stage(f"profiling over {url}"), link=link) as dev:
         hello = dev.hello()
         if hello.arena_bytes != metrics.arena_bytes_planned or hello.output_bytes != out_bytes:
             raise ConfigError(f"the device at {dev.url} runs another model (arena {hello.arena_bytes} B, "

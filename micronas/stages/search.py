@@ -89,7 +89,8 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
            profile_windows: int = 20, on_stage: StageCallback | None = None,
            on_epoch: EpochCallback | None = None, resume: bool = False,
            on_train_epoch: EpochCallback | None = None,
-           on_window: Callable[[int, int], None] | None = None, threads: int | None = None) -> SearchResult:
+           on_window: Callable[[int, int], None] | None = None, threads: int | None = None,
+           link: Any = None) -> SearchResult:
     """Search, train, export and profile: from data to a measured, budget-checked model.
 
     Budgets not given default to the board's SRAM and flash. Before searching, a budget below
@@ -186,7 +187,7 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
         try:
             done = train_export_profile(data, run.path, arch_path, train_cfg, board, budgets, port=port,
                                         profile_windows=profile_windows, on_stage=stage, on_epoch=on_train_epoch,
-                                        on_window=on_window, threads=n_threads)
+                                        on_window=on_window, threads=n_threads, link=link)
         except MicronasError as e:  # over budget on the device, or our chain failed: keep what was made
             _report_anyway(run, stage, e)
             raise
@@ -219,7 +220,7 @@ def train_export_profile(data: str | os.PathLike[str], run_path: str | os.PathLi
                          port: str | None = None, profile_windows: int = 20,
                          on_stage: StageCallback | None = None, on_epoch: EpochCallback | None = None,
                          on_window: Callable[[int, int], None] | None = None,
-                         threads: int | None = None) -> PipelineResult:
+                         threads: int | None = None, link: Any = None) -> PipelineResult:
     """Train `arch` from scratch into a run, export it to int8 (QAT when PTQ loses any validation
     accuracy) and profile it on the board: the last steps of a search, and how a hand-designed
     baseline is measured the same way. A run holding another model is retrained.
@@ -263,5 +264,5 @@ def train_export_profile(data: str | os.PathLike[str], run_path: str | os.PathLi
             metrics = ExportResult.from_json(run.read_json("metrics.json"))
         stage(f"profile on {board.name} ({'emulated' if port is None else port})")
         prof = profile_run(run, board, budgets, metrics, port=port, windows=profile_windows, on_stage=stage,
-                           on_window=on_window)
+                           on_window=on_window, link=link)
         return PipelineResult(train=summary.best, metrics=metrics, profile=prof)
