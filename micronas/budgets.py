@@ -63,8 +63,7 @@ def resolve_board(target: Any = None) -> Any:
 
 def for_board(budgets: Budgets, board: Any) -> Budgets:
     """`budgets` with RAM and flash not given set to what the board has."""
-    return Budgets(budgets.latency_s, budgets.ram_bytes if budgets.ram_bytes is not None else board.sram_bytes,
-                   budgets.flash_bytes if budgets.flash_bytes is not None else board.flash_bytes)
+    return fall_back(budgets, Budgets(None, board.sram_bytes, board.flash_bytes))
 
 
 def defaulted_lines(given: Budgets, board: Any) -> list[str]:
@@ -130,6 +129,9 @@ class Check:
     def _show(self, v: float) -> str:
         return f"{v:.3f} ms" if self.kind == LATENCY else format_size(int(v))
 
+    def _show_budget(self) -> str:  # as the user wrote it: `49.5 ms`, not `49.500 ms`
+        return f"{self.budget:g} ms" if self.kind == LATENCY else format_size(int(self.budget))
+
     def message(self) -> str:
         """`{what} {figure} ({note}) exceeds the {kind} budget {budget} ({detail})`."""
         note = f" ({self.note})" if self.note else ""
@@ -139,14 +141,12 @@ class Check:
 
     def short(self) -> str:
         """The derivation log's compact form: `latency 51.234 ms > 49.5 ms`."""
-        budget = f"{self.budget:g} ms" if self.kind == LATENCY else format_size(int(self.budget))
-        return f"{self.what} {self._show(self.figure)} > {budget}"
+        return f"{self.what} {self._show(self.figure)} > {self._show_budget()}"
 
     def below_message(self) -> str:
         """For a minimum over budget: `the {kind} budget {budget} is below {what}: {figure} ({note})`."""
-        budget = f"{self.budget:g} ms" if self.kind == LATENCY else format_size(int(self.budget))
         note = f" ({self.note})" if self.note else ""
-        return f"the {self.kind} budget {budget} is below {self.what}: {self._show(self.figure)}{note}"
+        return f"the {self.kind} budget {self._show_budget()} is below {self.what}: {self._show(self.figure)}{note}"
 
     def relax_hint(self) -> str:
         """The option value that would admit the figure: `relax --latency to at least 12.346ms`."""

@@ -29,6 +29,7 @@ from micronas_base import tempdirs
 from micronas_base.errors import (EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, MicronasError, Terminated,
                                   UsageError)
 from micronas.units import SIZE_UNITS_HELP, Budgets, format_size
+from targets.protocol import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S  # stdlib only at import: --help stays instant
 
 
 app = typer.Typer(
@@ -285,8 +286,8 @@ def profile(
     flash_cmd: Annotated[Optional[str], typer.Option(
         help="With --port: program the board first with this command ({elf} / {bin} placeholders); "
              "runs as an argument list, not through a shell.")] = None,
-    timeout: TIMEOUT = 1.0,
-    retries: RETRIES = 3,
+    timeout: TIMEOUT = DEFAULT_TIMEOUT_S,
+    retries: RETRIES = DEFAULT_RETRIES,
     quiet: QUIET = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print profile.json on stdout (progress on stderr).")]
     = False,
@@ -382,8 +383,8 @@ def search(
         help="pyserial URL of a real board for the final profile (and missing table entries); default: emulated.")]
     = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help=THREADS_HELP)] = None,
-    timeout: TIMEOUT = 1.0,
-    retries: RETRIES = 3,
+    timeout: TIMEOUT = DEFAULT_TIMEOUT_S,
+    retries: RETRIES = DEFAULT_RETRIES,
     quiet: QUIET = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (progress on stderr).")]
     = False,
@@ -482,8 +483,8 @@ def tables_build(
     flash_cmd: Annotated[Optional[str], typer.Option(
         help="With --port: program the table firmware first with this command ({elf} / {bin} placeholders).")]
     = None,
-    timeout: TIMEOUT = 1.0,
-    retries: RETRIES = 3,
+    timeout: TIMEOUT = DEFAULT_TIMEOUT_S,
+    retries: RETRIES = DEFAULT_RETRIES,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary (errors only).")] = False,
 ) -> None:
     """Measure every runtime op the search space can produce for one input shape (resumable).

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from micronas_base.errors import UsageError
+from targets.protocol import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S
 
 Counter = Callable[[float], float]
 
@@ -33,8 +34,8 @@ class Link:
     line wants a longer timeout or more retries (`--timeout`, `--retries`).
     """
 
-    timeout_s: float = 1.0  # per attempt: protocol.DEFAULT_TIMEOUT_S
-    retries: int = 3  # resends after the first attempt: protocol.DEFAULT_RETRIES
+    timeout_s: float = DEFAULT_TIMEOUT_S  # per attempt
+    retries: int = DEFAULT_RETRIES  # resends after the first attempt
 
     def __post_init__(self) -> None:
         if not (isinstance(self.timeout_s, (int, float)) and 0 < self.timeout_s <= 3600):

@@ -11,12 +11,11 @@ the BENCH_OP dispatcher of the profiling firmware into a folder.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from micronas_base.files import atomic_write_text
+from micronas_base.files import atomic_write_bytes, atomic_write_text
 
 from ..tflite_graph import Graph, Op, read
 from . import planner
@@ -116,9 +115,7 @@ def write(gen: Generated, out_dir: Path) -> list[Path]:
     atomic_write_text(written[1], gen.source)
     for src in runtime_sources():
         dst = out_dir / src.name
-        tmp = dst.with_name("." + dst.name + ".tmp")
-        shutil.copyfile(src, tmp)
-        tmp.replace(dst)
+        atomic_write_bytes(dst, src.read_bytes())
         written.append(dst)
     return written
 
