@@ -28,6 +28,16 @@ _OPTIONS = {
     "STRIDED_SLICE": ("StridedSliceOptions", "StridedSliceOptionsT"),
     "PAD": ("PadOptions", "PadOptionsT"),
     "LOGISTIC": None,
+    "TANH": None,
+    "HARD_SWISH": None,
+    "RELU": None,
+    "RELU6": None,
+    "QUANTIZE": None,
+    "DEQUANTIZE": None,
+    "CONCATENATION": ("ConcatenationOptions", "ConcatenationOptionsT"),
+    "EXPAND_DIMS": ("ExpandDimsOptions", "ExpandDimsOptionsT"),
+    "SQUEEZE": ("SqueezeOptions", "SqueezeOptionsT"),
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": ("UnidirectionalSequenceLSTMOptions", "UnidirectionalSequenceLSTMOptionsT"),
 }
 
 

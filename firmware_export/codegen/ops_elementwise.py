@@ -225,3 +225,60 @@ class Mul(RuntimeOp):
             offsets, s_out = {"input1_offset": -10, "input2_offset": 128, "output_offset": 10}, 1.0
         mult, shift = mul_multiplier(_f32(1.0), _f32(1 / 256), _f32(s_out))
         return {**offsets, "output_multiplier": mult, "output_shift": shift, "act_min": -128, "act_max": 127}
+
+
+@runtime_op(
+    "QUANTIZE",
+    summary="int8 -> int8 requantisation (converters insert it between differently quantised tensors); "
+            "float32 -> int8 at the model input is the float API's edge",
+    struct="mn_quantize_params", function="mn_quantize_s8", kernel_id=17,
+    cost_fields=("size",),
+    param_fields=("size", "input_zero_point", "output_zero_point", "multiplier", "shift"),
+    bench=Bench(
+        call="mn_quantize_s8(p, in, out)",
+        tensors=(BenchTensor("in", "int8_t", "(uint64_t)p->size", "stream"),
+                 BenchTensor("out", "int8_t", "(uint64_t)p->size", output=True)),
+        checks=(check("quantize size must be 1..16777216", elems="size"),
+                check("quantize zero points must be -128..127", int8=("input_zero_point", "output_zero_point")),
+                check("quantize multiplier must be >= 0 and shift -31..30", nonneg="multiplier", shift="shift")),
+    ),
+)
+class Quantize(RuntimeOp):
+    """QUANTIZE int8 -> int8 (TFLM reference_ops::Requantize with double(in) / double(out)).
+
+    A float32 -> int8 QUANTIZE of the model input never reaches `plan`: `plan.split_float_edges`
+    takes it out of the graph and the generated `micronas_invoke_float` does it."""
+
+    def plan(self, op: Op, cg: CodeGen) -> PlannedLayer:
+        x, y = cg.t(op.inputs[0]), cg.t(op.outputs[0])
+        if x.dtype != np.int8 or y.dtype != np.int8:
+            raise ExportError(f"QUANTIZE {x.name!r} -> {y.name!r} is {np.dtype(x.dtype).name} -> "
+                              f"{np.dtype(y.dtype).name}; the runtime runs int8 -> int8 QUANTIZE inside the model "
+                              "and float32 -> int8 only on the model input",
+                              "convert the model with int8 (or float32) input and output and int8 inside")
+        multiplier, shift = quantize_multiplier(_f32(x.scale) / _f32(y.scale))
+        fields = {"size": int(np.prod(x.shape, dtype=np.int64)), "input_zero_point": x.zero_point,
+                  "output_zero_point": y.zero_point, "multiplier": multiplier, "shift": shift}
+        return cg.layer(op, fields, [cg.ptr(op.inputs[0]), cg.ptr(op.outputs[0])])
+
+    def bench_values(self, cost) -> dict[str, int]:
+        # a ReLU output (zero point -128) requantised to a 1.5x wider range (the shift <= 0 path)
+        multiplier, shift = quantize_multiplier(_f32(1.0) / _f32(1.5))
+        return {"input_zero_point": -128, "output_zero_point": -100, "multiplier": multiplier, "shift": shift}
+
+
+@runtime_op(
+    "DEQUANTIZE",
+    summary="int8 -> float32 at the model output: the float API's edge (micronas_invoke_float), no kernel",
+)
+class Dequantize(RuntimeOp):
+    """DEQUANTIZE of the model output, done by the generated `micronas_invoke_float` (see
+    `plan.split_float_edges`); anywhere else in the graph it is refused."""
+
+    edge = True
+
+    def plan(self, op: Op, cg: CodeGen) -> PlannedLayer:
+        raise ExportError(f"DEQUANTIZE of {cg.t(op.inputs[0]).name!r} is inside the model; the runtime runs "
+                          "DEQUANTIZE only on the model output (float32 in the middle of an int8 model has no kernel)",
+                          "convert the model with full-integer quantisation (TFLiteConverter with "
+                          "representative_dataset and TFLITE_BUILTINS_INT8)")

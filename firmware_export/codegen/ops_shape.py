@@ -198,3 +198,109 @@ class StridedSlice(RuntimeOp):
         # the lowest valid start on each axis: 0, or the last index walked for a negative step
         return {"begin": tuple(min((d - 1) * -s, _I32_MAX) if s < 0 and d > 1 else 0
                                for d, s in zip(cost["out_dims"], cost["step"]))}
+
+
+CONCAT_MAX_INPUTS = 10  # TFLM's kMaxInputNum (MN_CONCAT_MAX_INPUTS)
+
+# BENCH_OP's inputs: `count` tensors whose rows split out_row as evenly as it divides, laid one
+# after the other in the input stream; the pointer array is built in the timed window, as a
+# generated model builds it on the stack before the call.
+_CONCAT_HELPERS = """\
+static void mn_bench_concat(const mn_concat_params *p, const int8_t *in, int8_t *out) {
+    int32_t rows[MN_CONCAT_MAX_INPUTS];
+    const int8_t *ins[MN_CONCAT_MAX_INPUTS];
+    mn_concat_params q = *p;
+    for (int32_t k = 0; k < p->count; ++k) {
+        rows[k] = p->out_row / p->count + (k < p->out_row % p->count ? 1 : 0);
+        ins[k] = in;
+        in += (size_t)p->outer * (size_t)rows[k];
+    }
+    q.in_rows = rows;
+    mn_concat_s8(&q, ins, out);
+}
+"""
+
+
+@runtime_op(
+    "CONCATENATION",
+    summary="Keras Concatenate / torch.cat of int8 tensors (raw copies, as TFLM)",
+    struct="mn_concat_params", function="mn_concat_s8", kernel_id=18,
+    cost_fields=("outer", "count", "out_row"),
+    param_fields=("outer", "count", "out_row"),
+    bench=Bench(
+        call="mn_bench_concat(p, in, out)",
+        tensors=(BenchTensor("in", "int8_t", "(uint64_t)p->outer * p->out_row", "stream"),
+                 BenchTensor("out", "int8_t", "(uint64_t)p->outer * p->out_row", output=True),
+                 BenchTensor("rows", "int32_t", "p->count", 0, into="in_rows")),
+        checks=(check("concatenation outer must be 1..16777216, out_row 1..16384, count 1..10 and at most out_row",
+                      "mn_bench_in(p->count, 1, MN_CONCAT_MAX_INPUTS)", "p->count <= p->out_row",
+                      elems="outer", dim="out_row"),),
+        helpers=_CONCAT_HELPERS,
+    ),
+)
+class Concatenation(RuntimeOp):
+    """CONCATENATION along any axis, int8, up to 10 inputs (activations or constants).
+
+    TFLM's int8 kernel copies raw values: its Prepare refuses inputs whose scale or zero point
+    differ from the output's (the converter gives every input the output's quantisation, or
+    inserts a QUANTIZE), and so does the exporter."""
+
+    def _geometry(self, op: Op, cg: CodeGen) -> tuple[int, list[int]]:
+        y = cg.t(op.outputs[0])
+        xs = [cg.t(i) for i in op.inputs]
+        shapes = [list(x.shape) for x in xs]
+        if op.options.get("fusedActivationFunction", 0) != 0:
+            raise ExportError(f"CONCATENATION of shapes {shapes} has a fused activation; TFLM refuses one")
+        for t in (*xs, y):
+            if t.dtype != np.int8:
+                raise ExportError(f"CONCATENATION tensor {t.name!r} is {np.dtype(t.dtype).name}; the runtime "
+                                  "concatenates int8 tensors")
+        for x in xs:
+            if np.float32(x.scale) != np.float32(y.scale) or x.zero_point != y.zero_point:
+                raise ExportError(f"CONCATENATION input {x.name!r} has scale {x.scale!r} and zero point "
+                                  f"{x.zero_point}, the output {y.name!r} {y.scale!r} and {y.zero_point}; TFLM "
+                                  "concatenates int8 tensors of equal quantisation only",
+                                  "re-convert the model: TFLiteConverter gives the inputs of a concatenation the "
+                                  "output's quantisation")
+        if not 1 <= len(xs) <= CONCAT_MAX_INPUTS:
+            raise ExportError(f"CONCATENATION of {len(xs)} inputs {shapes}: TFLM concatenates 1..{CONCAT_MAX_INPUTS}")
+        rank = len(y.shape)
+        axis = int(op.options.get("axis", 0))
+        a = axis + rank if axis < 0 else axis
+        if not 0 <= a < rank or any(len(s) != rank for s in shapes):
+            raise ExportError(f"CONCATENATION of shapes {shapes} on axis {axis}: the axis or the ranks do not "
+                              f"match the output shape {list(y.shape)}")
+        expected = list(y.shape)
+        expected[a] = sum(s[a] for s in shapes)
+        if expected != list(y.shape) or any(s[:a] + s[a + 1:] != expected[:a] + expected[a + 1:] for s in shapes):
+            raise ExportError(f"CONCATENATION of shapes {shapes} on axis {axis} does not give the output shape "
+                              f"{list(y.shape)}")
+        outer = int(np.prod(y.shape[:a], dtype=np.int64))
+        return outer, [int(np.prod(s[a:], dtype=np.int64)) for s in shapes]
+
+    def plan(self, op: Op, cg: CodeGen) -> PlannedLayer:
+        outer, rows = self._geometry(op, cg)
+        fields = {"outer": outer, "count": len(rows), "out_row": sum(rows), "in_rows": cg.i32(rows)}
+        return cg.layer(op, fields, [*(cg.ptr(i) for i in op.inputs), cg.ptr(op.outputs[0])])
+
+    def render(self, layer: PlannedLayer, params_name: str) -> str:
+        *inputs, out = layer.args
+        arr = ", ".join(str(a) for a in inputs)
+        return (f"{{ const int8_t *const mn_in[{len(inputs)}] = {{{arr}}}; "
+                f"{self.function}(&{params_name}, mn_in, {out}); }}")
+
+
+class _View(RuntimeOp):
+    """A shape-only op: the output shares the input's buffer (int8 data is unchanged)."""
+
+    view = True
+
+
+@runtime_op("EXPAND_DIMS", summary="Keras/PyTorch Conv1D: [1, T, C] -> [1, 1, T, C] before CONV_2D (a view)")
+class ExpandDims(_View):
+    """EXPAND_DIMS: a view."""
+
+
+@runtime_op("SQUEEZE", summary="Keras/PyTorch Conv1D: [1, 1, T, C] -> [1, T, C] after CONV_2D (a view)")
+class Squeeze(_View):
+    """SQUEEZE: a view."""

@@ -123,7 +123,9 @@ class RuntimeOp:
     Class attributes set by the decorator: name, summary, produced_by, struct, function,
     kernel_id, cost_fields, param_fields (flat names, the order BENCH_OP reads them),
     param_paths (each field's C member path, `shape.out_dims` for a nested struct),
-    vector_fields, bench. A view (RESHAPE) sets `view = True` and has no kernel.
+    vector_fields, bench. A view (RESHAPE) sets `view = True` and has no kernel; an edge
+    (DEQUANTIZE) sets `edge = True`: it is done by the generated float API at the model's output,
+    never as a kernel call.
     """
 
     name: str = ""
@@ -138,6 +140,7 @@ class RuntimeOp:
     vector_fields: frozenset[str] = frozenset()
     bench: Bench | None = None
     view: bool = False
+    edge: bool = False
 
     def plan(self, op: Op, cg: CodeGen) -> PlannedLayer:
         """The layer's params fields, constants (stored in `cg`) and operands; no C text."""

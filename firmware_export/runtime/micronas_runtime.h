@@ -180,6 +180,61 @@ typedef struct {
 } mn_slice_params;
 void mn_strided_slice_s8(const mn_slice_params *p, const int8_t *input, int8_t *output);
 
+/* RELU and RELU6 (one kernel): out = clamp(output_zero_point + requantize(x - input_zero_point),
+ * act_min, act_max). TFLM's RELU requantises (ReluQuantized); its RELU6 clamps the raw input to
+ * [zero, six] of the input quantisation, which is this with the identity multiplier (2^30, 1) and
+ * zero offsets. */
+typedef struct {
+    int32_t size;
+    int32_t input_zero_point, output_zero_point;
+    int32_t multiplier, shift;
+    int32_t act_min, act_max;
+} mn_relu_params;
+void mn_relu_s8(const mn_relu_params *p, const int8_t *input, int8_t *output);
+
+/* QUANTIZE int8 -> int8 (TFLM's reference_ops::Requantize): clamp(requantize(x - input_zero_point)
+ * + output_zero_point) to int8. */
+typedef struct {
+    int32_t size;
+    int32_t input_zero_point, output_zero_point;
+    int32_t multiplier, shift;
+} mn_quantize_params;
+void mn_quantize_s8(const mn_quantize_params *p, const int8_t *input, int8_t *output);
+
+/* TANH elementwise; int8 output with scale 1/128, zero point 0 (TFLM reference_integer_ops::Tanh). */
+typedef struct {
+    int32_t size;
+    int32_t input_zero_point, input_range_radius;
+    int32_t input_multiplier, input_left_shift;
+} mn_tanh_params;
+void mn_tanh_s8(const mn_tanh_params *p, const int8_t *input, int8_t *output);
+
+/* HARD_SWISH elementwise (TFLM reference_ops::HardSwish<int8_t>): 16-bit fixed-point multipliers
+ * (Q15 significands in int32 fields) and their exponents, as TFLM's Prepare computes them. */
+typedef struct {
+    int32_t size;
+    int32_t input_zero_point, output_zero_point;
+    int32_t reluish_multiplier, reluish_exponent;
+    int32_t output_multiplier, output_exponent;
+} mn_hard_swish_params;
+void mn_hard_swish_s8(const mn_hard_swish_params *p, const int8_t *input, int8_t *output);
+
+/* CONCATENATION (TFLM copies int8 inputs unchanged): `outer` rows; row r of the output is row r of
+ * each input in turn, input k's row being in_rows[k] bytes (the product of its dimensions from the
+ * axis on). inputs[count]: the input tensors. */
+#define MN_CONCAT_MAX_INPUTS 10 /* TFLM's kMaxInputNum */
+typedef struct {
+    int32_t outer, count, out_row;
+    const int32_t *in_rows; /* [count] */
+} mn_concat_params;
+void mn_concat_s8(const mn_concat_params *p, const int8_t *const *inputs, int8_t *output);
+
+/* QUANTIZE float32 -> int8 and DEQUANTIZE int8 -> float32 at the model's edges (TFLM's
+ * AffineQuantize and Dequantize): q = clamp(round(x / scale) + zero_point), halves away from
+ * zero, x / scale in float; x = scale * (q - zero_point) in float. */
+void mn_quantize_f32_s8(const float *input, int8_t *output, int32_t size, float scale, int32_t zero_point);
+void mn_dequantize_s8_f32(const int8_t *input, float *output, int32_t size, float scale, int32_t zero_point);
+
 #ifdef __cplusplus
 }
 #endif

@@ -149,3 +149,93 @@ void mn_logistic_s8(const mn_logistic_params *p, const int8_t *input, int8_t *ou
         }
     }
 }
+
+/* gemmlowp one_minus_x_over_one_plus_x_for_x_in_0_1: a in [0, 1), Q0 -> (1 - a) / (1 + a), Q0.
+ * The same Newton-Raphson reciprocal as mn_one_over_one_plus_x, then x - 1 rescaled from Q2. */
+static int32_t mn_one_minus_x_over_one_plus_x(int32_t a) {
+    const int32_t half_denominator = (int32_t)(((int64_t)a + MN_Q0_ONE + 1) / 2);
+    const int32_t q2_one = 1 << 29;
+    const int32_t c48_over_17 = 1515870810, c_minus_32_over_17 = -1010580540; /* Q2 */
+    int32_t x = c48_over_17 + mn_sat_round_doubling_high_mul(half_denominator, c_minus_32_over_17);
+    for (int i = 0; i < 3; ++i) {
+        const int32_t half_denominator_times_x = mn_sat_round_doubling_high_mul(half_denominator, x);
+        const int32_t one_minus = q2_one - half_denominator_times_x;
+        x = x + mn_sat_shl(mn_sat_round_doubling_high_mul(x, one_minus), 2);
+    }
+    return mn_sat_shl(x - q2_one, 2); /* Rescale<0> of a Q2 value */
+}
+
+/* gemmlowp tanh: a in Q4 -> tanh(a), Q0. For n = -|a|, (1 - exp(2n)) / (1 + exp(2n)) is
+ * tanh(|a|); exp(2n) reads n's raw value as Q5 (ExactMulByPot<1>). */
+static int32_t mn_tanh_q4(int32_t a) {
+    if (a == 0) return 0;
+    const int32_t n = a < 0 ? a : -a;
+    const int32_t t = mn_one_minus_x_over_one_plus_x(mn_exp_on_negative_values(n, 5));
+    return a < 0 ? -t : t;
+}
+
+void mn_tanh_s8(const mn_tanh_params *p, const int8_t *input, int8_t *output) {
+    for (int32_t i = 0; i < p->size; ++i) {
+        const int32_t x = (int32_t)input[i] - p->input_zero_point;
+        if (x <= -p->input_range_radius) {
+            output[i] = -128;
+        } else if (x >= p->input_range_radius) {
+            output[i] = 127;
+        } else {
+            const int32_t x_q4 = mn_requantize(x, p->input_multiplier, p->input_left_shift);
+            /* Q0 -> units of 1/128 (kOutputScale 7), zero point 0 */
+            const int32_t y = mn_rounding_divide_by_pot(mn_tanh_q4(x_q4), 31 - 7);
+            output[i] = (int8_t)mn_clamp(y, -128, 127);
+        }
+    }
+}
+
+/* ---- HARD_SWISH: TFLM's 16-bit fixed-point reference (reference_ops::HardSwish<int8_t>) ---- */
+
+/* gemmlowp SaturatingRoundingDoublingHighMul on int16 */
+static int16_t mn_srdhm16(int16_t a, int16_t b) {
+    if (a == INT16_MIN && b == INT16_MIN) return INT16_MAX;
+    const int32_t ab = (int32_t)a * (int32_t)b;
+    const int32_t nudge = ab >= 0 ? (1 << 14) : (1 - (1 << 14));
+    return (int16_t)((ab + nudge) / (1 << 15)); /* C division truncates toward zero, as C++ */
+}
+
+/* TFLite's SaturatingDoublingHighMul (no rounding: truncation toward zero) */
+static int16_t mn_sdhm16(int16_t a, int16_t b) {
+    if (a == INT16_MIN && b == INT16_MIN) return INT16_MAX;
+    return (int16_t)(((int32_t)a * (int32_t)b) / (1 << 15));
+}
+
+/* TFLite's hard-swish SaturatingLeftShift: value * 2^amount saturated to int16 */
+static int16_t mn_sat_shl16(int16_t value, int amount) {
+    const int64_t r = (int64_t)value * ((int64_t)1 << amount);
+    return (int16_t)(r > INT16_MAX ? INT16_MAX : (r < INT16_MIN ? INT16_MIN : r));
+}
+
+/* gemmlowp RoundingDivideByPOT on int16 */
+static int16_t mn_rdbpot16(int16_t x, int exponent) {
+    const int16_t mask = (int16_t)((1 << exponent) - 1);
+    const int16_t remainder = (int16_t)(x & mask);
+    const int16_t threshold = (int16_t)((mask >> 1) + (x < 0 ? 1 : 0));
+    return (int16_t)((x >> exponent) + (remainder > threshold ? 1 : 0));
+}
+
+void mn_hard_swish_s8(const mn_hard_swish_params *p, const int8_t *input, int8_t *output) {
+    const int16_t out_mult = (int16_t)p->output_multiplier, relu_mult = (int16_t)p->reluish_multiplier;
+    const int relu_exp = (int)p->reluish_exponent;
+    for (int32_t i = 0; i < p->size; ++i) {
+        const int16_t x = (int16_t)((int32_t)input[i] - p->input_zero_point);
+        const int16_t x_hires = (int16_t)(x * (1 << 7)); /* |x| <= 255: fits int16 */
+        const int16_t x_out_scale = mn_srdhm16(x_hires, out_mult);
+        int16_t reluish = x_hires;
+        if (relu_exp > 0) reluish = mn_sat_shl16(reluish, relu_exp - 1);
+        reluish = mn_srdhm16(reluish, relu_mult);
+        if (relu_exp > 0) reluish = mn_sat_shl16(reluish, 1);
+        if (relu_exp < 0) reluish = mn_rdbpot16(reluish, -relu_exp);
+        /* [-1, 1] (Q15) -> [0, 1]: relu6(x + 3) / 6 */
+        reluish = (int16_t)(((int32_t)reluish + (1 << 15)) >> 1);
+        const int16_t pre = mn_sdhm16(reluish, x_out_scale);
+        int32_t y = (int32_t)mn_rdbpot16(pre, -(int)p->output_exponent) + p->output_zero_point;
+        output[i] = (int8_t)mn_clamp(y, -128, 127);
+    }
+}

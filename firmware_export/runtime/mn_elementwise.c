@@ -65,3 +65,51 @@ static void mn_mul_row(const void *pv, const int8_t *a, int32_t sa, const int8_t
 void mn_mul_s8(const mn_mul_params *p, const int8_t *in1, const int8_t *in2, int8_t *output) {
     mn_broadcast_rows(&p->shape, p, in1, in2, output, mn_mul_row);
 }
+
+/* TFLM ReluQuantized (RELU) and Relu6Quantized (RELU6, with the identity multiplier, which makes
+ * mn_requantize return x exactly). */
+void mn_relu_s8(const mn_relu_params *p, const int8_t *input, int8_t *output) {
+    for (int32_t i = 0; i < p->size; ++i) {
+        const int32_t y = p->output_zero_point +
+                          mn_requantize((int32_t)input[i] - p->input_zero_point, p->multiplier, p->shift);
+        output[i] = (int8_t)mn_clamp(y, p->act_min, p->act_max);
+    }
+}
+
+/* TFLM reference_ops::Requantize, int8 -> int8 (its same-scale shortcut only applies between
+ * int8 and uint8). */
+void mn_quantize_s8(const mn_quantize_params *p, const int8_t *input, int8_t *output) {
+    for (int32_t i = 0; i < p->size; ++i) {
+        const int32_t y = mn_requantize((int32_t)input[i] - p->input_zero_point, p->multiplier, p->shift) +
+                          p->output_zero_point;
+        output[i] = (int8_t)mn_clamp(y, -128, 127);
+    }
+}
+
+/* round(v) halves away from zero, as std::round, for |v| < 2^30 (the caller clamps): the
+ * fraction v - trunc(v) is exact in float for such v, so no libm is needed. */
+static int32_t mn_round_f32(float v) {
+    int32_t t = (int32_t)v;
+    const float frac = v - (float)t;
+    if (frac >= 0.5f) ++t;
+    if (frac <= -0.5f) --t;
+    return t;
+}
+
+void mn_quantize_f32_s8(const float *input, int8_t *output, int32_t size, float scale, int32_t zero_point) {
+    for (int32_t i = 0; i < size; ++i) {
+        const float v = input[i] / scale;
+        int32_t q;
+        if (v != v) q = zero_point;            /* NaN: undefined in TFLM; the zero point here */
+        else if (v >= 1073741824.0f) q = 127;  /* beyond int8 after any zero point */
+        else if (v <= -1073741824.0f) q = -128;
+        else q = mn_round_f32(v) + zero_point;
+        output[i] = (int8_t)mn_clamp(q, -128, 127);
+    }
+}
+
+/* scale * (q - zero_point): the exact product rounded once to float, as TFLM's double product
+ * cast to float (|q - zero_point| <= 255 times a 24-bit significand is exact in both). */
+void mn_dequantize_s8_f32(const int8_t *input, float *output, int32_t size, float scale, int32_t zero_point) {
+    for (int32_t i = 0; i < size; ++i) output[i] = scale * (float)((int32_t)input[i] - zero_point);
+}

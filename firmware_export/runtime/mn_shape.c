@@ -54,3 +54,17 @@ void mn_strided_slice_s8(const mn_slice_params *p, const int8_t *input, int8_t *
         }
     }
 }
+
+/* TFLM's CONCATENATION of int8 tensors copies raw values (its int8 Eval does not requantise; the
+ * converter gives every input the output's quantisation). Each output row is the inputs' rows
+ * in order. */
+void mn_concat_s8(const mn_concat_params *p, const int8_t *const *inputs, int8_t *output) {
+    int8_t *out = output;
+    for (int32_t r = 0; r < p->outer; ++r) {
+        for (int32_t k = 0; k < p->count; ++k) {
+            const size_t n = (size_t)p->in_rows[k];
+            memcpy(out, inputs[k] + (size_t)r * n, n);
+            out += n;
+        }
+    }
+}
