@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from micronas_base.errors import ExportError
-from .codegen.registry import runtime_op_names
+from .codegen.plan import unsupported_ops_error
 
 from ._fdcapture import capture_fds
 
@@ -84,16 +84,11 @@ def check_ops(ops: list[str], path: Path) -> None:
     """Every op must be a registered runtime op (one the C runtime executes).
 
     Raises:
-        ExportError: naming the unexpected ops (a Flex op, say) and the supported set.
+        ExportError: naming each unexpected op (a Flex op, say) with its count, and the supported set.
     """
-    known = runtime_op_names()
-    unknown = sorted({op for op in ops if op not in known})
-    if unknown:
-        raise ExportError(
-            f"{path.name} contains ops the micronas runtime does not support: {', '.join(unknown)}; "
-            f"supported: {', '.join(known)}",
-            "change the architecture so it avoids these ops, or register the op and its kernel",
-        )
+    err = unsupported_ops_error(ops, path.name)
+    if err is not None:
+        raise err
 
 
 def run_litert(path: Path, x_int8: np.ndarray) -> np.ndarray:

@@ -129,3 +129,25 @@ case("SQUEEZE", "4d_to_3d_axis1")(
     lambda: expand_squeeze_model("SQUEEZE", [1, 1, 25, 6], [1, 25, 6], squeeze_dims=[1]))
 case("SQUEEZE", "4d_to_3d_axis2")(
     lambda: expand_squeeze_model("SQUEEZE", [1, 37, 1, 3], [1, 37, 3], squeeze_dims=[2], seed=1))
+
+
+def float_edges_model(shape, q, float_in=True, float_out=True, seed=0) -> bytes:
+    """float32 -> QUANTIZE -> int8 RELU -> DEQUANTIZE -> float32, either edge int8 instead."""
+    b = ModelBuilder()
+    s, z = q
+    x = b.tensor(shape, np.float32) if float_in else b.tensor(shape, scale=s, zero_point=z)
+    q_in = b.tensor(shape, scale=s, zero_point=z)
+    if float_in:
+        b.op("QUANTIZE", [x], [q_in])
+    r = b.tensor(shape, scale=s, zero_point=-128)  # (LiteRT quantises by 1/scale: 1 LSB off at ties)
+    b.op("RELU", [q_in if float_in else x], [r])
+    y = r
+    if float_out:
+        y = b.tensor(shape, np.float32)
+        b.op("DEQUANTIZE", [r], [y])
+    return b.build([x], [y])
+
+
+case("DEQUANTIZE", "float_in_float_out")(lambda: float_edges_model([1, 1, 30, 6], (0.05, 3)))
+case("DEQUANTIZE", "int8_in_float_out")(lambda: float_edges_model([1, 20], (0.2, -10), float_in=False))
+case("QUANTIZE", "float_in_int8_out")(lambda: float_edges_model([1, 25, 3], (0.013, -40), float_out=False))

@@ -89,7 +89,7 @@ class ModelBuilder:
         o.opcodeIndex = self.codes[name]
         o.inputs = np.asarray(inputs, np.int32)
         o.outputs = np.asarray(outputs, np.int32)
-        spec = _OPTIONS[name]
+        spec = None if name.startswith("CUSTOM:") else _OPTIONS[name]
         if spec is not None:
             enum_name, cls_name = spec
             o.builtinOptionsType = getattr(S.BuiltinOptions, enum_name)
@@ -111,7 +111,10 @@ class ModelBuilder:
         m.description = "micronas test model"
         for name in sorted(self.codes, key=self.codes.get):
             c = S.OperatorCodeT()
-            code = getattr(S.BuiltinOperator, name)
+            custom = name.startswith("CUSTOM:")  # "CUSTOM:FlexErf": a custom (Flex) op
+            if custom:
+                c.customCode = name.split(":", 1)[1]
+            code = S.BuiltinOperator.CUSTOM if custom else getattr(S.BuiltinOperator, name)
             c.builtinCode = code
             c.deprecatedBuiltinCode = min(code, 127)
             c.version = 1

@@ -16,7 +16,7 @@ from micronas_base.errors import ExportError
 
 from ..tflite_graph import Graph, Op, Tensor
 from . import planner
-from .registry import RuntimeOp, get_runtime_op, runtime_op_names
+from .registry import RuntimeOp, get_runtime_op, list_runtime_ops, runtime_op_names
 
 CTYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int32): "int32_t", np.dtype(np.uint8): "uint8_t",
           np.dtype(np.int16): "int16_t"}
@@ -195,23 +195,118 @@ class ModelPlan:
     flash_bytes_weights: int
     const_bytes_before_sharing: int
     timeline: list[dict]
+    float_input: FloatEdge | None = None
+    float_output: FloatEdge | None = None
+
+
+@dataclass(frozen=True)
+class FloatEdge:
+    """A float32 model input (QUANTIZE) or output (DEQUANTIZE) that the generated float API does.
+
+    Attributes:
+        scale, zero_point: The int8 side's quantisation (the one TFLM's kernel reads).
+        elems: Elements of the tensor.
+    """
+
+    scale: float
+    zero_point: int
+    elems: int
+
+
+def split_float_edges(g: Graph) -> tuple[Graph, FloatEdge | None, FloatEdge | None]:
+    """Take a float32 input's QUANTIZE and a float32 output's DEQUANTIZE out of the graph.
+
+    A model converted with float input or output (TFLiteConverter without
+    `inference_input_type=tf.int8`) starts with QUANTIZE float32 -> int8 and ends with DEQUANTIZE
+    int8 -> float32; the int8 graph between them is what the kernels run, and the generated
+    `micronas_invoke_float` does the two conversions as TFLM does.
+
+    Returns:
+        (the int8 graph, the input edge or None, the output edge or None).
+
+    Raises:
+        ExportError: a float32 input not read by exactly one QUANTIZE to int8, or a float32
+            output not written by a DEQUANTIZE from int8.
+    """
+    tin, tout = g.tensors[g.inputs[0]], g.tensors[g.outputs[0]]
+    ops, inputs, outputs = list(g.ops), list(g.inputs), list(g.outputs)
+    fin = fout = None
+    if tin.dtype == np.float32:
+        readers = [op for op in ops if tin.index in op.inputs]
+        q = readers[0] if len(readers) == 1 else None
+        if q is None or q.name != "QUANTIZE" or g.tensors[q.outputs[0]].dtype != np.int8:
+            raise ExportError(f"the model input {tin.name!r} is float32 and read by "
+                              f"{', '.join(op.name for op in readers) or 'no op'}; the runtime takes a float32 "
+                              "input only through one QUANTIZE to int8",
+                              "convert with full-integer quantisation (inference_input_type=tf.int8), or keep the "
+                              "converter's QUANTIZE at the input")
+        ops.remove(q)
+        inputs = [q.outputs[0]]
+        qt = g.tensors[q.outputs[0]]
+        fin = FloatEdge(qt.scale, qt.zero_point, int(np.prod(qt.shape, dtype=np.int64)))
+    if tout.dtype == np.float32:
+        writers = [op for op in ops if tout.index in op.outputs]
+        d = writers[0] if len(writers) == 1 else None
+        if d is None or d.name != "DEQUANTIZE" or g.tensors[d.inputs[0]].dtype != np.int8:
+            raise ExportError(f"the model output {tout.name!r} is float32 and written by "
+                              f"{', '.join(op.name for op in writers) or 'no op'}; the runtime gives a float32 "
+                              "output only through a DEQUANTIZE from int8",
+                              "convert with full-integer quantisation (inference_output_type=tf.int8)")
+        if any(tout.index in op.inputs for op in ops):
+            raise ExportError(f"the float32 model output {tout.name!r} is also read inside the model; the runtime "
+                              "computes in int8 only")
+        ops.remove(d)
+        outputs = [d.inputs[0]]
+        dt = g.tensors[d.inputs[0]]
+        fout = FloatEdge(dt.scale, dt.zero_point, int(np.prod(dt.shape, dtype=np.int64)))
+    if fin is None and fout is None:
+        return g, None, None
+    return Graph(g.tensors, ops, inputs, outputs), fin, fout
+
+
+def unsupported_ops_message(names: list[str]) -> str | None:
+    """One line naming every op of `names` (one entry per op in the model) the runtime lacks.
+
+    Each with how often it occurs, custom ops (Flex ops included) marked, in order of first
+    appearance: "UNIDIRECTIONAL_SEQUENCE_LSTM x1, FlexErf x2 (custom)". None when all are supported.
+    """
+    known = set(runtime_op_names())
+    counts: dict[str, int] = {}
+    for n in names:
+        if n not in known:
+            counts[n] = counts.get(n, 0) + 1
+    if not counts:
+        return None
+    parts = []
+    for n, k in counts.items():
+        custom = n.startswith(("CUSTOM:", "Flex"))  # the graph reader's "CUSTOM:name", LiteRT's Flex names
+        parts.append(f"{n.removeprefix('CUSTOM:')} x{k}{' (custom)' if custom else ''}")
+    return ", ".join(parts)
+
+
+def unsupported_ops_error(names: list[str], what: str = "the model") -> ExportError | None:
+    """The one error for a model with ops the runtime does not run (None when it has none)."""
+    listed = unsupported_ops_message(names)
+    if listed is None:
+        return None
+    supported = ", ".join(op.name for op in list_runtime_ops())
+    return ExportError(f"{what} contains ops the micronas runtime does not support: {listed}; supported: "
+                       f"{supported}",
+                       "re-convert the model without them (full-integer int8 with TFLITE_BUILTINS_INT8, no "
+                       "SELECT_TF_OPS; an LSTM as Conv1D layers), or add the op to the runtime "
+                       "(docs/adding-an-op.md)")
 
 
 def emitters_for(g: Graph) -> dict[str, RuntimeOp]:
     """The runtime op of every op name in `g`.
 
     Raises:
-        ExportError: ops without an emitter, all of them named once, with the supported set.
+        ExportError: ops without an emitter, each named once with its count, with the supported set.
     """
-    names = sorted({op.name for op in g.ops})
-    known = set(runtime_op_names())
-    missing = [n for n in names if n not in known]
-    if missing:
-        raise ExportError(f"the model contains ops the micronas runtime has no C kernel emitter for: "
-                          f"{', '.join(missing)}; supported: {', '.join(sorted(known))}",
-                          "change the architecture so it avoids these ops, or register an emitter for them "
-                          "(docs/adding-an-op.md)")
-    return {n: get_runtime_op(n) for n in names}
+    err = unsupported_ops_error([op.name for op in g.ops])
+    if err is not None:
+        raise err
+    return {n: get_runtime_op(n) for n in sorted({op.name for op in g.ops})}
 
 
 def _signature(g: Graph, op: Op) -> tuple:
@@ -333,7 +428,7 @@ def plan_model(g: Graph, tflite: bytes = b"") -> ModelPlan:
     """Plan the C model of a graph: schedule, views, arena, constants and every kernel call.
 
     Args:
-        g: The graph (one int8 input, one int8 output).
+        g: The graph (one input, one output: int8, or float32 through QUANTIZE / DEQUANTIZE).
         tflite: The flatbuffer it was read from, if any (for the provenance banner).
 
     Returns:
@@ -344,9 +439,12 @@ def plan_model(g: Graph, tflite: bytes = b"") -> ModelPlan:
     """
     if len(g.inputs) != 1 or len(g.outputs) != 1:
         raise ExportError(f"the model has {len(g.inputs)} inputs and {len(g.outputs)} outputs; expected 1 and 1")
+    emitters_for(g)  # every op has an emitter: unsupported ops are named before anything else
+    g, float_input, float_output = split_float_edges(g)
     for t in (g.tensors[g.inputs[0]], g.tensors[g.outputs[0]]):
         if t.dtype != np.int8:
-            raise ExportError(f"model {t.name!r} tensor is {t.dtype}; expected int8")
+            raise ExportError(f"model {t.name!r} tensor is {np.dtype(t.dtype).name}; expected int8 (or float32 "
+                              "through QUANTIZE / DEQUANTIZE)")
     emitters = emitters_for(g)
     cg = CodeGen(g)
     ops = schedule(g)
@@ -374,8 +472,10 @@ def plan_model(g: Graph, tflite: bytes = b"") -> ModelPlan:
                          "top_byte": max((arena.offsets[b.id] + b.size for b in live), default=0)})
     return ModelPlan(g, tflite, ops, layers, cg.consts, arena, buffers, cg.offsets,
                      cg.offsets[cg.owner(g.inputs[0])], cg.offsets[cg.owner(g.outputs[0])], arena.arena_bytes,
-                     arena.naive_bytes, cg.const_bytes, cg.const_bytes_before_sharing, timeline)
+                     arena.naive_bytes, cg.const_bytes, cg.const_bytes_before_sharing, timeline, float_input,
+                     float_output)
 
 
-__all__ = ["ArenaRef", "CodeGen", "Const", "ConstRef", "ModelPlan", "NULL", "PlannedLayer", "emitters_for",
-           "plan_model", "schedule", "struct_bytes"]
+__all__ = ["ArenaRef", "CodeGen", "Const", "ConstRef", "FloatEdge", "ModelPlan", "NULL", "PlannedLayer", "emitters_for",
+           "plan_model", "schedule", "split_float_edges", "struct_bytes", "unsupported_ops_error",
+           "unsupported_ops_message"]

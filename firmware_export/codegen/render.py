@@ -51,6 +51,57 @@ def c_const(name: str, const: Const) -> str:
     return f"static {align}const {const.ctype} {name}[{len(values)}] = {{{body}}};"
 
 
+def _float_api(plan: ModelPlan) -> tuple[str, str]:
+    """The header declarations and the definition of `micronas_invoke_float` ("" for an int8 model).
+
+    The model's own input and output types as the .tflite declares them: a float32 edge is
+    quantised (input) or dequantised (output) with TFLM's arithmetic, an int8 one copied.
+    """
+    from ..carrays import c_float
+
+    fin, fout = plan.float_input, plan.float_output
+    if fin is None and fout is None:
+        return "", ""
+    in_t, out_t = ("float" if fin else "int8_t"), ("float" if fout else "int8_t")
+    lines = ["", "",
+             "/* The model with its converted input and output types (a float32 input through TFLite's",
+             " * QUANTIZE, a float32 output through DEQUANTIZE: round(x / scale) + zero point, halves away",
+             " * from zero, and scale * (q - zero point), as TFLite Micro computes them; an int8 edge is",
+             " * copied). Same arena and kernels as micronas_invoke, which takes the int8 tensors between. */",
+             "#define MICRONAS_FLOAT_API 1",
+             f"#define MICRONAS_MODEL_INPUT_ELEMS {fin.elems if fin else plan.graph.tensors[plan.graph.inputs[0]].nbytes}",
+             f"#define MICRONAS_MODEL_OUTPUT_ELEMS {fout.elems if fout else plan.graph.tensors[plan.graph.outputs[0]].nbytes}",
+             f"typedef {in_t} micronas_model_input_t;",
+             f"typedef {out_t} micronas_model_output_t;",
+             "int micronas_invoke_float(const micronas_model_input_t *input, micronas_model_output_t *output);"]
+    body = ["int micronas_invoke_float(const micronas_model_input_t *input, micronas_model_output_t *output) {"]
+    if fin:
+        body.append(f"    mn_quantize_f32_s8(input, mn_arena + {plan.input_offset}, {fin.elems}, {c_float(fin.scale)}f, "
+                    f"{fin.zero_point});")
+    else:
+        body.append(f"    memcpy(mn_arena + {plan.input_offset}, input, MICRONAS_INPUT_BYTES);")
+    body.append("    mn_layers();")
+    if fout:
+        body.append(f"    mn_dequantize_s8_f32(mn_arena + {plan.output_offset}, output, {fout.elems}, "
+                    f"{c_float(fout.scale)}f, {fout.zero_point});")
+    else:
+        body.append(f"    memcpy(output, mn_arena + {plan.output_offset}, MICRONAS_OUTPUT_BYTES);")
+    body += ["    return 0;", "}"]
+    return "\n".join(lines), "\n".join(body)
+
+
+def _invoke(plan: ModelPlan, body: list[str]) -> str:
+    """micronas_invoke (the int8 API); with a float API the layers move into one shared function."""
+    head = f"int micronas_invoke(const int8_t *input, int8_t *output) {{\n" \
+           f"    memcpy(mn_arena + {plan.input_offset}, input, MICRONAS_INPUT_BYTES);\n"
+    tail = f"    memcpy(output, mn_arena + {plan.output_offset}, MICRONAS_OUTPUT_BYTES);\n    return 0;\n}}"
+    _, float_def = _float_api(plan)
+    if not float_def:
+        return head + "\n".join(body) + "\n" + tail
+    return ("static void mn_layers(void) {\n" + "\n".join(body) + "\n}\n\n" + head + "    mn_layers();\n" + tail +
+            "\n\n" + float_def)
+
+
 def render(plan: ModelPlan, labels: tuple[str, ...], input_mean: tuple[float, ...],
            input_std: tuple[float, ...]) -> tuple[str, str, list[str]]:
     """The header, the source and each layer's kernel call of a planned model.
@@ -99,14 +150,13 @@ def render(plan: ModelPlan, labels: tuple[str, ...], input_mean: tuple[float, ..
         output_zero_point=tout.zero_point,
         num_classes=len(labels),
         num_layers=len(plan.layers),
+        float_api=_float_api(plan)[0],
     )
     source = template("micronas_model.c.tmpl").substitute(
         banner=banner,
         consts="\n".join(c_const(f"mn_c{i}", c) for i, c in enumerate(plan.consts)),
         params="\n".join(params),
-        input_offset=plan.input_offset,
-        output_offset=plan.output_offset,
-        body="\n".join(body),
+        invoke=_invoke(plan, body),
         layer_names="\n".join(f"    {c_string(f'{k}:{layer.op}')}," for k, layer in enumerate(plan.layers)),
         labels="\n".join(f"    {c_string(label)}," for label in labels),
         mean=", ".join(c_float(v) + "f" for v in input_mean),
