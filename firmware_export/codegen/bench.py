@@ -174,8 +174,11 @@ def _render_op(op: RuntimeOp) -> str:
             lines.append(f"    mn_bench_fill_seeded(j.{t.name}, n_{t.name});")
         elif isinstance(t.fill, int) and not isinstance(t.fill, bool):
             lines.append(f"    mn_bench_set_i32(j.{t.name}, n_{t.name}, {t.fill});")
+        elif isinstance(t.fill, str) and t.fill.startswith("helper:"):
+            lines.append(f"    {t.fill.split(':', 1)[1]}(p, j.{t.name}, n_{t.name});")
         elif t.fill != "":
-            raise ValueError(f"{op.name} tensor {t.name}: fill {t.fill!r} is not 'stream', 'seeded', '' or an int")
+            raise ValueError(f"{op.name} tensor {t.name}: fill {t.fill!r} is not 'stream', 'seeded', '', an int "
+                             "or 'helper:NAME'")
     lines += [f"    p->{t.into} = j.{t.name};" for t in b.tensors if t.into]
     lines += [f"    return mn_time_calls({c}_run, &j, count, st);", "}", ""]
     return "\n".join(lines)

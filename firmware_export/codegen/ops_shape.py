@@ -202,21 +202,22 @@ class StridedSlice(RuntimeOp):
 
 CONCAT_MAX_INPUTS = 10  # TFLM's kMaxInputNum (MN_CONCAT_MAX_INPUTS)
 
-# BENCH_OP's inputs: `count` tensors whose rows split out_row as evenly as it divides, laid one
-# after the other in the input stream; the pointer array is built in the timed window, as a
-# generated model builds it on the stack before the call.
+# BENCH_OP's inputs: `count` tensors whose rows split out_row as evenly as it divides (the row
+# sizes are not in the key: the latency table assumes an even split), laid one after the other in
+# the input stream. The rows are set before the timed window; the pointer array is built inside
+# it, as a generated model builds it on the stack before the call.
 _CONCAT_HELPERS = """\
+static void mn_bench_concat_rows(const mn_concat_params *p, int32_t *rows, uint64_t n) {
+    for (uint64_t k = 0; k < n; ++k) rows[k] = p->out_row / p->count + ((int32_t)k < p->out_row % p->count ? 1 : 0);
+}
+
 static void mn_bench_concat(const mn_concat_params *p, const int8_t *in, int8_t *out) {
-    int32_t rows[MN_CONCAT_MAX_INPUTS];
     const int8_t *ins[MN_CONCAT_MAX_INPUTS];
-    mn_concat_params q = *p;
     for (int32_t k = 0; k < p->count; ++k) {
-        rows[k] = p->out_row / p->count + (k < p->out_row % p->count ? 1 : 0);
         ins[k] = in;
-        in += (size_t)p->outer * (size_t)rows[k];
+        in += (uint32_t)p->outer * (uint32_t)p->in_rows[k]; /* < the scratch memory: checked */
     }
-    q.in_rows = rows;
-    mn_concat_s8(&q, ins, out);
+    mn_concat_s8(p, ins, out);
 }
 """
 
@@ -231,7 +232,7 @@ static void mn_bench_concat(const mn_concat_params *p, const int8_t *in, int8_t 
         call="mn_bench_concat(p, in, out)",
         tensors=(BenchTensor("in", "int8_t", "(uint64_t)p->outer * p->out_row", "stream"),
                  BenchTensor("out", "int8_t", "(uint64_t)p->outer * p->out_row", output=True),
-                 BenchTensor("rows", "int32_t", "p->count", 0, into="in_rows")),
+                 BenchTensor("rows", "int32_t", "p->count", "helper:mn_bench_concat_rows", into="in_rows")),
         checks=(check("concatenation outer must be 1..16777216, out_row 1..16384, count 1..10 and at most out_row",
                       "mn_bench_in(p->count, 1, MN_CONCAT_MAX_INPUTS)", "p->count <= p->out_row",
                       elems="outer", dim="out_row"),),

@@ -86,7 +86,9 @@ class BenchTensor:
         count: Elements, as a C expression over `p` (uint64_t arithmetic; the fields are checked).
         fill: "stream": the next bytes of the call's pseudo-random stream (inputs in order);
             "seeded": the stream from its seed again (every such tensor holds the same bytes);
-            "": not filled (outputs); an int: every element that value (int32 constants).
+            "": not filled (outputs); an int: every element that value (int32 constants);
+            "helper:NAME": `NAME(p, tensor, count)`, a function of `Bench.helpers`, fills it
+            before the timed window (values that depend on the fields, such as row sizes).
         output: Written by the kernel (passed as a non-const pointer).
         into: The params struct's pointer field that points at it ("" : passed to the call).
     """
