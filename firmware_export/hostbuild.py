@@ -43,7 +43,8 @@ def build(c_dir: Path, out: Path, sanitize: bool = False, extra: list[str] | Non
         raise ToolchainError("host gcc not found", "install it: apt-get install gcc")
     driver = Path(str(resources.files("firmware_export") / "host" / "mn_host_main.c"))
     cmd = [gcc, *WARN_FLAGS, *(SANITIZE_FLAGS if sanitize else RELEASE_FLAGS), *(extra or []),
-           *(["-DMN_HOST_FLOAT"] if float_api else []), "-I", str(c_dir), *map(str, model_sources(c_dir)), str(driver), "-o", str(out)]
+           *(["-DMN_HOST_FLOAT"] if float_api else []), "-I", str(c_dir), *map(str, model_sources(c_dir)),
+           str(driver), "-o", str(out)]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         raise ExportError(f"the generated C in {c_dir} does not compile on the host:\n{p.stderr[-2000:]}")

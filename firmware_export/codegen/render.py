@@ -63,21 +63,24 @@ def _float_api(plan: ModelPlan) -> tuple[str, str]:
     if fin is None and fout is None:
         return "", ""
     in_t, out_t = ("float" if fin else "int8_t"), ("float" if fout else "int8_t")
+    g = plan.graph
+    in_elems = fin.elems if fin else g.tensors[g.inputs[0]].nbytes
+    out_elems = fout.elems if fout else g.tensors[g.outputs[0]].nbytes
     lines = ["", "",
              "/* The model with its converted input and output types (a float32 input through TFLite's",
              " * QUANTIZE, a float32 output through DEQUANTIZE: round(x / scale) + zero point, halves away",
              " * from zero, and scale * (q - zero point), as TFLite Micro computes them; an int8 edge is",
              " * copied). Same arena and kernels as micronas_invoke, which takes the int8 tensors between. */",
              "#define MICRONAS_FLOAT_API 1",
-             f"#define MICRONAS_MODEL_INPUT_ELEMS {fin.elems if fin else plan.graph.tensors[plan.graph.inputs[0]].nbytes}",
-             f"#define MICRONAS_MODEL_OUTPUT_ELEMS {fout.elems if fout else plan.graph.tensors[plan.graph.outputs[0]].nbytes}",
+             f"#define MICRONAS_MODEL_INPUT_ELEMS {in_elems}",
+             f"#define MICRONAS_MODEL_OUTPUT_ELEMS {out_elems}",
              f"typedef {in_t} micronas_model_input_t;",
              f"typedef {out_t} micronas_model_output_t;",
              "int micronas_invoke_float(const micronas_model_input_t *input, micronas_model_output_t *output);"]
     body = ["int micronas_invoke_float(const micronas_model_input_t *input, micronas_model_output_t *output) {"]
     if fin:
-        body.append(f"    mn_quantize_f32_s8(input, mn_arena + {plan.input_offset}, {fin.elems}, {c_float(fin.scale)}f, "
-                    f"{fin.zero_point});")
+        body.append(f"    mn_quantize_f32_s8(input, mn_arena + {plan.input_offset}, {fin.elems}, "
+                    f"{c_float(fin.scale)}f, {fin.zero_point});")
     else:
         body.append(f"    memcpy(mn_arena + {plan.input_offset}, input, MICRONAS_INPUT_BYTES);")
     body.append("    mn_layers();")
