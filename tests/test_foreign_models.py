@@ -164,3 +164,58 @@ def test_float_edges_elsewhere_are_refused():
     with pytest.raises(ExportError, match=r"model input 't0' is float32 and read by RELU; the runtime takes a float32 "
                                           r"input only through one QUANTIZE to int8"):
         codegen.plan(b.build([x], [y]))
+
+
+# ---- the emulated Cortex-M4 ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("io", ["int8", "float"])
+def test_keras_model_on_the_emulated_cortex_m4(keras_models, io, tmp_path):
+    """The profiling firmware around each Keras model builds for the emulated nucleo-f446re
+    (-Wall -Wextra -Werror, the float API included) and its SIMD build gives TFLM's outputs on the
+    emulated core (for the float model: TFLM's float output is the dequantised int8 core output)."""
+    import shutil
+
+    if shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None:
+        pytest.skip("needs arm-none-eabi-gcc and qemu-system-arm")
+    from firmware_export import codegen, verify
+    from firmware_export.codegen.plan import split_float_edges
+    from firmware_export.tflite_graph import read
+    from micronas.device import build_image
+    from targets import boards
+    from targets.protocol import DeviceClient
+    from targets.qemu import EmulatedBoard, instructions_from_ticks
+
+    model = keras_models[io]
+    g = read(model)
+    _, fin, fout = split_float_edges(g)
+    gen = codegen.generate(model, labels=tuple("abcdef"), input_mean=(0.0,) * 6, input_std=(1.0,) * 6)
+    codegen.write(gen, tmp_path / "c")
+    assert ("micronas_invoke_float" in gen.header) == (io == "float")
+    board = boards.get("nucleo-f446re")
+    image = build_image(board, tmp_path / "c", tmp_path / "fw", emulated=True, simd=True)
+    rng = np.random.default_rng(5)
+    if io == "float":
+        x = rng.normal(size=(6, 1, 128, 6)).astype(np.float32)
+        q_in = verify.QuantParams(fin.scale, fin.zero_point, ())
+        q_out = verify.QuantParams(fout.scale, fout.zero_point, ())
+        windows = [q_in.quantize(w) for w in x]
+    else:
+        x = rng.integers(-128, 128, size=(6, 1, 128, 6)).astype(np.int8)
+        windows = list(x)
+    ref = verify.run_tflm(model, x[:, 0])
+    with EmulatedBoard(board.qemu.machine, image.elf, tmp_path / "qemu") as emu:
+        with DeviceClient.open(emu.url, timeout_s=20.0) as dev:
+            hello = dev.hello()
+            for w, r in zip(windows, ref):
+                dev.set_input(np.ascontiguousarray(w, np.int8).tobytes())
+                stats = dev.invoke(1)
+                out = np.frombuffer(dev.get_output(), np.int8)
+                if io == "float":
+                    np.testing.assert_array_equal(q_out.dequantize(out).view(np.int32), r.view(np.int32))
+                else:
+                    np.testing.assert_array_equal(out, r)
+            instructions = instructions_from_ticks(stats.min_ticks, hello.timer_hz, emu.icount_shift)
+    print(f"\nKeras Conv1D ({io} I/O) on the emulated Cortex-M4: {instructions:,.0f} instructions per inference "
+          f"(QEMU instruction count), arena {gen.arena_bytes:,} B planned, constants {gen.flash_bytes_weights:,} B, "
+          f"flatbuffer {len(model):,} B")
+    assert 50_000 < instructions < 5_000_000
