@@ -36,7 +36,10 @@ def keras_conv1d_tflite(float_io: bool) -> bytes:
     a = keras.layers.Conv1D(16, 5, padding="same", activation="relu6")(inp)  # fused RELU6
     a = keras.layers.MaxPooling1D(2)(a)
     b = keras.layers.Conv1D(8, 3, padding="same", activation="tanh")(a)
-    c = keras.layers.Activation("hard_swish")(keras.layers.Conv1D(8, 3, padding="same")(a))
+    # x * relu6(x + 3) / 6, which the converter fuses into HARD_SWISH (a callable works in Keras 3
+    # and in the legacy Keras 2 that onnx2tf selects with TF_USE_LEGACY_KERAS, which lacks the name)
+    c = keras.layers.Activation(lambda t: t * tf.nn.relu6(t + 3.0) * (1.0 / 6.0))(
+        keras.layers.Conv1D(8, 3, padding="same")(a))
     d = keras.layers.Conv1D(8, 1)(keras.layers.ReLU()(a))  # standalone RELU (the pool has 4 readers)
     e = keras.layers.Conv1D(4, 1)(keras.layers.ReLU(max_value=6.0)(a))  # standalone RELU6
     m = keras.layers.Concatenate()([b, c, d, e])
