@@ -240,7 +240,7 @@ def export(
     lines = [
         f"accuracy (test, {m.test_windows} windows): fp32 {m.accuracy_fp32:.3f}, "
         f"int8 {m.accuracy_int8:.3f} (drop {m.int8_accuracy_drop * 100:+.1f} points)",
-        f"int8 vs fp32 argmax agreement: {m.argmax_agreement_int8_vs_fp32:.3f}",
+        f"int8 vs fp32 argmax agreement: {m.argmax_agreement_int8_vs_fp32:.3f}" + _layer_error_note(m),
         f"LiteRT vs TFLite Micro: {a['exact_match_rate'] * 100:.1f}% of windows bit-exact, "
         f"max difference {a['max_lsb_diff']} LSB" + _litert_note(m),
         f"model: {format_size(m.tflite_bytes)} int8 flatbuffer, {len(m.tflite_ops)} ops",
@@ -258,6 +258,18 @@ def export(
     ]
     for line in lines:
         show.line(line)
+
+
+def _layer_error_note(m) -> str:
+    """Where int8 loses most: the layer whose output error (relative to fp32) grows the most."""
+    rows = (m.layer_int8_error or {}).get("layers") or []
+    if not rows:
+        return ""
+    steps = [(r["relative_error"] - (rows[i - 1]["relative_error"] if i else 0.0), r) for i, r in enumerate(rows)]
+    _, worst = max(steps, key=lambda s: s[0])
+    return (f"; per-layer output error {100 * min(r['relative_error'] for r in rows):.1f}-"
+            f"{100 * max(r['relative_error'] for r in rows):.1f} %, grows most at {worst['name']} "
+            "(report: Architecture)")
 
 
 def _litert_note(m) -> str:

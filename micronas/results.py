@@ -181,8 +181,10 @@ class ExportResult(Record):
     qat: dict[str, Any] | None = None  # export_int8's record: what was done about quantisation and why
     # LiteRT against TFLite Micro (allowed and measured LSB, ok, warning); None in older files
     litert_check: dict[str, Any] | None = None
+    # per layer, int8 against fp32 on validation windows (micronas.layer_error); None in older files
+    layer_int8_error: dict[str, Any] | None = None
 
-    _omit_none: ClassVar[tuple[str, ...]] = ("qat", "litert_check")
+    _omit_none: ClassVar[tuple[str, ...]] = ("qat", "litert_check", "layer_int8_error")
     _flatten: ClassVar[tuple[str, ...]] = ("prediction",)
     _nested: ClassVar[dict[str, Any]] = {"prediction": PredictionRecord, "budgets": Budgets}
 
@@ -278,9 +280,14 @@ class SearchRecord(Record):
     derived: dict[str, Any]
     repairs: list[str]
     predicted: PredictionRecord  # the derived network's, by the table's flash model
+    # the derivation's candidates: {"arch", "predicted_latency_ms", "validation_score", "chosen"};
+    # None in older files
+    candidates: list[dict[str, Any]] | None = None
+    derivation_seconds: float | None = None
 
     _nested: ClassVar[dict[str, Any]] = {"budgets": Budgets, "minimum_costs": MinimumCosts,
                                          "predicted": PredictionRecord}
+    _omit_none: ClassVar[tuple[str, ...]] = ("candidates", "derivation_seconds")
 
 
 @dataclass(frozen=True)
