@@ -33,10 +33,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import watch_data  # noqa: E402
 from search import cnn_arch, save  # noqa: E402
 
-OLD = {"batch_size": 16, "lr": 3e-3}  # the recipe before issue 13
+OLD = {"batch_size": 16, "lr": 3e-3, "augment": (), "label_smoothing": 0.0, "ema_decay": 0.0}  # before issue 13
 VARIANTS = {
     "base": dict(OLD),
-    "bs32": {"batch_size": 32, "lr": 1e-3},
+    "bs32": {**OLD, "batch_size": 32, "lr": 1e-3},
     "ls": {**OLD, "label_smoothing": 0.1},
     "aug": {**OLD, "augment": ("jitter", "scale", "shift")},
     "rot": {**OLD, "augment": ("jitter", "scale", "rotate", "shift")},
@@ -44,6 +44,7 @@ VARIANTS = {
     "ema": {**OLD, "ema_decay": 0.998},
     "all": {"batch_size": 32, "lr": 1e-3, "label_smoothing": 0.1, "augment": ("jitter", "scale", "shift"),
             "ema_decay": 0.998},
+    "default": {},  # TrainConfig's defaults: bs32, ls, jitter/scale/shift
     "allrot": {"batch_size": 32, "lr": 1e-3, "label_smoothing": 0.1,
                "augment": ("jitter", "scale", "rotate", "shift"), "ema_decay": 0.998},
 }

@@ -136,6 +136,8 @@ def _version(value: bool) -> None:
 
 THREADS_HELP = ("torch's intra-op threads. Default: MICRONAS_THREADS or OMP_NUM_THREADS if set, else "
                 "min(4, CPUs available); lower it on a shared machine.")
+AUGMENT_HELP = ("Training augmentation: a comma-separated list of jitter, scale, shift, rotate (3-axis groups: only "
+                "when the channels are x, y, z of sensors), mixup; or none. Default: jitter,scale,shift.")
 VAL_SUBJECTS_HELP = ("Comma-separated subject ids whose windows are the validation split (e.g. 3, or 3,5); "
                      "default: whole subjects picked by --seed, about 20 % of the pool.")
 
@@ -183,6 +185,7 @@ def train(
         help="Which epoch's weights to keep: 'last' (of the fixed cosine schedule; what search uses) or "
              "'best-val' (best validation accuracy).")] = "best-val",
     force: Annotated[bool, typer.Option(help="Retrain even if the run already holds a model.")] = False,
+    augment: Annotated[Optional[str], typer.Option(help=AUGMENT_HELP)] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help=THREADS_HELP)] = None,
     quiet: QUIET = False,
 ) -> None:
@@ -194,7 +197,8 @@ def train(
     rules = {"last": "last", "best-val": "best_val"}
     if checkpoint not in rules:
         raise UsageError(f"--checkpoint {checkpoint!r} is not a checkpoint rule", "use last or best-val")
-    cfg = TrainConfig(epochs=epochs, seed=seed, val_subjects=_subjects(val_subjects), checkpoint_rule=rules[checkpoint])
+    cfg = TrainConfig(epochs=epochs, seed=seed, val_subjects=_subjects(val_subjects), checkpoint_rule=rules[checkpoint],
+                      **_augment(augment))
     show = Progress.for_cli(quiet)
     show.line(f"training on {data} into {out_dir}")
     n, why = api.torch_threads(threads)
@@ -258,6 +262,13 @@ def export(
     ]
     for line in lines:
         show.line(line)
+
+
+def _augment(spec: str | None) -> dict:
+    """--augment -> TrainConfig overrides (none when not given: the default recipe)."""
+    from micronas import augment as aug
+
+    return {} if spec is None else {"augment": aug.parse(spec)}
 
 
 def _layer_error_note(m) -> str:
@@ -391,6 +402,10 @@ def search(
     final_epochs: Annotated[int, typer.Option(min=1, max=10000, help="Epochs of the final training.")] = 120,
     seed: Annotated[int, typer.Option(min=0, help="Seeds the split, the supernet and the search.")] = 0,
     val_subjects: Annotated[Optional[str], typer.Option(help=VAL_SUBJECTS_HELP)] = None,
+    candidates: Annotated[int, typer.Option(min=1, max=64, help=(
+        "Networks scored on validation at derivation: the most likely one and others drawn from the "
+        "learned distribution (1: the most likely only)."))] = 8,
+    augment: Annotated[Optional[str], typer.Option(help=AUGMENT_HELP)] = None,
     port: Annotated[Optional[str], typer.Option(
         help="pyserial URL of a real board for the final profile (and missing table entries); default: emulated.")]
     = None,
@@ -431,8 +446,9 @@ def search(
     with show:
         r = api.search(data, run, plan.budgets, target=plan.board, port=port,
                        cfg=dnas.SearchConfig(epochs=epochs, warmup_epochs=epochs // 4, seed=seed,
-                                             val_subjects=_subjects(val_subjects)),
-                       final_epochs=final_epochs, on_stage=show.stage, on_epoch=epoch, resume=resume is not None,
+                                             val_subjects=_subjects(val_subjects), candidates=candidates),
+                       final_epochs=final_epochs, train_overrides=_augment(augment), on_stage=show.stage,
+                       on_epoch=epoch, resume=resume is not None,
                        on_train_epoch=_train_counter(show), on_window=_window_counter(show), threads=threads,
                        link=link)
     if json_out:

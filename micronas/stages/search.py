@@ -91,7 +91,7 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
            on_epoch: EpochCallback | None = None, resume: bool = False,
            on_train_epoch: EpochCallback | None = None,
            on_window: Callable[[int, int], None] | None = None, threads: int | None = None,
-           link: Any = None) -> SearchResult:
+           link: Any = None, train_overrides: dict[str, Any] | None = None) -> SearchResult:
     """Search, train, export and profile: from data to a measured, budget-checked model.
 
     Budgets not given default to the board's SRAM and flash. Before searching, a budget below
@@ -110,6 +110,8 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
         resume: Continue a killed search (its settings must match).
         threads: torch's intra-op threads (None: MICRONAS_THREADS, OMP_NUM_THREADS, else
             min(4, CPUs); see `set_torch_threads`).
+        train_overrides: TrainConfig fields of the final training other than the defaults
+            (e.g. {"augment": (...)}).
 
     Returns:
         The architecture, predicted and measured figures, accuracy, the report.
@@ -183,7 +185,7 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
 
         stage(f"final training of the derived network from scratch ({final_epochs} epochs)")
         train_cfg = TrainConfig(epochs=final_epochs, seed=cfg.seed, val_subjects=cfg.val_subjects,
-                                checkpoint_rule="last")
+                                checkpoint_rule="last", **(train_overrides or {}))
         from micronas import report
 
         try:
