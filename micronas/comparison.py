@@ -50,17 +50,15 @@ def rows(record: CompileResult, profile: ProfileResult | None = None) -> list[li
         out.append([f"{profile.timer_kind} per inference", f"{profile.total:,.0f}", NOT_MEASURED, "-",
                     f"ours: {profile.count_source}, mean of {profile.windows} windows; TFLM on the device: micronas "
                     "does not build it"])
-        out.append(["profiling firmware (ELF)", f"flash {profile.flash_bytes:,} B, RAM {profile.ram_bytes:,} B",
-                    NOT_MEASURED, "-", "ours: the whole profiling firmware (serial protocol, BENCH_OP, every kernel)"])
-        out.append(["stack high-water", f"{profile.stack_high_water_bytes:,} B", NOT_MEASURED, "-",
-                    "ours: measured on the device (canary)"])
     agree = r.runtime_vs_tflm
-    exact = f"{agree['exact_match_rate'] * 100:.1f} % of {agree['windows']} windows bit-exact"
+    exact = round(agree["exact_match_rate"] * agree["windows"])
+    ours = f"{exact}/{agree['windows']} windows bit-exact"
+    source = f"host build of the generated C against the tflite-micro host interpreter ({r.windows_source})"
     if profile is not None:
-        exact += (f"; on {profile.board}: {profile.windows} windows "
-                  + ("equal" if profile.outputs_equal_tflm else "DIFFER"))
-    out.append(["outputs", exact, "reference", "-", f"host build of the generated C against the tflite-micro "
-                f"host interpreter ({r.windows_source})"])
+        same = profile.windows if profile.outputs_equal_tflm else 0
+        ours += f", {same}/{profile.windows} on the device"
+        source += f"; on {profile.board} ({profile.where}) the first {profile.windows} of them"
+    out.append(["outputs", ours, "reference", "-", source])
     return out
 
 
@@ -107,8 +105,13 @@ def write_report(folder: Path, record: CompileResult, profile: ProfileResult | N
              ("ops", ", ".join(f"{k} x{v}" for k, v in record.op_counts.items())),
              ("labels", ", ".join(record.labels) if record.labels else "none given (the header says so)"),
              ("normalisation", "given (--mean/--std)" if record.normalisation else "none given"),
-             ("board", profile.board + f" ({profile.where})" if profile else f"{record.target} (not profiled)"),
+             ("board", profile.board + f" ({profile.where})" if profile else f"{record.target} (not profiled yet: "
+                                                                                 f"micronas profile {folder})"),
              ("micronas", record.micronas_version)]
+    if profile is not None:
+        facts += [("stack high-water", f"{profile.stack_high_water_bytes:,} B (measured on the device)"),
+                  ("profiling firmware", f"flash {profile.flash_bytes:,} B, RAM {profile.ram_bytes:,} B (ELF; the "
+                                         "serial protocol, BENCH_OP and every kernel)")]
     side = rows(record, profile)
     md = [f"# {title}", "", *[f"- **{k}**: {v}" for k, v in facts], "", "## micronas against TensorFlow Lite Micro",
           "", _md_table(HEAD, side), ""]

@@ -2,7 +2,7 @@
 tf.lite.TFLiteConverter and a PyTorch one through the project's converter (torch -> ONNX ->
 onnx2tf -> TFLiteConverter), both full-integer int8 with a representative dataset.
 
-    python -m tests.foreign_models OUT_DIR     # writes the .tflite files the tests compile
+    python -m tests.foreign_models OUT_DIR     # writes the test models and a wider one (docs/runtime.md)
 
 Both have the layers a HAR CNN has: Conv1D + ReLU, max pooling, a second Conv1D, the global
 average (MEAN) and a dense head; input (1, 64, 3), 4 outputs. Weights are seeded.
@@ -20,12 +20,12 @@ T, C, K = 64, 3, 4  # samples, channels, classes
 CALIBRATION = 32  # representative windows
 
 
-def calibration() -> np.ndarray:
-    """(N, T, C) float32, seeded: the representative dataset of both converters."""
-    return np.random.default_rng(0).standard_normal((CALIBRATION, T, C)).astype(np.float32)
+def calibration(t: int = T, c: int = C) -> np.ndarray:
+    """(N, t, c) float32, seeded: the representative dataset of both converters."""
+    return np.random.default_rng(0).standard_normal((CALIBRATION, t, c)).astype(np.float32)
 
 
-def keras_conv1d(path: Path, quantize: bool = True, batch: int | None = 1) -> Path:
+def keras_conv1d(path: Path, quantize: bool = True, batch: int | None = 1, wide: bool = False) -> Path:
     """A Keras Conv1D network converted by tf.lite.TFLiteConverter.
 
     Args:
@@ -33,20 +33,23 @@ def keras_conv1d(path: Path, quantize: bool = True, batch: int | None = 1) -> Pa
         quantize: Full-integer int8 (False: the float model a converter writes by default).
         batch: The Input's batch size. 1 gives RESHAPE around each Conv1D; None (Keras's default)
             makes the converter emit EXPAND_DIMS instead.
+        wide: A HAR-sized variant (input 128 x 6, 32 and 64 filters of 5, 6 classes), for the
+            flag costs of docs/runtime.md.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
 
+    t, c, k, (w1, k1), (w2, k2) = (128, 6, 6, (32, 5), (64, 5)) if wide else (T, C, K, (8, 5), (16, 3))
     tf.keras.utils.set_random_seed(0)
-    inp = tf.keras.Input((T, C), batch_size=batch)
-    x = tf.keras.layers.Conv1D(8, 5, padding="same", activation="relu")(inp)  # (B, T, 8)
-    x = tf.keras.layers.MaxPooling1D(2)(x)  # (B, T/2, 8)
-    x = tf.keras.layers.Conv1D(16, 3, padding="same", activation="relu")(x)  # (B, T/2, 16)
-    x = tf.keras.layers.GlobalAveragePooling1D()(x)  # (B, 16)
-    out = tf.keras.layers.Dense(K)(x)  # (B, K)
+    inp = tf.keras.Input((t, c), batch_size=batch)
+    x = tf.keras.layers.Conv1D(w1, k1, padding="same", activation="relu")(inp)  # (B, t, w1)
+    x = tf.keras.layers.MaxPooling1D(2)(x)  # (B, t/2, w1)
+    x = tf.keras.layers.Conv1D(w2, k2, padding="same", activation="relu")(x)  # (B, t/2, w2)
+    x = tf.keras.layers.GlobalAveragePooling1D()(x)  # (B, w2)
+    out = tf.keras.layers.Dense(k)(x)  # (B, k)
     converter = tf.lite.TFLiteConverter.from_keras_model(tf.keras.Model(inp, out))
     if quantize:
-        cal = calibration()
+        cal = calibration(t, c)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
@@ -88,3 +91,4 @@ if __name__ == "__main__":
     out.mkdir(parents=True, exist_ok=True)
     print(keras_conv1d(out / "keras_conv1d.tflite"))
     print(torch_conv1d(out / "torch_conv1d.tflite"))
+    print(keras_conv1d(out / "keras_wide.tflite", wide=True))

@@ -243,3 +243,9 @@ def test_an_interrupted_compile_leaves_the_previous_one(models, tmp_path, monkey
         api.compile_model(models["keras"], out, labels="a,b,c,d")
     assert (out / "compile.json").read_bytes() == before and first.labels is None
     _no_staging_left(tmp_path)
+
+
+def test_export_of_a_folder_holding_only_a_model_points_to_compile(models, tmp_path):
+    (tmp_path / "model_int8.tflite").write_bytes(models["keras"].read_bytes())
+    for command in ("export", "profile"):
+        assert_clean_failure(run_cli(command, str(tmp_path)), 2, "holds model_int8.tflite", "micronas compile")
