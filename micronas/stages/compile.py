@@ -514,6 +514,9 @@ def profile_compiled(path: str | os.PathLike[str], target: str | None = None, po
                               "directory of `micronas export`")
         folder = p
     else:
+        if (p.parent / "run.json").is_file():  # a run's own model: the run has its windows and metrics
+            raise ConfigError(f"{p} is the model of the micronas run {p.parent}",
+                              f"profile the run: micronas profile {p.parent}")
         folder = Path(out) if out is not None else default_out(p)
         buf, _graph = read_model(p)
         if not (is_compiled(folder) and read_record(folder).sha256 == hashlib.sha256(buf).hexdigest()):
