@@ -38,7 +38,8 @@ def main() -> None:
         x = np.load(d / WINDOWS)[:20]
         counts = {}
         with tempfile.TemporaryDirectory() as td:
-            for label, flags in (("default", build.COMMON_FLAGS), ("-ffreestanding", (*build.COMMON_FLAGS, "-ffreestanding"))):
+            variants = (("default", build.COMMON_FLAGS), ("-ffreestanding", (*build.COMMON_FLAGS, "-ffreestanding")))
+            for label, flags in variants:
                 with mock.patch.object(build, "COMMON_FLAGS", flags):
                     p, _ = measure(model, x, board, Budgets(), Path(td) / label.strip("-"))
                 counts[label] = p.total

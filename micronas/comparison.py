@@ -13,7 +13,6 @@ from pathlib import Path
 from micronas.report import _CSS, _h_table, _md_table, plot_arena, plot_layers
 from micronas.results import CompileResult, ProfileResult, ReportResult
 from micronas.rundir import atomic_write_text
-from micronas.units import format_size
 
 REPORT_DIR = "report"
 HEAD = ["figure", "micronas runtime", "TensorFlow Lite Micro", "ours / TFLM", "source"]
@@ -127,7 +126,8 @@ def write_report(folder: Path, record: CompileResult, profile: ProfileResult | N
     atomic_write_text(out_dir / "report.html",
                       f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}"
                       f"</title><style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n")
-    return ReportResult(str(out_dir / "report.html"), str(out_dir / "report.md"), [str(out_dir / f) for f, _, _ in plots])
+    return ReportResult(str(out_dir / "report.html"), str(out_dir / "report.md"),
+                        [str(out_dir / f) for f, _, _ in plots])
 
 
 __all__ = ["HEAD", "lines", "rows", "write_report"]

@@ -116,8 +116,8 @@ def test_profile_a_compiled_folder(keras_profiled):
     assert prof["board"] == BOARD  # recorded by compile --target
     assert prof["arena_bytes_measured"] == prof["arena_bytes_planned"] == ARENA_BYTES
     assert prof["outputs_equal_tflm"] and prof["outputs_equal_host_runtime"] and prof["windows"] == 8
-    assert [la["name"] for la in prof["per_layer_instructions"]] == ["0:CONV_2D", "1:MAX_POOL_2D", "2:CONV_2D", "3:MEAN",
-                                                        "4:FULLY_CONNECTED"]
+    assert [la["name"] for la in prof["per_layer_instructions"]] == [
+        "0:CONV_2D", "1:MAX_POOL_2D", "2:CONV_2D", "3:MEAN", "4:FULLY_CONNECTED"]
     assert 0.99 < prof["per_layer_sum_over_total"] <= 1.0
     assert prof["total_instructions"] > 10_000 and prof["stack_high_water_bytes"] > 0
     assert f"{prof['total_instructions']:,.0f}" in p.stdout and "TensorFlow Lite Micro" in p.stdout

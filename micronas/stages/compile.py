@@ -214,13 +214,15 @@ def parse_labels(value: str | None, classes: int) -> tuple[str, ...] | None:
         try:
             names = [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
         except (OSError, UnicodeDecodeError) as e:
-            raise UsageError(f"--labels {p} cannot be read ({e})", "give a UTF-8 text file, one label per line") from None
+            raise UsageError(f"--labels {p} cannot be read ({e})",
+                             "give a UTF-8 text file, one label per line") from None
         where = f"{p} ({len(names)} lines)"
     else:
         names = [v.strip() for v in value.split(",")]
         where = f"{value!r}"
         if any(not n for n in names):
-            raise UsageError(f"--labels {value!r} has an empty name", "give names separated by commas, e.g. walk,run,sit")
+            raise UsageError(f"--labels {value!r} has an empty name",
+                             "give names separated by commas, e.g. walk,run,sit")
     if len(names) != classes:
         raise UsageError(f"--labels {where} gives {len(names)} names; the model has {classes} outputs",
                          f"give exactly {classes} names, in output order")
