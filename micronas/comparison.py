@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
-from micronas.report import _CSS, _h_table, _md_table, plot_arena, plot_layers
+from micronas.report import PAGE_CSS, html_table, md_table, plot_arena, plot_layers
 from micronas.results import CompileResult, ProfileResult, ReportResult
 from micronas.rundir import atomic_write_text
 
@@ -113,10 +113,10 @@ def write_report(folder: Path, record: CompileResult, profile: ProfileResult | N
                                          "serial protocol, BENCH_OP and every kernel)")]
     side = rows(record, profile)
     md = [f"# {title}", "", *[f"- **{k}**: {v}" for k, v in facts], "", "## micronas against TensorFlow Lite Micro",
-          "", _md_table(HEAD, side), ""]
+          "", md_table(HEAD, side), ""]
     body = [f"<h1>{html.escape(title)}</h1><ul>"
             + "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in facts) + "</ul>",
-            "<h2>micronas against TensorFlow Lite Micro</h2>", _h_table(HEAD, side)]
+            "<h2>micronas against TensorFlow Lite Micro</h2>", html_table(HEAD, side)]
     for f, t, caption in plots:
         md += [f"## {t}", "", f"![{t}]({f})", "", caption, ""]
         data = base64.b64encode((out_dir / f).read_bytes()).decode()
@@ -125,7 +125,7 @@ def write_report(folder: Path, record: CompileResult, profile: ProfileResult | N
     atomic_write_text(out_dir / "report.md", "\n".join(md))
     atomic_write_text(out_dir / "report.html",
                       f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}"
-                      f"</title><style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n")
+                      f"</title><style>{PAGE_CSS}</style></head><body>{''.join(body)}</body></html>\n")
     return ReportResult(str(out_dir / "report.html"), str(out_dir / "report.md"),
                         [str(out_dir / f) for f, _, _ in plots])
 

@@ -399,7 +399,7 @@ _LAYER_NOTE = ("int8 vs fp32: RMS of the int8 output minus the fp32 output, rela
                "is the one that loses. int8 from LiteRT with every tensor kept, on validation windows.")
 
 
-def _md_table(head: list[str], rows: list[list[str]]) -> str:
+def md_table(head: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
     return "\n".join(lines)
@@ -408,22 +408,22 @@ def _md_table(head: list[str], rows: list[list[str]]) -> str:
 def _markdown(doc: dict) -> str:
     parts = [f"# {doc['title']}", "", *[f"- **{k}**: {v}" for k, v in doc["facts"]], "",
              *[f"> {n}" for n in doc["notes"]], "", "## Budgets and achieved figures", "",
-             _md_table(_BUDGET_HEAD, doc["budget_rows"]), "", "## Accuracy (test split)", "",
-             _md_table(["model", "accuracy", "notes"], doc["accuracy"]), "",
-             f"## Architecture: {doc['arch_short']}", "", _md_table(_LAYER_HEAD, doc["layers"]), "",
+             md_table(_BUDGET_HEAD, doc["budget_rows"]), "", "## Accuracy (test split)", "",
+             md_table(["model", "accuracy", "notes"], doc["accuracy"]), "",
+             f"## Architecture: {doc['arch_short']}", "", md_table(_LAYER_HEAD, doc["layers"]), "",
              _LAYER_NOTE, ""]
     for f, title, caption in doc["plots"]:
         parts += [f"## {title}", "", f"![{title}]({f})", "", caption, ""]
     return "\n".join(parts)
 
 
-def _h_table(head: list[str], rows: list[list[str]]) -> str:
+def html_table(head: list[str], rows: list[list[str]]) -> str:
     th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
     trs = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
     return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
 
 
-_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:980px;margin:2em auto;
+PAGE_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:980px;margin:2em auto;
 padding:0 1em;color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;
 padding:4px 8px;text-align:left;vertical-align:top;font-size:14px}th{background:#f3f3f3}
 img{max-width:100%;border:1px solid #eee}.note{background:#f6f8fa;border-left:4px solid #1f77b4;
@@ -434,13 +434,13 @@ def _html(doc: dict, out_dir: Path) -> str:
     facts = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in doc["facts"])
     notes = "".join(f'<div class="note">{html.escape(n)}</div>' for n in doc["notes"])
     body = [f"<h1>{html.escape(doc['title'])}</h1><ul>{facts}</ul>{notes}",
-            "<h2>Budgets and achieved figures</h2>", _h_table(_BUDGET_HEAD, doc["budget_rows"]),
-            "<h2>Accuracy (test split)</h2>", _h_table(["model", "accuracy", "notes"], doc["accuracy"]),
+            "<h2>Budgets and achieved figures</h2>", html_table(_BUDGET_HEAD, doc["budget_rows"]),
+            "<h2>Accuracy (test split)</h2>", html_table(["model", "accuracy", "notes"], doc["accuracy"]),
             f"<h2>Architecture: {html.escape(doc['arch_short'])}</h2>",
-            _h_table(_LAYER_HEAD, doc["layers"]), f'<p class="caption">{html.escape(_LAYER_NOTE)}</p>']
+            html_table(_LAYER_HEAD, doc["layers"]), f'<p class="caption">{html.escape(_LAYER_NOTE)}</p>']
     for f, title, caption in doc["plots"]:
         data = base64.b64encode((out_dir / f).read_bytes()).decode()
         body.append(f'<h2>{html.escape(title)}</h2><img alt="{html.escape(title)}" src="data:image/png;base64,{data}">'
                     f'<p class="caption">{html.escape(caption)}</p>')
     return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(doc['title'])}"
-            f"</title><style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n")
+            f"</title><style>{PAGE_CSS}</style></head><body>{''.join(body)}</body></html>\n")
