@@ -1,29 +1,42 @@
-"""Does the search beat a hand-designed CNN at the same budget on realistic wearable data?
+"""Does the search earn its cost? Search vs random search at equal compute vs a hand-designed CNN.
 
-For each latency budget on the default board (RAM budget 256 KiB, flash the board's) and each
-seed, side by side in one run:
+Per dataset and seed, side by side in one run, every network trained by the same code and
+recipe (`api.train_export_profile`: the default TrainConfig, 40 epochs, last-epoch rule, QAT
+when int8 loses on validation), exported to int8 and profiled on the emulated core:
 
-* `micronas search` on seglearn's watch data (benchmarks/watch_data.py: 128-sample windows,
-  50 % overlap, subjects 1-7 the pool with subject 3 for validation, 8-10 the test set), with
-  the final training on the issue's protocol (40 epochs, cosine schedule, last epoch);
-* a hand-designed 3-layer CNN that fits the same budget, trained, exported and profiled by the
-  same code (`api.train_export_profile`: same recipe, checkpoint rule and QAT rule).
+(a) `micronas search` (DNAS, derivation, final training), its wall time;
+(b) random search at equal compute: architectures drawn uniformly from the default space,
+    kept when their predicted latency lies within 80-99 % of the budget (and they fit RAM and
+    flash), each trained stand-alone; k of them, k = 1 + round((DNAS + derivation seconds) /
+    seconds of one training), so (b) costs what (a) costs; the best by validation accuracy is
+    exported;
+(c) a hand-designed 3-layer CNN (k5; stride 1, 2, 2) at the budget.
 
-Every figure is measured on the emulated core (QEMU instruction counts, not cycles) except
-"predicted" (the latency table). Prints a table with mean +- std over seeds and the ratio of
-accuracies (search / baseline); writes everything to WORK/results.json. Finished runs are
-kept and skipped when the benchmark is run again (it resumes).
+With `--pool N` (default 20, seed 0 only) more random architectures are trained than k to
+measure how well the supernet ranks: Kendall tau between each one's validation accuracy with
+the supernet's inherited weights (batch norm recalibrated) and its stand-alone validation and
+(fp32) test accuracy. Decisions use validation data only; the test split is read for the
+reported figures.
 
-    .venv/bin/python benchmarks/search.py [--budgets 2ms,6ms,50ms] [--seeds 0,1,2] [--work DIR]
+Datasets: seglearn's watch data (benchmarks/watch_data.py, 6-axis IMU, subject 3 validation,
+subjects 8-10 test; `pip install --no-deps seglearn`) at the default 50 ms / 256 KiB, and aeon's
+JapaneseVowels (equal-length version shipped in the aeon package, BSD-3; 12 LPC channels x 25,
+9 speakers, 270 train / 370 test; `pip install --no-deps aeon`) at 5 ms / 256 KiB (random
+networks of the space predict 0.9-12 ms for this shape, median 3.5 ms). Every figure: QEMU
+instruction counts on the emulated core (not cycles), latency in ms at the board clock.
+Resumable: finished runs are kept in WORK.
 
-Skips cleanly (exit 0) when seglearn is not installed: pip install --no-deps seglearn
+    .venv/bin/python benchmarks/search.py [--datasets watch,vowels] [--seeds 0,1,2] [--pool 20]
+        [--work DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
+import random
 import sys
 import time
 from pathlib import Path
@@ -37,25 +50,35 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import watch_data  # noqa: E402
 
 RAM = "256k"
-# hand-designed baselines: 3 conv layers (k5; stride 1, 2, 2), the widths that fit each budget
-BASELINES = {"2ms": (8, 16, 16), "6ms": (16, 32, 32), "50ms": (64, 64, 64)}
+EPOCHS = 40
 
 
-def baseline_arch(widths: tuple[int, ...], shape: tuple[int, int, int]) -> dict:
+def vowels_file() -> Path | None:
+    spec = importlib.util.find_spec("aeon")
+    if spec is None or spec.origin is None:
+        return None
+    p = Path(spec.origin).parent / "datasets" / "data" / "JapaneseVowels" / "JapaneseVowels_eq_TRAIN.ts"
+    return p if p.exists() else None
+
+
+def datasets(work: Path) -> dict[str, dict]:
+    """name -> {data, val (subjects), latency, cnn widths}; datasets whose package is missing left out."""
+    out = {}
+    if watch_data.watch_file() is not None:
+        data = work / "watch.npz"
+        if not data.exists():
+            watch_data.write(data)
+        out["watch"] = {"data": str(data), "val": (watch_data.VAL_SUBJECT,), "latency": "50ms", "cnn": (64, 64, 64)}
+    vf = vowels_file()
+    if vf is not None:
+        out["vowels"] = {"data": str(vf), "val": (), "latency": "5ms", "cnn": (32, 32, 32)}
+    return out
+
+
+def cnn_arch(widths: tuple[int, ...], shape: tuple[int, int, int]) -> dict:
     layers = [{"op": "conv", "out": w, "kernel": 5, "stride": s} for w, s in zip(widths, (1, 2, 2))]
     return {"format": "micronas.arch/1", "input_channels": shape[0], "input_length": shape[1],
             "num_classes": shape[2], "stem": layers[0], "cells": layers[1:]}
-
-
-def figures(done) -> dict:
-    """The figures of a SearchResult or PipelineResult."""
-    m, p = done.metrics, done.profile
-    return {"accuracy_int8": m.accuracy_int8, "accuracy_fp32": m.accuracy_fp32,
-            "qat": (m.qat or {}).get("kept", "ptq"),
-            "predicted_latency_ms": m.prediction.latency_ms, "measured_latency_ms": p.measured_latency_ms,
-            "predicted_arena_bytes": m.prediction.arena_bytes, "measured_arena_bytes": p.arena_bytes_measured,
-            "predicted_flash_bytes": m.prediction.flash_bytes, "elf_flash_bytes": p.flash_bytes,
-            "fits": not p.over_budget, "where": p.where, "unit": p.timer_kind}
 
 
 def save(path: Path, results: dict) -> None:
@@ -64,109 +87,217 @@ def save(path: Path, results: dict) -> None:
     tmp.replace(path)
 
 
-def run_all(args) -> dict:
+def figures(done) -> dict:
+    m, p = done.metrics, done.profile
+    return {"accuracy_int8": m.accuracy_int8, "accuracy_fp32": m.accuracy_fp32,
+            "int8_loss": m.accuracy_fp32 - m.accuracy_int8, "qat": (m.qat or {}).get("kept", "ptq"),
+            "predicted_latency_ms": m.prediction.latency_ms, "measured_latency_ms": p.measured_latency_ms,
+            "arena_bytes": p.arena_bytes_measured, "elf_flash_bytes": p.flash_bytes, "fits": not p.over_budget}
+
+
+def random_pool(n: int, seed: int, shape, table, budgets) -> list[dict]:
+    """n architectures of the default space at 80-99 % of the latency budget that fit RAM and flash."""
+    from latency_tables import predict as predictor
+    from search_space.space import DEFAULT_SPACE
+
+    rng, out, tries = random.Random(1000 + seed), [], 0
+    lo, hi = 0.80 * budgets.latency_s * 1e3, 0.99 * budgets.latency_s * 1e3
+    while len(out) < n and tries < 200_000:
+        tries += 1
+        a = DEFAULT_SPACE.sample(rng, *shape)
+        p = predictor.predict(a, table)
+        if lo <= p.latency_ms <= hi and p.arena_bytes <= budgets.ram_bytes and \
+                (budgets.flash_bytes is None or p.flash_bytes <= budgets.flash_bytes):
+            out.append(a.to_json())
+    if len(out) < n:
+        raise SystemExit(f"only {len(out)} random architectures within 80-99 % of the budget in {tries} draws")
+    return out
+
+
+def splits(data: str, seed: int, val: tuple[str, ...]):
+    """The standardised train/val/test arrays exactly as search and train make them."""
+    from micronas.data import Standardizer, arrays_for, load_dataset, make_split
+
+    ds = load_dataset(data)
+    split = make_split(ds, seed=seed, val_subjects=val)
+    std = Standardizer.fit(ds.X[split.train])
+    return {k: (std.apply(X), y.astype(np.int64)) for k, (X, y) in arrays_for(ds, split).items()}
+
+
+def run_dataset(name: str, spec: dict, args, work: Path, results: dict) -> None:
+    import torch
+
+    from latency_tables import predict as predictor
     from micronas import api
     from micronas import search as dnas
     from micronas.report import arch_summary
+    from micronas.rundir import RunDir
+    from micronas.stages.common import folded_model
     from micronas.train import TrainConfig
     from micronas.units import Budgets
+    from search_space.arch import from_json as arch_from_json
+    from search_space.space import DEFAULT_SPACE, position_choices
+    from search_space.supernet import SuperNet
     from targets import boards
 
-    work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    data = work / "watch.npz"
-    if not data.exists():
-        watch_data.write(data)
-    with np.load(data) as z:
-        shape = (z["X"].shape[1], z["X"].shape[2], len(set(z["y"].tolist())))
     board = boards.default_board()
-    results_path = work / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    val = (watch_data.VAL_SUBJECT,)
-    for budget in args.budgets:
-        budgets = api.board_budgets(Budgets.parse(latency=budget, ram=RAM), board)
-        for seed in args.seeds:
-            for kind in ("search", "baseline"):
-                key = f"{budget}/{kind}/seed{seed}"
-                if key in results:
-                    continue
-                out = work / budget / f"{kind}-seed{seed}"
-                print(f"[{time.strftime('%H:%M:%S')}] {key} -> {out}", flush=True)
-                t0 = time.monotonic()
-                if kind == "search":
-                    cfg = dnas.SearchConfig(epochs=args.epochs, warmup_epochs=args.epochs // 4, seed=seed,
-                                            val_subjects=val)
-                    r = api.search(data, out, budgets, target=board.name, cfg=cfg, final_epochs=args.final_epochs,
-                                   resume=(out / "search_checkpoint.pt").exists())
-                    arch = r.arch
-                    search_s = json.loads((out / "search.json").read_text()).get("search_seconds")
-                else:
-                    arch = baseline_arch(BASELINES[budget], shape)
-                    arch_path = work / budget / "baseline_arch.json"
-                    arch_path.parent.mkdir(parents=True, exist_ok=True)
-                    arch_path.write_text(json.dumps(arch))
-                    tcfg = TrainConfig(epochs=args.final_epochs, seed=seed, val_subjects=val, checkpoint_rule="last")
-                    r = api.train_export_profile(data, out, arch_path, tcfg, board.name, budgets)
-                    search_s = None
-                results[key] = {**figures(r), "arch": arch_summary(arch), "wall_seconds": round(time.monotonic() - t0, 1),
-                                "search_seconds": search_s, "budget": budget, "kind": kind, "seed": seed}
-                save(results_path, results)
-                print(f"    {results[key]['arch']}: int8 {results[key]['accuracy_int8']:.3f}, "
-                      f"{results[key]['measured_latency_ms']:.3f} ms, {results[key]['wall_seconds']:.0f} s", flush=True)
-    return results
+    budgets = api.board_budgets(Budgets.parse(latency=spec["latency"], ram=RAM), board)
+    ds = api.load_dataset(spec["data"])
+    shape = (ds.n_channels, ds.length, ds.n_classes)
+    base = work / name
+    base.mkdir(parents=True, exist_ok=True)
+
+    def log(msg):
+        print(f"[{time.strftime('%H:%M:%S')}] {name}: {msg}", flush=True)
+
+    for seed in args.seeds:
+        tcfg = TrainConfig(epochs=EPOCHS, seed=seed, val_subjects=spec["val"], checkpoint_rule="last")
+        # (a) the search
+        key = f"{name}/search/seed{seed}"
+        if key not in results:
+            out = base / f"search-seed{seed}"
+            log(f"search seed {seed} -> {out}")
+            t0 = time.monotonic()
+            cfg = dnas.SearchConfig(seed=seed, val_subjects=spec["val"])
+            r = api.search(spec["data"], out, budgets, target=board.name, cfg=cfg, final_epochs=EPOCHS,
+                           resume=(out / "search_checkpoint.pt").exists(), threads=1)
+            rec = json.loads((out / "search.json").read_text())
+            results[key] = {**figures(r), "arch": arch_summary(r.arch), "wall_seconds": round(time.monotonic() - t0, 1),
+                            "search_seconds": rec.get("search_seconds"), "derivation": rec.get("candidates")}
+            save(work / "results.json", results)
+            log(f"search: {results[key]['arch']}: int8 {r.metrics.accuracy_int8:.3f}, {results[key]['wall_seconds']:.0f} s")
+        if "derivation_seconds" not in results[key]:
+            rec = json.loads((base / f"search-seed{seed}" / "search.json").read_text())
+            results[key]["derivation_seconds"] = rec.get("derivation_seconds") or 0.0
+        # the search's compute before its final training (which random search spends as one more network)
+        search_s = (results[key]["search_seconds"] or 0.0) + results[key]["derivation_seconds"]
+
+        # (b) random architectures, trained stand-alone with the same recipe
+        table = predictor.find_table(board.name, *shape)
+        pool_n = args.pool if seed == args.seeds[0] else 0
+        pkey = f"{name}/pool/seed{seed}"
+        pool = results.setdefault(pkey, {"archs": random_pool(max(pool_n, 12), seed, shape, table, budgets), "runs": {}})
+        data = splits(spec["data"], seed, spec["val"])
+
+        def train_one(i: int) -> dict:
+            if str(i) in pool["runs"]:
+                return pool["runs"][str(i)]
+            out = base / f"random-seed{seed}" / f"arch{i:02d}"
+            out.mkdir(parents=True, exist_ok=True)
+            (out.parent / f"arch{i:02d}.json").write_text(json.dumps(pool["archs"][i]))
+            t0 = time.monotonic()
+            s = api.train(spec["data"], out, arch=out.parent / f"arch{i:02d}.json", cfg=tcfg, threads=1)
+            model = folded_model(RunDir(out), arch_from_json(pool["archs"][i]))
+            with torch.no_grad():
+                test = float((model(torch.from_numpy(data["test"][0])).argmax(1).numpy() == data["test"][1]).mean())
+            pool["runs"][str(i)] = {"val_acc": s.best["val_acc"], "test_acc_fp32": test,
+                                    "seconds": round(time.monotonic() - t0, 1), "run": str(out)}
+            save(work / "results.json", results)
+            log(f"random arch {i} ({arch_summary(pool['archs'][i])}): val {s.best['val_acc']:.3f}, test fp32 {test:.3f}")
+            return pool["runs"][str(i)]
+
+        first = train_one(0)
+        k = 1 + round(search_s / max(first["seconds"], 1e-3))
+        runs = [train_one(i) for i in range(max(k, pool_n))]
+        rkey = f"{name}/random/seed{seed}"
+        if rkey not in results or results[rkey]["k"] != k:
+            best = max(range(k), key=lambda i: (runs[i]["val_acc"], -i))
+            log(f"random search (k={k}): arch {best}, exported and profiled")
+            t0 = time.monotonic()
+            arch_path = base / f"random-seed{seed}" / f"arch{best:02d}.json"
+            done = api.train_export_profile(spec["data"], runs[best]["run"], arch_path, tcfg, board.name, budgets,
+                                            threads=1)
+            results[rkey] = {**figures(done), "arch": arch_summary(pool["archs"][best]), "k": k, "chosen": best,
+                             "wall_seconds": round(sum(r["seconds"] for r in runs[:k]) + time.monotonic() - t0, 1)}
+            save(work / "results.json", results)
+
+        # supernet ranking (the pool of the first seed)
+        tkey = f"{name}/tau/seed{seed}"
+        if pool_n and tkey not in results:
+            net = SuperNet(DEFAULT_SPACE, [position_choices(DEFAULT_SPACE, i) for i in range(len(DEFAULT_SPACE.positions))],
+                           *shape)
+            sd = torch.load(base / f"search-seed{seed}" / "search_checkpoint.pt", weights_only=True)["net"]
+            net.load_state_dict(sd)
+            inh = [dnas.inherited_accuracy(net, arch_from_json(a), data["train"][0], *data["val"], seed=seed)
+                   for a in pool["archs"][:pool_n]]
+            raw = [dnas.inherited_accuracy(net, arch_from_json(a), data["train"][0], *data["val"], recalibrate=0)
+                   for a in pool["archs"][:pool_n]]
+            sval = [runs[i]["val_acc"] for i in range(pool_n)]
+            stest = [runs[i]["test_acc_fp32"] for i in range(pool_n)]
+            results[tkey] = {"n": pool_n, "inherited_val": inh, "inherited_val_no_recal": raw,
+                             "tau_inherited_vs_standalone_val": dnas.kendall_tau(inh, sval),
+                             "tau_inherited_vs_standalone_test": dnas.kendall_tau(inh, stest),
+                             "tau_no_recal_vs_standalone_test": dnas.kendall_tau(raw, stest),
+                             "tau_standalone_val_vs_test": dnas.kendall_tau(sval, stest)}
+            save(work / "results.json", results)
+
+        # (c) the hand-designed CNN
+        ckey = f"{name}/cnn/seed{seed}"
+        if ckey not in results:
+            arch = cnn_arch(spec["cnn"], shape)
+            arch_path = base / "cnn_arch.json"
+            arch_path.write_text(json.dumps(arch))
+            t0 = time.monotonic()
+            done = api.train_export_profile(spec["data"], base / f"cnn-seed{seed}", arch_path, tcfg, board.name,
+                                            budgets, threads=1)
+            results[ckey] = {**figures(done), "arch": arch_summary(arch), "wall_seconds": round(time.monotonic() - t0, 1)}
+            save(work / "results.json", results)
+            log(f"cnn: int8 {done.metrics.accuracy_int8:.3f}")
 
 
-def report(results: dict, args) -> None:
-    def ms(vals):
+def report(results: dict, names: list[str], seeds: list[int]) -> None:
+    def pm(vals):
         return f"{100 * np.mean(vals):.1f} ± {100 * np.std(vals):.1f}"
 
-    print("\n| budget | model | int8 test acc (mean ± std, seeds) | x baseline | latency predicted / measured (ms) "
-          "| arena predicted / measured (B) | flash predicted / ELF (B) | fits | wall time per run (s) |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for budget in args.budgets:
-        rows = {k: [results[f"{budget}/{k}/seed{s}"] for s in args.seeds if f"{budget}/{k}/seed{s}" in results]
-                for k in ("search", "baseline")}
-        base = np.mean([r["accuracy_int8"] for r in rows["baseline"]]) if rows["baseline"] else None
-        for kind, rs in rows.items():
+    for name in names:
+        print(f"\n### {name}\n\n| method | int8 test accuracy, mean ± std (per seed) | int8 loss (points, per network) "
+              "| latency measured (ms) | wall time per run (s) | networks |\n|---|---|---|---|---|---|")
+        for kind, label in (("search", "search"), ("random", "random search, equal compute"), ("cnn", "hand-designed CNN")):
+            rs = [results[f"{name}/{kind}/seed{s}"] for s in seeds if f"{name}/{kind}/seed{s}" in results]
             if not rs:
                 continue
             acc = [r["accuracy_int8"] for r in rs]
-            ratio = f"{np.mean(acc) / base:.3f}" if base else "-"
-            lat = "; ".join(f"{r['predicted_latency_ms']:.2f} / {r['measured_latency_ms']:.2f}" for r in rs)
-            arena = "; ".join(f"{r['predicted_arena_bytes']:,} / {r['measured_arena_bytes']:,}" for r in rs)
-            flash = "; ".join(f"{r['predicted_flash_bytes']:,} / {r['elf_flash_bytes']:,}" for r in rs)
-            fits = "yes" if all(r["fits"] for r in rs) else "NO"
-            wall = "; ".join(f"{r['wall_seconds']:.0f}" for r in rs)
-            print(f"| {budget} | {kind} | {ms(acc)} ({len(rs)}) | {ratio} | {lat} | {arena} | {flash} | {fits} | {wall} |")
-    print("\nnetworks found (seed: layers):")
-    for budget in args.budgets:
-        for s in args.seeds:
-            r = results.get(f"{budget}/search/seed{s}")
-            if r:
-                print(f"  {budget} seed {s}: {r['arch']}  (qat: {r['qat']})")
+            loss = ", ".join(f"{100 * r['int8_loss']:+.1f}" for r in rs)
+            lat = ", ".join(f"{r['measured_latency_ms']:.2f}" for r in rs)
+            wall = ", ".join(f"{r['wall_seconds']:.0f}" for r in rs)
+            extra = "".join(f" (k={r['k']})" if "k" in r else "" for r in rs[:1])
+            nets = "; ".join(r["arch"] for r in rs)
+            print(f"| {label}{extra} | {pm(acc)} ({', '.join(f'{100 * a:.1f}' for a in acc)}) | {loss} | {lat} "
+                  f"| {wall} | {nets} |")
+        for s in seeds:
+            t = results.get(f"{name}/tau/seed{s}")
+            if t:
+                print(f"\nsupernet ranking, seed {s}, {t['n']} random networks at 80-99 % of the budget: Kendall tau "
+                      f"inherited (BN recalibrated) vs stand-alone validation {t['tau_inherited_vs_standalone_val']:+.2f}, "
+                      f"vs stand-alone test {t['tau_inherited_vs_standalone_test']:+.2f}; without recalibration vs test "
+                      f"{t['tau_no_recal_vs_standalone_test']:+.2f}; stand-alone validation vs test "
+                      f"{t['tau_standalone_val_vs_test']:+.2f}; inherited accuracies "
+                      f"{100 * min(t['inherited_val']):.0f}-{100 * max(t['inherited_val']):.0f} %")
     print("\nlatency: QEMU instruction counts on the emulated core (not cycles), in ms at the board's clock")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--budgets", default="2ms,6ms,50ms", help="comma-separated latency budgets (of 2ms, 6ms, 50ms)")
+    ap.add_argument("--datasets", default="watch,vowels")
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--epochs", type=int, default=40, help="search epochs")
-    ap.add_argument("--final-epochs", type=int, default=40)
+    ap.add_argument("--pool", type=int, default=20, help="random networks trained for the ranking (first seed)")
     ap.add_argument("--work", default=str(ROOT / "runs" / "bench-search"))
     args = ap.parse_args()
-    args.budgets = [b.strip() for b in args.budgets.split(",")]
     args.seeds = [int(s) for s in args.seeds.split(",")]
-    unknown = [b for b in args.budgets if b not in BASELINES]
-    if unknown:
-        print(f"error: no baseline CNN for budget(s) {', '.join(unknown)}; choose among {', '.join(BASELINES)}",
-              file=sys.stderr)
-        return 2
-    if watch_data.watch_file() is None:
-        print("skipped: seglearn is not installed (pip install --no-deps seglearn)")
-        return 0
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
     os.chdir(ROOT)
-    report(run_all(args), args)
+    available = datasets(work)
+    names = [n.strip() for n in args.datasets.split(",")]
+    missing = [n for n in names if n not in available]
+    if missing:
+        print(f"skipped {', '.join(missing)}: pip install --no-deps seglearn (watch) / aeon (vowels)")
+    names = [n for n in names if n in available]
+    results_path = work / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    for n in names:
+        run_dataset(n, available[n], args, work, results)
+    report(results, names, args.seeds)
     return 0
 
 

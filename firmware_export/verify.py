@@ -47,10 +47,10 @@ class QuantParams:
         return (q.astype(np.float32) - self.zero_point) * np.float32(self.scale)
 
 
-def _litert(path: Path):
+def _litert(path: Path, preserve_all_tensors: bool = False):
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    it = Interpreter(model_path=str(path),
+    it = Interpreter(model_path=str(path), experimental_preserve_all_tensors=preserve_all_tensors,
                      experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     it.allocate_tensors()
     return it
@@ -200,4 +200,62 @@ def compare(a: np.ndarray, b: np.ndarray) -> Agreement:
     """Compare two (N, ...) int8 output arrays window by window."""
     diff = np.abs(a.astype(np.int32) - b.astype(np.int32)).reshape(len(a), -1)
     return Agreement(len(a), float(np.mean(diff.max(axis=1) == 0)), int(diff.max(initial=0)))
+
+
+
+@dataclass(frozen=True)
+class Intermediates:
+    """Every op's output over a batch of windows, from LiteRT with all tensors preserved.
+
+    `ops[k]` is (op name, input tensor indices, output tensor indices) in execution order;
+    `values[t]` the (N, *shape) int8 values of tensor t; `quant[t]` its (scale, zero point);
+    `cuts` the positions k after which op k's single output is the only live tensor (every path
+    from the input to the output passes through it), -1 standing for the graph input.
+    """
+
+    ops: list[tuple[str, tuple[int, ...], tuple[int, ...]]]
+    values: dict[int, np.ndarray]
+    quant: dict[int, tuple[float, int]]
+    input_index: int
+    output_index: int
+    cuts: list[int]
+
+    def tensor_at(self, position: int) -> int:
+        """The tensor a cut position stands for."""
+        return self.input_index if position < 0 else self.ops[position][2][0]
+
+    def dequantized(self, tensor: int) -> np.ndarray:
+        scale, zp = self.quant[tensor]
+        return (self.values[tensor].astype(np.float64) - zp) * scale
+
+
+def run_litert_intermediates(path: Path, x_int8: np.ndarray) -> Intermediates:
+    """Run windows through LiteRT keeping every intermediate tensor (a diagnostic: LiteRT's int8
+    kernels agree with TFLite Micro's within a few LSB, see `metrics.json` `litert_vs_tflm`)."""
+    it = _litert(path, preserve_all_tensors=True)
+    details = {t["index"]: t for t in it.get_tensor_details()}
+    ops = [(o["op_name"], tuple(int(i) for i in o["inputs"] if i >= 0), tuple(int(i) for i in o["outputs"]))
+           for o in it._get_ops_details()]
+    i, o = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
+    produced = [t for _, _, outs in ops for t in outs]
+    values: dict[int, list[np.ndarray]] = {t: [] for t in produced}
+    for x in x_int8:
+        it.set_tensor(i, x[None])
+        it.invoke()
+        for t in produced:
+            values[t].append(it.get_tensor(t)[0].copy())
+    quant = {t: (float(details[t]["quantization"][0]), int(details[t]["quantization"][1])) for t in (i, *produced)}
+    producer = {i: -1} | {t: k for k, (_, _, outs) in enumerate(ops) for t in outs}
+    last_use = dict(producer)
+    for k, (_, ins, _) in enumerate(ops):
+        for t in ins:
+            if t in producer:
+                last_use[t] = k
+    last_use[o] = len(ops)
+    cuts = [-1]
+    for k, (_, _, outs) in enumerate(ops):
+        live = [t for t, p in producer.items() if p <= k < last_use[t]]
+        if len(outs) == 1 and live == [outs[0]]:
+            cuts.append(k)
+    return Intermediates(ops, {t: np.stack(v) for t, v in values.items()} | {i: np.asarray(x_int8)}, quant, i, o, cuts)
 

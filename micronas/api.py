@@ -7,6 +7,8 @@ One function per stage, each implemented in `micronas.stages` and returning a fr
     export(run, budgets, ...)        -> ExportResult   (metrics.json)
     export_int8(run, budgets, ...)   -> ExportResult   (export, QAT when PTQ loses any val. accuracy)
     profile(run, target, port, ...)  -> ProfileResult  (profile.json)
+    compile_model(model, out, ...)   -> CompileResult  (a .tflite made elsewhere: compile.json, c/)
+    profile_compiled(dir_or_model, ...) -> (ProfileResult, CompileResult, folder)
     search(data, out, budgets, ...)  -> SearchResult   (search.json, then all of the above)
     train_export_profile(...)        -> PipelineResult
     build_table(...), list_tables()  latency tables (`micronas tables`)
@@ -35,10 +37,12 @@ from __future__ import annotations
 from firmware_export import verify
 from micronas.budgets import check_board_has, for_board as board_budgets, resolve_board
 from micronas.data import Dataset, load_dataset
-from micronas.results import (ExportResult, MinimumCosts, PipelineResult, ProfileResult, ReportResult, SearchRecord,
+from micronas.results import (CompileResult, ExportResult, MinimumCosts, PipelineResult, ProfileResult, ReportResult, SearchRecord,
                               SearchResult, TrainResult)
 from micronas.stages.common import (QAT_MODEL, StageCallback, data_fingerprint, folded_model as _folded_model,
                                     load_run as _load_run, resolve_arch, torch_threads)
+from micronas.stages.compile import compile_model, default_out as default_compile_out, is_compiled, \
+    profile_compiled
 from micronas.stages.export import MAX_INTERPRETER_LSB_DIFF, QAT_TRIGGER, export, export_int8
 from micronas.stages.profile import effective_budgets, profile
 from micronas.stages.search import BudgetPlan, check_feasible, minimum_costs, plan_budgets, search, \
@@ -49,10 +53,10 @@ from micronas_base.errors import BudgetError, ConfigError, DataError, ExportErro
 from search_space import arch as arch_mod
 
 __all__ = [
-    "BudgetError", "BudgetPlan", "ConfigError", "DataError", "Dataset", "ExportError", "ExportResult",
+    "BudgetError", "BudgetPlan", "CompileResult", "ConfigError", "DataError", "Dataset", "ExportError", "ExportResult",
     "MAX_INTERPRETER_LSB_DIFF", "MinimumCosts", "PipelineResult", "ProfileResult", "QAT_MODEL", "QAT_TRIGGER",
     "ReportResult", "SearchRecord", "SearchResult", "StageCallback", "TableListing", "TrainResult", "arch_mod",
-    "board_budgets", "build_table", "check_board_has", "check_feasible", "data_fingerprint", "effective_budgets",
-    "export", "export_int8", "list_tables", "load_dataset", "minimum_costs", "plan_budgets", "profile",
+    "board_budgets", "build_table", "check_board_has", "check_feasible", "compile_model", "default_compile_out", "data_fingerprint", "effective_budgets",
+    "export", "export_int8", "is_compiled", "list_tables", "load_dataset", "minimum_costs", "plan_budgets", "profile", "profile_compiled",
     "resolve_arch", "resolve_board", "search", "torch_threads", "train", "train_export_profile", "verify",
 ]

@@ -136,6 +136,8 @@ def _version(value: bool) -> None:
 
 THREADS_HELP = ("torch's intra-op threads. Default: MICRONAS_THREADS or OMP_NUM_THREADS if set, else "
                 "min(4, CPUs available); lower it on a shared machine.")
+AUGMENT_HELP = ("Training augmentation: a comma-separated list of jitter, scale, shift, rotate (3-axis groups: only "
+                "when the channels are x, y, z of sensors), mixup; or none. Default: jitter,scale,shift.")
 VAL_SUBJECTS_HELP = ("Comma-separated subject ids whose windows are the validation split (e.g. 3, or 3,5); "
                      "default: whole subjects picked by --seed, about 20 % of the pool.")
 
@@ -183,6 +185,7 @@ def train(
         help="Which epoch's weights to keep: 'last' (of the fixed cosine schedule; what search uses) or "
              "'best-val' (best validation accuracy).")] = "best-val",
     force: Annotated[bool, typer.Option(help="Retrain even if the run already holds a model.")] = False,
+    augment: Annotated[Optional[str], typer.Option(help=AUGMENT_HELP)] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help=THREADS_HELP)] = None,
     quiet: QUIET = False,
 ) -> None:
@@ -194,7 +197,8 @@ def train(
     rules = {"last": "last", "best-val": "best_val"}
     if checkpoint not in rules:
         raise UsageError(f"--checkpoint {checkpoint!r} is not a checkpoint rule", "use last or best-val")
-    cfg = TrainConfig(epochs=epochs, seed=seed, val_subjects=_subjects(val_subjects), checkpoint_rule=rules[checkpoint])
+    cfg = TrainConfig(epochs=epochs, seed=seed, val_subjects=_subjects(val_subjects), checkpoint_rule=rules[checkpoint],
+                      **_augment(augment))
     show = Progress.for_cli(quiet)
     show.line(f"training on {data} into {out_dir}")
     n, why = api.torch_threads(threads)
@@ -240,7 +244,7 @@ def export(
     lines = [
         f"accuracy (test, {m.test_windows} windows): fp32 {m.accuracy_fp32:.3f}, "
         f"int8 {m.accuracy_int8:.3f} (drop {m.int8_accuracy_drop * 100:+.1f} points)",
-        f"int8 vs fp32 argmax agreement: {m.argmax_agreement_int8_vs_fp32:.3f}",
+        f"int8 vs fp32 argmax agreement: {m.argmax_agreement_int8_vs_fp32:.3f}" + _layer_error_note(m),
         f"LiteRT vs TFLite Micro: {a['exact_match_rate'] * 100:.1f}% of windows bit-exact, "
         f"max difference {a['max_lsb_diff']} LSB" + _litert_note(m),
         f"model: {format_size(m.tflite_bytes)} int8 flatbuffer, {len(m.tflite_ops)} ops",
@@ -260,6 +264,25 @@ def export(
         show.line(line)
 
 
+def _augment(spec: str | None) -> dict:
+    """--augment -> TrainConfig overrides (none when not given: the default recipe)."""
+    from micronas import augment as aug
+
+    return {} if spec is None else {"augment": aug.parse(spec)}
+
+
+def _layer_error_note(m) -> str:
+    """Where int8 loses most: the layer whose output error (relative to fp32) grows the most."""
+    rows = (m.layer_int8_error or {}).get("layers") or []
+    if not rows:
+        return ""
+    steps = [(r["relative_error"] - (rows[i - 1]["relative_error"] if i else 0.0), r) for i, r in enumerate(rows)]
+    _, worst = max(steps, key=lambda s: s[0])
+    return (f"; per-layer output error {100 * min(r['relative_error'] for r in rows):.1f}-"
+            f"{100 * max(r['relative_error'] for r in rows):.1f} %, grows most at {worst['name']} "
+            "(report: Architecture)")
+
+
 def _litert_note(m) -> str:
     """A clause flagging LiteRT's disagreement with TFLite Micro (the board's semantics), if over."""
     c = m.litert_check
@@ -272,12 +295,16 @@ def _litert_note(m) -> str:
 @app.command()
 @_handled
 def profile(
-    run: Annotated[Path, typer.Argument(help="Exported run directory (`micronas export`).")],
+    run: Annotated[Path, typer.Argument(
+        help="Exported run directory (`micronas export`), a folder written by `micronas compile`, or an int8 "
+             ".tflite (compiled first into --out).")],
     target: Annotated[Optional[str], typer.Option(help="Board name (see `micronas boards`); default nucleo-l552ze-q.")]
     = None,
     port: Annotated[Optional[str], typer.Option(
         help="pyserial URL of a real board (/dev/ttyACM0, socket://host:port, hwgrep://0483:374b). "
              "Without it the board's core is emulated by QEMU.")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option(
+        "--out", help="With a .tflite: the folder to compile it into (default MODEL_micronas beside it).")] = None,
     windows: Annotated[int, typer.Option(min=1, max=10000, help="Test windows checked bit for bit on the device.")]
     = 20,
     latency: Annotated[Optional[str], typer.Option(help="Latency budget, e.g. 50ms, 0.05s, 500us.")] = None,
@@ -300,6 +327,11 @@ def profile(
     from micronas.progress import Progress
 
     link = _link(timeout, retries)
+    if run.suffix == ".tflite" or api.is_compiled(run):
+        return _profile_compiled(run, target, port, out_dir, windows, Budgets.parse(latency=latency, ram=ram,
+                                 flash=flash), flash_cmd, link, quiet, json_out)
+    if out_dir is not None:
+        raise UsageError(f"--out {out_dir} is for a .tflite; {run} is a run directory", "drop --out")
     budgets = api.effective_budgets(run, Budgets.parse(latency=latency, ram=ram, flash=flash))  # as profile reads them
     show = Progress.for_cli(quiet, to_stderr=json_out)
     _echo_budgets(budgets, show)  # including those recorded by `micronas export`
@@ -322,6 +354,100 @@ def profile(
               f"stack high-water {p.stack_high_water_bytes:,} B")
     show.line(f"  firmware: flash {format_size(p.flash_bytes)}, RAM {format_size(p.ram_bytes)} (ELF)")
     show.line(f"profile: {Path(run) / 'profile.json'}")
+
+
+@app.command("compile")
+@_handled
+def compile_(
+    model: Annotated[Path, typer.Argument(help="An int8 .tflite made elsewhere (Keras, PyTorch, any converter).")],
+    out_dir: Annotated[Optional[Path], typer.Option(
+        "--out", help="Folder to write (default: MODEL_micronas beside the model); an earlier compile there is "
+                      "replaced.")] = None,
+    target: Annotated[Optional[str], typer.Option(
+        help="Board (see `micronas boards`) whose SRAM the arena is checked against and that `micronas profile DIR` "
+             "uses; default nucleo-l552ze-q.")] = None,
+    data: Annotated[Optional[Path], typer.Option(
+        help="Input windows to verify on: .npy, or .npz with one array (or one named X): shape (N, *input shape); "
+             "int8 is used as is, floats are quantised with the model's input scale. Default: 64 seeded random "
+             "int8 windows.")] = None,
+    labels: Annotated[Optional[str], typer.Option(
+        help="Class names in output order, 'a,b,c' or a file with one per line. Without it the header says there "
+             "are none.")] = None,
+    mean: Annotated[Optional[str], typer.Option(
+        help="Per-channel mean of the training data, e.g. 0.1,0.2,0.3: the header's quantize helper subtracts "
+             "it (and --data floats are standardised by it).")] = None,
+    std: Annotated[Optional[str], typer.Option(help="Per-channel std, with --mean.")] = None,
+    quiet: QUIET = False,
+) -> None:
+    """Compile an int8 .tflite into the micronas C model, verified bit for bit against TFLite Micro.
+
+    Writes micronas_model.h/.c + runtime and the TFLM-ready C array (c/), the planned arena, and a
+    report comparing the micronas runtime with TFLite Micro. Exits 2 (writing nothing) for a
+    missing, garbage or float model, unsupported ops or windows of the wrong shape; 1 when the
+    arena exceeds the board's SRAM (the folder is written).
+    """
+    from micronas import api, comparison
+    from micronas.progress import Progress
+
+    show = Progress.for_cli(quiet)
+    show.line(f"compiling {model}")
+    with show:
+        r = api.compile_model(model, out_dir, target=target, data=data, labels=labels, mean=mean, std=std,
+                              on_stage=show.stage)
+    folder = out_dir or api.default_compile_out(model)
+    agree = r.runtime_vs_tflm
+    show.line(f"ops: " + ", ".join(f"{k} x{v}" for k, v in r.op_counts.items()))
+    show.line(f"verified on {r.windows_source}")
+    show.line(f"generated C vs TFLite Micro: {agree['exact_match_rate'] * 100:.1f}% of {agree['windows']} windows "
+              "bit-exact (host build, also under ASan/UBSan)")
+    show.line(f"arena {r.arena_bytes_planned:,} B (planned, exact) of {r.target}'s {format_size(r.board_sram_bytes)} "
+              f"SRAM; {r.runtime_layers} kernel calls, {r.macs:,} MACs")
+    for line in comparison.lines(r):
+        show.line(line)
+    if r.labels is None:
+        show.line("labels: none given (--labels); the header says so")
+    show.line(f"written: {folder}/c/micronas_model.h (+ .c, runtime), {folder}/c/model_data.h (TFLM), "
+              f"{folder}/compile.json, {folder}/report/report.html")
+    show.line(f"next: micronas profile {folder}")
+
+
+def _profile_compiled(path: Path, target, port, out_dir, windows, budgets, flash_cmd, link, quiet, json_out) -> None:
+    """`micronas profile` for a model made elsewhere: compiled folder or .tflite."""
+    from micronas import api, comparison
+    from micronas.progress import Progress
+
+    show = Progress.for_cli(quiet, to_stderr=json_out)
+    _echo_budgets(budgets, show)
+    with show:
+        p, record, folder = api.profile_compiled(path, target=target, port=port, windows=windows, budgets=budgets,
+                                                 flash_cmd=flash_cmd, out=out_dir, on_stage=show.stage,
+                                                 on_window=_window_counter(show), link=link)
+    if json_out:
+        print(json.dumps(p.to_json(), indent=1))
+        return
+    _profile_lines(p, show)
+    show.line(f"micronas against TensorFlow Lite Micro ({record.source_name}):")
+    for line in comparison.lines(record, p):
+        show.line(line)
+    show.line(f"profile: {folder / 'profile.json'}")
+    show.line(f"report: {folder / 'report' / 'report.html'}")
+
+
+def _profile_lines(p, show) -> None:
+    show.line(f"{p.board} ({p.where}): {p.total:,.0f} {p.timer_kind} per inference (mean of {p.windows} windows) "
+              f"-> {p.measured_latency_ms:.3f} ms at {p.clock_hz / 1e6:g} MHz")
+    show.line(f"  source: {p.count_source}")
+    if p.prediction_error is not None:
+        show.line(f"  predicted before export: {p.predicted_latency_ms:.3f} ms (latency table), "
+                  f"{p.prediction_error * 100:+.2f}% from this measurement")
+    show.line(f"  per-layer sum / total: {p.per_layer_sum_over_total:.4f}")
+    for la in p.per_layer:
+        show.line(f"    {la['name']:<24} {la[p.timer_kind]:>12,.0f} {p.timer_kind}")
+    show.line(f"  outputs on {p.windows} windows equal the host runtime and TFLite Micro: "
+              f"{p.outputs_equal_host_runtime and p.outputs_equal_tflm}")
+    show.line(f"  arena high-water {p.arena_bytes_measured:,} B (planned {p.arena_bytes_planned:,} B), "
+              f"stack high-water {p.stack_high_water_bytes:,} B")
+    show.line(f"  firmware: flash {format_size(p.flash_bytes)}, RAM {format_size(p.ram_bytes)} (ELF)")
 
 
 @app.command()
@@ -379,6 +505,10 @@ def search(
     final_epochs: Annotated[int, typer.Option(min=1, max=10000, help="Epochs of the final training.")] = 120,
     seed: Annotated[int, typer.Option(min=0, help="Seeds the split, the supernet and the search.")] = 0,
     val_subjects: Annotated[Optional[str], typer.Option(help=VAL_SUBJECTS_HELP)] = None,
+    candidates: Annotated[int, typer.Option(min=1, max=64, help=(
+        "Networks scored on validation at derivation: the most likely one and others drawn from the "
+        "learned distribution (1: the most likely only)."))] = 8,
+    augment: Annotated[Optional[str], typer.Option(help=AUGMENT_HELP)] = None,
     port: Annotated[Optional[str], typer.Option(
         help="pyserial URL of a real board for the final profile (and missing table entries); default: emulated.")]
     = None,
@@ -419,8 +549,9 @@ def search(
     with show:
         r = api.search(data, run, plan.budgets, target=plan.board, port=port,
                        cfg=dnas.SearchConfig(epochs=epochs, warmup_epochs=epochs // 4, seed=seed,
-                                             val_subjects=_subjects(val_subjects)),
-                       final_epochs=final_epochs, on_stage=show.stage, on_epoch=epoch, resume=resume is not None,
+                                             val_subjects=_subjects(val_subjects), candidates=candidates),
+                       final_epochs=final_epochs, train_overrides=_augment(augment), on_stage=show.stage,
+                       on_epoch=epoch, resume=resume is not None,
                        on_train_epoch=_train_counter(show), on_window=_window_counter(show), threads=threads,
                        link=link)
     if json_out:

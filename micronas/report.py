@@ -355,7 +355,9 @@ def _document(run, config, metrics, profile, search, arch, train_log, budgets, p
     if search is not None:
         facts.append(("search", f"{len(search.trajectory)} epochs, {search.search_seconds} s"))
     acc = [["fp32", f"{100 * metrics.accuracy_fp32:.1f} %", "torch, folded network"],
-           ["int8", f"{100 * metrics.accuracy_int8:.1f} %", metrics.weights + "; TFLite Micro"]]
+           ["int8", f"{100 * metrics.accuracy_int8:.1f} %",
+            f"{metrics.weights}; TFLite Micro; int8 loss {100 * (metrics.accuracy_fp32 - metrics.accuracy_int8):+.1f} "
+            "points against fp32"]]
     lc = metrics.litert_check
     if lc:
         acc.append(["int8 (LiteRT)", f"{100 * lc['accuracy_int8_litert']:.1f} %",
@@ -367,9 +369,12 @@ def _document(run, config, metrics, profile, search, arch, train_log, budgets, p
         acc.append(["QAT", "ran, kept " + q["kept"] if q.get("ran") else "not needed",
                     f"validation fp32 {100 * q['validation_accuracy_fp32']:.1f} %, int8 (PTQ) "
                     f"{100 * q['validation_accuracy_int8_ptq']:.1f} %; rule: {q['trigger']}"])
-    layers = [[str(i), "stem" if i == 0 else f"cell {i}", _layer_text(la)]
+    err = {r["layer"]: f"{100 * r['relative_error']:.1f} % ({r['rms_error_lsb']:.1f} LSB)"
+           for r in (metrics.layer_int8_error or {}).get("layers", [])}
+    layers = [[str(i), "stem" if i == 0 else f"cell {i}", _layer_text(la), err.get(i, "-")]
               for i, la in enumerate([arch["stem"], *arch["cells"]])]
-    layers.append([str(len(layers)), "head", f"global average, fully connected -> {arch['num_classes']} classes"])
+    layers.append([str(len(layers)), "head", f"global average, fully connected -> {arch['num_classes']} classes",
+                   err.get(len(layers), "-")])
     notes = []
     if profile and profile.over_budget:
         notes.append("OVER BUDGET on the device: " + "; ".join(profile.over_budget))
@@ -388,9 +393,13 @@ def _document(run, config, metrics, profile, search, arch, train_log, budgets, p
 
 
 _BUDGET_HEAD = ["figure", "budget", "predicted", "measured", "source"]
+_LAYER_HEAD = ["#", "position", "layer", "int8 vs fp32 output error (validation)"]
+_LAYER_NOTE = ("int8 vs fp32: RMS of the int8 output minus the fp32 output, relative to the fp32 output's RMS "
+               "(and in the int8 tensor's LSB); it accumulates from layer to layer, so the layer where it jumps "
+               "is the one that loses. int8 from LiteRT with every tensor kept, on validation windows.")
 
 
-def _md_table(head: list[str], rows: list[list[str]]) -> str:
+def md_table(head: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
     return "\n".join(lines)
@@ -399,21 +408,22 @@ def _md_table(head: list[str], rows: list[list[str]]) -> str:
 def _markdown(doc: dict) -> str:
     parts = [f"# {doc['title']}", "", *[f"- **{k}**: {v}" for k, v in doc["facts"]], "",
              *[f"> {n}" for n in doc["notes"]], "", "## Budgets and achieved figures", "",
-             _md_table(_BUDGET_HEAD, doc["budget_rows"]), "", "## Accuracy (test split)", "",
-             _md_table(["model", "accuracy", "notes"], doc["accuracy"]), "",
-             f"## Architecture: {doc['arch_short']}", "", _md_table(["#", "position", "layer"], doc["layers"]), ""]
+             md_table(_BUDGET_HEAD, doc["budget_rows"]), "", "## Accuracy (test split)", "",
+             md_table(["model", "accuracy", "notes"], doc["accuracy"]), "",
+             f"## Architecture: {doc['arch_short']}", "", md_table(_LAYER_HEAD, doc["layers"]), "",
+             _LAYER_NOTE, ""]
     for f, title, caption in doc["plots"]:
         parts += [f"## {title}", "", f"![{title}]({f})", "", caption, ""]
     return "\n".join(parts)
 
 
-def _h_table(head: list[str], rows: list[list[str]]) -> str:
+def html_table(head: list[str], rows: list[list[str]]) -> str:
     th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
     trs = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
     return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
 
 
-_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:980px;margin:2em auto;
+PAGE_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:980px;margin:2em auto;
 padding:0 1em;color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;
 padding:4px 8px;text-align:left;vertical-align:top;font-size:14px}th{background:#f3f3f3}
 img{max-width:100%;border:1px solid #eee}.note{background:#f6f8fa;border-left:4px solid #1f77b4;
@@ -424,13 +434,13 @@ def _html(doc: dict, out_dir: Path) -> str:
     facts = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in doc["facts"])
     notes = "".join(f'<div class="note">{html.escape(n)}</div>' for n in doc["notes"])
     body = [f"<h1>{html.escape(doc['title'])}</h1><ul>{facts}</ul>{notes}",
-            "<h2>Budgets and achieved figures</h2>", _h_table(_BUDGET_HEAD, doc["budget_rows"]),
-            "<h2>Accuracy (test split)</h2>", _h_table(["model", "accuracy", "notes"], doc["accuracy"]),
+            "<h2>Budgets and achieved figures</h2>", html_table(_BUDGET_HEAD, doc["budget_rows"]),
+            "<h2>Accuracy (test split)</h2>", html_table(["model", "accuracy", "notes"], doc["accuracy"]),
             f"<h2>Architecture: {html.escape(doc['arch_short'])}</h2>",
-            _h_table(["#", "position", "layer"], doc["layers"])]
+            html_table(_LAYER_HEAD, doc["layers"]), f'<p class="caption">{html.escape(_LAYER_NOTE)}</p>']
     for f, title, caption in doc["plots"]:
         data = base64.b64encode((out_dir / f).read_bytes()).decode()
         body.append(f'<h2>{html.escape(title)}</h2><img alt="{html.escape(title)}" src="data:image/png;base64,{data}">'
                     f'<p class="caption">{html.escape(caption)}</p>')
     return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(doc['title'])}"
-            f"</title><style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n")
+            f"</title><style>{PAGE_CSS}</style></head><body>{''.join(body)}</body></html>\n")

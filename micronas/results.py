@@ -181,8 +181,10 @@ class ExportResult(Record):
     qat: dict[str, Any] | None = None  # export_int8's record: what was done about quantisation and why
     # LiteRT against TFLite Micro (allowed and measured LSB, ok, warning); None in older files
     litert_check: dict[str, Any] | None = None
+    # per layer, int8 against fp32 on validation windows (micronas.layer_error); None in older files
+    layer_int8_error: dict[str, Any] | None = None
 
-    _omit_none: ClassVar[tuple[str, ...]] = ("qat", "litert_check")
+    _omit_none: ClassVar[tuple[str, ...]] = ("qat", "litert_check", "layer_int8_error")
     _flatten: ClassVar[tuple[str, ...]] = ("prediction",)
     _nested: ClassVar[dict[str, Any]] = {"prediction": PredictionRecord, "budgets": Budgets}
 
@@ -248,6 +250,52 @@ class ProfileResult(Record):
         return [la[self.timer_kind] for la in self.per_layer]
 
 
+# ---- compile (compile.json): a model made elsewhere ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CompileResult(Record):
+    """compile.json: a .tflite made elsewhere, compiled to the micronas C model and verified
+    against TFLite Micro; what `micronas profile DIR` and the comparison read back."""
+
+    format: str
+    micronas_version: str
+    source: str  # the path given to `micronas compile`
+    source_name: str  # its file name; the copy in the folder has this name
+    sha256: str
+    tflite_bytes: int
+    tflite_ops: list[str]
+    op_counts: dict[str, int]
+    input: dict[str, Any]  # shape, scale, zero_point, layout
+    output: dict[str, Any]
+    labels: list[str] | None  # None: not given (the header says the labels are the indices)
+    normalisation: dict[str, list[float]] | None  # {"mean", "std"}; None: not given
+    target: str  # the board profile uses by default
+    windows: int
+    windows_source: str  # the user's file, or the seed of the random windows
+    runtime_vs_tflm: dict[str, Any]
+    sanitizer_build_equal: bool
+    arena_bytes_planned: int
+    arena_source: str
+    arena_bytes_without_reuse: int
+    arena_timeline: list[dict[str, Any]]
+    flash_bytes_weights: int
+    flash_bytes_weights_source: str
+    runtime_layers: int
+    runtime_layer_ops: list[str]
+    macs: int
+    tflm_arena_bytes: int
+    tflm_arena_source: str
+    tflm_arena_recorded_bytes: int
+    board_sram_bytes: int
+    compile_seconds: float
+    # the model linked into the smallest application for the target's core (text/data/bss bytes,
+    # source); None when the ARM cross compiler is not installed
+    code_footprint: dict[str, Any] | None = None
+
+    _omit_none: ClassVar[tuple[str, ...]] = ("code_footprint",)
+
+
 # ---- search (search.json) and the whole pipeline -------------------------------------------------
 
 
@@ -278,9 +326,14 @@ class SearchRecord(Record):
     derived: dict[str, Any]
     repairs: list[str]
     predicted: PredictionRecord  # the derived network's, by the table's flash model
+    # the derivation's candidates: {"arch", "predicted_latency_ms", "validation_score", "chosen"};
+    # None in older files
+    candidates: list[dict[str, Any]] | None = None
+    derivation_seconds: float | None = None
 
     _nested: ClassVar[dict[str, Any]] = {"budgets": Budgets, "minimum_costs": MinimumCosts,
                                          "predicted": PredictionRecord}
+    _omit_none: ClassVar[tuple[str, ...]] = ("candidates", "derivation_seconds")
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,11 @@ class RunDir:
                               "create one with `micronas search --out RUN` or `micronas train --out RUN`")
         run = cls(p)
         if not run.file("run.json").exists():
+            models = sorted(p.glob("*.tflite"))
+            if models:  # a model made elsewhere: compile it, not export it
+                raise ConfigError(f"{p} is not a micronas run directory (no run.json); it holds {models[0].name}",
+                                  f"for a model made elsewhere: micronas compile {models[0]} (then micronas profile "
+                                  f"{models[0]})")
             raise ConfigError(f"{p} is not a micronas run directory (no run.json)",
                               "pass the folder given to `micronas search --out` or `micronas train --out`")
         run.check_format()

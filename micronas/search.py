@@ -69,6 +69,11 @@ class SearchConfig:
     ram_smoothness_bytes: float = 256.0  # soft maximum of the layers' arenas
     seed: int = 0
     val_subjects: tuple[str, ...] = ()  # fixed validation subjects (else seeded, about 20 % of the pool)
+    # derivation: the most likely network and `candidates - 1` drawn from the learned distribution,
+    # each repaired and filled to the budgets, scored on validation with inherited weights after a
+    # short fine-tune (`finetune_epochs` over the training split); the best is trained from scratch
+    candidates: int = 8
+    finetune_epochs: float = 1.0
 
     def digest(self, extra: dict[str, Any]) -> str:
         blob = json.dumps({"search": asdict(self), **extra}, sort_keys=True).encode()
@@ -265,6 +270,57 @@ def load_supernet(run: RunDir, net_factory: Callable[[], Any]):
     return net
 
 
+def inherited_accuracy(net, arch, train_x, val_x, val_y, recalibrate: int = 16, batch_size: int = 64,
+                       seed: int = 0) -> float:
+    """Validation accuracy of a network of the space with the supernet's weights (inherited).
+
+    Batch norm statistics are recalibrated first (`recalibrate` batches of training windows run
+    through this network alone): the supernet's running statistics mix every candidate's. The
+    supernet itself is left unchanged.
+
+    Args:
+        net: A trained `SuperNet`.
+        arch: A network of its space.
+        train_x: Standardised training windows (N, C, T) float32 (numpy or torch).
+        val_x, val_y: Validation windows and labels.
+        recalibrate: Training batches for the statistics (0: keep the supernet's).
+        seed: Seeds which training windows are used.
+    """
+    import copy
+
+    import torch
+
+    m = copy.deepcopy(net)
+    state = m.state_of(arch)
+    Xtr, Xva, yva = (torch.as_tensor(a) for a in (train_x, val_x, val_y))
+    if recalibrate:
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+                mod.reset_running_stats()
+                mod.momentum = None  # a plain average over the recalibration batches
+        m.train()
+        order = torch.randperm(len(Xtr), generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            for i in range(min(recalibrate, max(1, len(Xtr) // batch_size))):
+                idx = order[i * batch_size:(i + 1) * batch_size]
+                if len(idx) >= 2:
+                    m(Xtr[idx], fixed=state)
+    m.eval()
+    with torch.no_grad():
+        return float((m(Xva, fixed=state).argmax(1) == yva).float().mean())
+
+
+def kendall_tau(a, b) -> float:
+    """Kendall's tau-b between two equally long sequences (ties in either count as neither)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    i, j = np.triu_indices(len(a), 1)
+    da, db = np.sign(a[i] - a[j]), np.sign(b[i] - b[j])
+    n0 = len(i)
+    n1, n2 = np.sum(da == 0), np.sum(db == 0)
+    denom = math.sqrt((n0 - n1) * (n0 - n2))
+    return float(np.sum(da * db) / denom) if denom else float("nan")
+
+
 # ---- derivation and repair ---------------------------------------------------------------------
 
 # Derived networks must fit with room for the predictor's error (benchmarks/predictor.py: latency
@@ -320,7 +376,6 @@ def derive_and_repair(net, table, budgets: Budgets, max_steps: int = 50,
     import torch
 
     from latency_tables import predict as predictor
-    from search_space.arch import Arch, validate
 
     budgets = _with_margin(budgets)
     logp = [(torch.log_softmax(pos.alpha, 0).tolist(), torch.log_softmax(pos.beta, 0).tolist())
@@ -328,11 +383,7 @@ def derive_and_repair(net, table, budgets: Budgets, max_steps: int = 50,
     state = [(int(pos.alpha.argmax()), int(pos.beta.argmax())) for pos in net.positions]
 
     def arch_of(st):
-        layers = []
-        for (c, w), pos, p in zip(st, net.positions, net.space.positions):
-            ch = pos.choices[c]
-            layers.append(ch.layer(pos.widths[w], p.stride))
-        return validate(Arch(net.channels, net.length, net.classes, layers[0], tuple(layers[1:])))
+        return state_arch(net, st)
 
     def score(st):
         return sum(logp[i][0][c] + logp[i][1][w] for i, (c, w) in enumerate(st))
@@ -400,3 +451,94 @@ def derive_and_repair(net, table, budgets: Budgets, max_steps: int = 50,
                      f"{new.latency_ms:.3f} ms)")
         pred = new
     return arch, pred, steps
+
+
+def draw_states(net, n: int, seed: int) -> list[list[tuple[int, int]]]:
+    """n (candidate, width) choices per position drawn from the learned distribution (softmax of
+    the logits), seeded."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        out.append([(int(torch.multinomial(torch.softmax(pos.alpha.detach(), 0), 1, generator=gen)),
+                     int(torch.multinomial(torch.softmax(pos.beta.detach(), 0), 1, generator=gen)))
+                    for pos in net.positions])
+    return out
+
+
+FILLED = 0.9  # a drawn candidate is kept as it is when it uses at least this share of the latency budget
+
+
+def state_arch(net, state: list[tuple[int, int]]):
+    """The network a (candidate, width) choice per position stands for (validated)."""
+    from search_space.arch import Arch, validate
+
+    layers = [pos.choices[c].layer(pos.widths[w], p.stride)
+              for (c, w), pos, p in zip(state, net.positions, net.space.positions)]
+    return validate(Arch(net.channels, net.length, net.classes, layers[0], tuple(layers[1:])))
+
+
+def derive_candidates(net, table, budgets: Budgets, n: int, seed: int, draws: int = 256) -> list[tuple[Any, Any, list[str]]]:
+    """Distinct networks that fit the budgets: the most likely one (`derive_and_repair`) first,
+    then up to n - 1 of `draws` networks drawn from the learned distribution that fit every budget
+    as they are and use at least FILLED of the latency budget, most likely first.
+
+    Raises:
+        BudgetError: not even the most likely network can be repaired to fit.
+    """
+    import torch
+
+    from latency_tables import predict as predictor
+
+    first = derive_and_repair(net, table, budgets)
+    margin = _with_margin(budgets)
+    logp = [(torch.log_softmax(pos.alpha.detach(), 0), torch.log_softmax(pos.beta.detach(), 0)) for pos in net.positions]
+    seen, drawn = {first[0].dumps()}, []
+    for st in draw_states(net, draws, seed):
+        try:
+            a = state_arch(net, st)
+        except ConfigError:
+            continue
+        key = a.dumps()
+        if key in seen:
+            continue
+        seen.add(key)
+        p = predictor.predict(a, table)
+        if _over(p, margin):
+            continue
+        if budgets.latency_s is not None and p.latency_ms < FILLED * budgets.latency_s * 1e3:
+            continue
+        lp = sum(float(logp[i][0][c] + logp[i][1][w]) for i, (c, w) in enumerate(st))
+        drawn.append((lp, a, p))
+    drawn.sort(key=lambda t: -t[0])
+    return [first] + [(a, p, [f"drawn from the learned distribution (log-probability {lp:.2f})"])
+                      for lp, a, p in drawn[: max(0, n - 1)]]
+
+
+def score_candidate(net, arch, data: dict[str, tuple[np.ndarray, np.ndarray]], cfg: SearchConfig) -> float:
+    """Validation accuracy of `arch` with the supernet's weights after a short fine-tune of them
+    as that network alone (`cfg.finetune_epochs`), batch norm recalibrated. The supernet is not
+    changed."""
+    import copy
+
+    import torch
+    from torch.nn import functional as F
+
+    m = copy.deepcopy(net)
+    state = m.state_of(arch)
+    Xtr, ytr = (torch.from_numpy(a) for a in data["train"])
+    gen = torch.Generator().manual_seed(cfg.seed)
+    steps = int(round(cfg.finetune_epochs * len(Xtr) / cfg.batch_size))
+    if steps:
+        opt = torch.optim.Adam(m.weight_parameters(), lr=cfg.weight_lr / 3)
+        m.train()
+        order = torch.cat([torch.randperm(len(Xtr), generator=gen) for _ in range(int(math.ceil(cfg.finetune_epochs)))])
+        for i in range(steps):
+            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            if len(idx) < 2:
+                break
+            opt.zero_grad()
+            F.cross_entropy(m(Xtr[idx], fixed=state), ytr[idx]).backward()
+            opt.step()
+    return inherited_accuracy(m, arch, data["train"][0], *data["val"], seed=cfg.seed)

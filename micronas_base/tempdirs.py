@@ -25,9 +25,10 @@ def _prefix(kind: str) -> str:
     return f"{PREFIX}{kind}-{os.getpid()}-"
 
 
-def mkdtemp(kind: str) -> str:
-    """`tempfile.mkdtemp` named `micronas-<kind>-<pid>-...`; the caller removes it."""
-    return tempfile.mkdtemp(prefix=_prefix(kind))
+def mkdtemp(kind: str, dir: str | os.PathLike[str] | None = None) -> str:
+    """`tempfile.mkdtemp` named `micronas-<kind>-<pid>-...` (in `dir`, default the system temp
+    dir; `sweep_stale(dir)` finds it there); the caller removes it."""
+    return tempfile.mkdtemp(prefix=_prefix(kind), dir=dir)
 
 
 def temp_dir(kind: str) -> tempfile.TemporaryDirectory[str]:

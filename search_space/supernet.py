@@ -54,8 +54,12 @@ class MixedPosition(nn.Module):
             return x
         return F.pad(x, (0, 0, 0, self.out_max - c)) if c < self.out_max else x[:, : self.out_max]
 
-    def forward(self, x: torch.Tensor, tau: float, sample: bool) -> torch.Tensor:
-        if sample:
+    def forward(self, x: torch.Tensor, tau: float, sample: bool,
+                fixed: tuple[int, int] | None = None) -> torch.Tensor:
+        if fixed is not None:  # one given candidate and width (a network of the space, inherited weights)
+            g_op = F.one_hot(torch.tensor(fixed[0]), len(self.choices)).float()
+            g_w = F.one_hot(torch.tensor(fixed[1]), len(self.widths)).float()
+        elif sample:
             g_op = F.gumbel_softmax(self.alpha, tau=tau, hard=True)
             g_w = F.gumbel_softmax(self.beta, tau=tau, hard=False)
         else:  # evaluation of the most likely network
@@ -90,10 +94,35 @@ class SuperNet(nn.Module):
         arch = {id(p) for p in self.arch_parameters()}
         return [p for p in self.parameters() if id(p) not in arch]
 
-    def forward(self, x: torch.Tensor, sample: bool = True) -> torch.Tensor:  # (B, C, T) -> (B, classes)
-        for pos in self.positions:
-            x = pos(x, self.tau, sample)
+    def forward(self, x: torch.Tensor, sample: bool = True,
+                fixed: list[tuple[int, int]] | None = None) -> torch.Tensor:  # (B, C, T) -> (B, classes)
+        """Sampled candidates (training), the most likely ones (`sample=False`), or the network
+        `fixed` gives as (candidate, width) indices per position (see `state_of`)."""
+        for i, pos in enumerate(self.positions):
+            x = pos(x, self.tau, sample, None if fixed is None else fixed[i])
         return self.classifier(global_average(x))
+
+    def state_of(self, arch: Arch) -> list[tuple[int, int]]:
+        """(candidate, width) indices per position of a network of the space.
+
+        Raises:
+            ValueError: a layer the supernet does not hold (an op its space leaves out, or an
+                op the supernet trains as another: `supernet_as`, e.g. conv as wconv).
+        """
+        state = []
+        for pos, layer in zip(self.positions, arch.layers):
+            op = layer.op
+            names = {ch.op for ch in pos.choices}
+            if op not in names and SEARCH_OPS.get(op).supernet_as in names:
+                op = SEARCH_OPS.get(op).supernet_as
+            for c, ch in enumerate(pos.choices):
+                if ch.op == op and ch.kernel == layer.kernel and ch.experts == layer.experts:
+                    break
+            else:
+                raise ValueError(f"{layer.to_json()} is not a candidate of this supernet")
+            w = pos.widths.index(layer.out) if layer.out is not None else 0
+            state.append((c, w))
+        return state
 
     def derive(self) -> Arch:
         """The most likely network: argmax op and width per position."""

@@ -273,4 +273,67 @@ def build_firmware(board: Board, model_c_dir: Path, out_dir: Path, emulated: boo
                          commands=tuple(tuple(c) for c in commands))
 
 
-__all__ = ["FirmwareImage", "build_firmware", "firmware_dir", "stm32_chip", "STACK_BYTES", "STM32_CHIPS"]
+__all__ = ["FirmwareImage", "ModelFootprint", "build_firmware", "firmware_dir", "model_footprint", "stm32_chip",
+           "STACK_BYTES", "STM32_CHIPS"]
+
+
+APP_STUB = """/* micronas: the smallest application around the model, to measure what it adds to flash */
+#include "micronas_model.h"
+static int8_t in_buf[MICRONAS_INPUT_BYTES], out_buf[MICRONAS_OUTPUT_BYTES];
+void _start(void) {
+    for (;;) (void)micronas_invoke(in_buf, out_buf);
+}
+"""
+
+
+@dataclass(frozen=True)
+class ModelFootprint:
+    """What the generated model adds to an application, from its linked ELF.
+
+    Attributes:
+        text_bytes: Code and constants (weights, params) of the model and the runtime kernels it
+            calls, plus the libc memcpy/memset they use and a 10-odd-byte stub calling
+            micronas_invoke; no vector table, no start-up code.
+        data_bytes: Initialised data.
+        bss_bytes: Zero-initialised RAM: the arena, and the stub's input/output buffers.
+        command: The link command, as run.
+    """
+
+    text_bytes: int
+    data_bytes: int
+    bss_bytes: int
+    command: tuple[str, ...]
+
+
+def model_footprint(board: Board, model_c_dir: Path, out_dir: Path, gc_sections: bool = True,
+                    extra_cflags: tuple[str, ...] = ()) -> ModelFootprint:
+    """Link the generated model into the smallest application (`APP_STUB`) and measure it.
+
+    Compiled as the profiling firmware compiles the model (`COMMON_FLAGS`, the board's core,
+    DSP kernels) but without MICRONAS_PROFILE, the protocol or BENCH_OP, so the figure is what an
+    application pays for the model: with `gc_sections`, only the kernels it calls.
+
+    Args:
+        board: The target board (its core).
+        model_c_dir: A generated model directory.
+        out_dir: Where the stub, the ELF and its map go (created if missing).
+        gc_sections: Link with -Wl,--gc-sections (False: every kernel of the runtime stays).
+        extra_cflags: Further compiler flags (e.g. -ffreestanding, to measure its cost).
+
+    Raises:
+        ToolchainError: arm-none-eabi-gcc or -size missing.
+        ExportError: the model does not compile or link.
+    """
+    gcc, size_tool = _tool("arm-none-eabi-gcc"), _tool("arm-none-eabi-size")
+    model_c_dir, out_dir = Path(model_c_dir).resolve(), Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stub = out_dir / "app_stub.c"
+    stub.write_text(APP_STUB)
+    elf = out_dir / "app.elf"
+    sources = [stub, model_c_dir / "micronas_model.c", *sorted(model_c_dir.glob("mn_*.c"))]
+    cmd = [gcc, f"-mcpu={board.core}", "-mthumb", "-mfloat-abi=soft", *COMMON_FLAGS, *extra_cflags,
+           "-I", str(model_c_dir), *map(str, sources), "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs",
+           *(["-Wl,--gc-sections"] if gc_sections else []), f"-Wl,-Map={out_dir / 'app.map'}", "-o", str(elf)]
+    _run(cmd, f"linking the model into a minimal application for {board.core}", cwd=out_dir)
+    text, data, bss = _sizes(size_tool, elf)
+    return ModelFootprint(text, data, bss, tuple(cmd))

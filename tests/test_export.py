@@ -336,3 +336,50 @@ def test_c_runtime_differing_from_tflm_is_still_fatal(run_copy, monkeypatch):
     assert e.value.exit_code == 2
     assert "the generated C runtime differs from TFLite Micro on 1 of 12 test windows" in e.value.message
     assert "micronas bug" in e.value.message
+
+
+def test_per_layer_int8_error_is_measured_for_every_layer(exported_run):
+    import torch
+
+    from firmware_export import verify
+    from micronas import layer_error
+    from micronas.data import arrays_for
+    from micronas.rundir import RunDir
+    from micronas.stages.common import folded_model, load_run
+
+    m = json.loads((exported_run / "metrics.json").read_text())
+    e = m["layer_int8_error"]
+    arch = json.loads((exported_run / "arch.json").read_text())
+    assert e["split"] == "validation" and e["windows"] > 0
+    assert [r["layer"] for r in e["layers"]] == list(range(len(arch["cells"]) + 2))  # blocks, then logits
+    assert e["layers"][-1]["name"] == "logits"
+    for r in e["layers"]:
+        assert 0 < r["relative_error"] < 0.25 and 0 < r["rms_error_lsb"] < 8, r
+
+    # the figure is a measurement: fp32 weights that no longer match the int8 model show up at once
+    run = RunDir(exported_run)
+    _, the_arch, ds, split, std = load_run(run)
+    X = std.apply(arrays_for(ds, split)["val"][0])
+    qin, _ = verify.io_params(exported_run / "model_int8.tflite")
+    model = folded_model(run, the_arch)
+    names = [r["name"] for r in e["layers"][:-1]]
+    same = layer_error.layer_errors(exported_run / "model_int8.tflite", model, names, X, qin.quantize(X.transpose(0, 2, 1)))
+    assert [round(r["relative_error"], 9) for r in same] == [round(r["relative_error"], 9) for r in e["layers"]]
+    with torch.no_grad():
+        model.classifier.weight.mul_(-1.0)
+    off = layer_error.layer_errors(exported_run / "model_int8.tflite", model, names, X, qin.quantize(X.transpose(0, 2, 1)))
+    assert [r["relative_error"] for r in off[:-1]] == [r["relative_error"] for r in same[:-1]]  # blocks untouched
+    assert off[-1]["relative_error"] > 1.0 > 10 * same[-1]["relative_error"]
+
+
+def test_report_shows_the_int8_loss_and_the_per_layer_error(exported_run, tmp_path):
+    import shutil
+
+    from micronas import report
+
+    run = tmp_path / "r"
+    shutil.copytree(exported_run, run)
+    report.build(run)
+    text = (run / "report" / "report.md").read_text()
+    assert "int8 loss" in text and "int8 vs fp32 output error (validation)" in text
+    assert "| head | global average" in text and " LSB) |" in text

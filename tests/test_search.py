@@ -282,3 +282,64 @@ def test_a_predicted_budget_overrun_at_export_is_left_to_the_device(tiny_npz, ti
     assert warn[0].endswith("the measurement on nucleo-l552ze-q decides")
     on_disk = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert on_disk["qat"] == m.qat and on_disk["budget_check"]["ram"]["ok"] is False
+
+
+def test_state_of_runs_exactly_the_network_it_names():
+    net = _factory().eval()
+    arch = DEFAULT_SPACE.sample(__import__("random").Random(4), 6, 100, 4)
+    state = net.state_of(arch)
+    for (c, w), pos, layer in zip(state, net.positions, arch.layers):
+        ch = pos.choices[c]
+        assert (ch.kernel, ch.experts) == (layer.kernel, layer.experts)
+        assert ch.op == layer.op or SEARCH_OPS.get(layer.op).supernet_as == ch.op
+        if layer.out is not None:
+            assert pos.widths[w] == layer.out
+    # with the most likely candidates fixed, the fixed pass is the argmax pass
+    x = torch.randn(4, 6, 100)
+    with torch.no_grad():
+        argmax = [(int(p.alpha.argmax()), int(p.beta.argmax())) for p in net.positions]
+        assert torch.equal(net(x, fixed=argmax), net(x, sample=False))
+
+
+def test_kendall_tau_values():
+    assert dnas.kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
+    assert dnas.kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
+    assert dnas.kendall_tau([1, 2, 3], [1, 3, 2]) == pytest.approx(1 / 3)
+    assert dnas.kendall_tau([1, 1, 2], [1, 2, 3]) == pytest.approx(2 / np.sqrt(6))  # tau-b with a tie
+
+
+def test_inherited_accuracy_recalibrates_without_changing_the_supernet(basicmotions):
+    net = _factory()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    arch = net.derive()
+    a = dnas.inherited_accuracy(net, arch, basicmotions["train"][0], *basicmotions["val"], seed=1)
+    b = dnas.inherited_accuracy(net, arch, basicmotions["train"][0], *basicmotions["val"], seed=1)
+    assert a == b and 0.0 <= a <= 1.0
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_derivation_candidates_fit_are_distinct_and_the_best_scored_is_trained(cost_model, basicmotions):
+    from micronas.stages import search as stage_search
+
+    table, _ = cost_model
+    net = _factory()
+    with torch.no_grad():  # a spread-out distribution so draws differ
+        for pos in net.positions:
+            pos.alpha.copy_(torch.linspace(0, -2, len(pos.choices)))
+    budgets = Budgets.parse(latency="10ms", ram="64k")
+    cfg = dnas.SearchConfig(candidates=4, finetune_epochs=0.25, seed=2)
+    arch, pred, steps, record = stage_search._derive(net, table, budgets, cfg, basicmotions, lambda _: None)
+    cands = dnas.derive_candidates(net, table, budgets, 4, seed=2)
+    assert [r["arch"] for r in record] == [a.to_json() for a, _, _ in cands]  # seeded: the same draws
+    assert len(cands) == 4 and len({a.dumps() for a, _, _ in cands}) == 4
+    for a, p, _ in cands:
+        assert predictor.predict(a, table).latency_ms == p.latency_ms <= 10 * (1 - dnas.PREDICTION_MARGIN)
+        assert p.arena_bytes <= 64 * 1024
+    for a, p, _ in cands[1:]:  # drawn ones use the budget as they are
+        assert p.latency_ms >= dnas.FILLED * 10
+    assert sum(r["chosen"] for r in record) == 1
+    chosen = next(r for r in record if r["chosen"])
+    assert chosen["arch"] == arch.to_json() and chosen["validation_score"] == max(r["validation_score"] for r in record)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    assert dnas.score_candidate(net, arch, basicmotions, cfg) == chosen["validation_score"]  # seeded
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # the supernet is untouched

@@ -16,8 +16,14 @@ def _state(run):
     return torch.load(run / "model.pt", weights_only=True)
 
 
-def test_interrupted_training_resumes_to_the_same_weights(tiny_npz, tiny_arch, tmp_path):
-    cfg = TrainConfig(epochs=6, seed=3)
+RECIPES = {"plain": TrainConfig(epochs=6, seed=3, augment=(), label_smoothing=0.0, ema_decay=0.0),
+           "augmented": TrainConfig(epochs=6, seed=3, augment=("jitter", "scale", "rotate", "shift", "mixup"),
+                                    label_smoothing=0.1, ema_decay=0.9)}
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_interrupted_training_resumes_to_the_same_weights(tiny_npz, tiny_arch, tmp_path, recipe):
+    cfg = RECIPES[recipe]
     api.train(tiny_npz, tmp_path / "straight", arch=tiny_arch, cfg=cfg)
 
     seen = []

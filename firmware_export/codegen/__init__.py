@@ -74,16 +74,18 @@ def plan(tflite: Path | bytes | Graph) -> ModelPlan:
     return plan_model(read(buf), buf)
 
 
-def generate(tflite: Path | bytes | Graph, labels: tuple[str, ...], input_mean: tuple[float, ...],
-             input_std: tuple[float, ...]) -> Generated:
+def generate(tflite: Path | bytes | Graph, labels: tuple[str, ...] | None, input_mean: tuple[float, ...] | None,
+             input_std: tuple[float, ...] | None, source_name: str = "model_int8.tflite") -> Generated:
     """Generate the C model for a TFLite flatbuffer: `plan`, then render it.
 
     Args:
         tflite: Path or bytes of the int8 model (one int8 input, one int8 output), or a graph
             already read (the search-space lowering builds one without a flatbuffer).
-        labels: Class names, in output order.
-        input_mean: Per-channel mean used to standardise raw input (for the quantise helper).
+        labels: Class names, in output order; None: not known (the header says so).
+        input_mean: Per-channel mean used to standardise raw input (for the quantise helper);
+            None (with `input_std`): not known (mean 0, std 1; the header says so).
         input_std: Per-channel std.
+        source_name: The flatbuffer's file name, named in the provenance banner.
 
     Returns:
         The header and source text and the measured figures.
@@ -92,7 +94,7 @@ def generate(tflite: Path | bytes | Graph, labels: tuple[str, ...], input_mean: 
         ExportError: an op without an emitter, or a shape the runtime does not support.
     """
     p = plan(tflite)
-    header, source, calls = render(p, labels, input_mean, input_std)
+    header, source, calls = render(p, labels, input_mean, input_std, source_name)
     layers = [Layer(la.index, la.op, call, la.macs, la.key_fields) for la, call in zip(p.layers, calls)]
     return Generated(header, source, p.arena_bytes, p.arena_naive_bytes, p.flash_bytes_weights,
                      p.const_bytes_before_sharing, layers, p.arena, p.buffers, p.timeline)

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -180,6 +181,7 @@ def _export(run: RunDir, budgets: Budgets, stage: StageCallback, board: Any) -> 
                           f"please report it with {tflite_path}")
 
     prediction, predicted = _predict_for_export(the_arch, gen, board)
+    layer_err = _layer_int8_error(tflite_path, folded, the_arch, parts["val"][0], qin)
     acc_fp32 = float(np.mean(fp32_pred == y_test))
     acc_int8 = float(np.mean(int8_pred == y_test))
 
@@ -250,6 +252,7 @@ def _export(run: RunDir, budgets: Budgets, stage: StageCallback, board: Any) -> 
         budgets=budgets,
         export_seconds=round(time.monotonic() - t0, 2),
         budget_check=checks,
+        layer_int8_error=layer_err,
     )
     if any(c.over for c in over) and run.has("metrics.json"):
         # Asking "would it fit in 1k?" must not change the run: the budgets profile falls back
@@ -259,6 +262,27 @@ def _export(run: RunDir, budgets: Budgets, stage: StageCallback, board: Any) -> 
             metrics = dataclasses.replace(metrics, budgets=Budgets.from_json(previous))
     run.write_json("metrics.json", metrics.to_json())
     return metrics, over
+
+
+LAYER_ERROR_WINDOWS = 256  # validation windows the per-layer int8 error is measured on
+
+
+def _layer_int8_error(tflite_path: Path, folded: Any, the_arch: arch_mod.Arch, X_val: np.ndarray,
+                      qin: Any) -> dict[str, Any] | None:
+    """metrics.json's `layer_int8_error`: a diagnostic, so a failure is logged, never fatal."""
+    from micronas import layer_error
+    from micronas.report import layer_short
+
+    X = X_val[:LAYER_ERROR_WINDOWS]
+    if len(X) == 0:
+        return None
+    try:
+        rows = layer_error.layer_errors(tflite_path, folded, [layer_short(la.to_json()) for la in the_arch.layers],
+                                        X, qin.quantize(X.transpose(0, 2, 1)))
+    except Exception as e:  # a diagnostic must not fail an export that verified
+        log.warning("per-layer int8 error not measured: %s: %s", type(e).__name__, e)
+        return None
+    return {"windows": int(len(X)), "split": "validation", "source": layer_error.SOURCE, "layers": rows}
 
 
 def _litert_check(agreement: Any, litert_out: np.ndarray, tflm_out: np.ndarray, y: np.ndarray,

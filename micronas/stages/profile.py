@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -88,6 +90,64 @@ def profile_run(run: RunDir, board: Any, budgets: Budgets, metrics: ExportResult
                 windows: int = 20, flash_cmd: str | None = None, on_stage: StageCallback | None = None,
                 on_window: WindowCallback | None = None, link: Any = None) -> ProfileResult:
     """`profile` with the board resolved, the budgets final and the export's metrics in hand."""
+    model = Measured(c_dir=run.file("c"), tflite=run.file("model_int8.tflite"),
+                     input_shape=tuple(metrics.input["shape"]), output_bytes=int(metrics.output["shape"][-1]),
+                     arena_bytes_planned=metrics.arena_bytes_planned, layer_ops=list(metrics.runtime_layer_ops),
+                     prediction=metrics.prediction)
+    result, checks = measure(model, _device_windows(run, windows), board, budgets, run.file("firmware"), port=port,
+                             flash_cmd=flash_cmd, on_stage=on_stage, on_window=on_window, link=link,
+                             what="this run")
+    run.write_json("profile.json", result.to_json())  # over budget is still a valid measurement: kept
+    budget_mod.raise_if_over(checks, "relax the budget or choose a smaller architecture")
+    return result
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What profiling needs of a generated model, whether a run exported it or `compile` did.
+
+    Attributes:
+        c_dir: The generated model and runtime (micronas_model.c, mn_*.c).
+        tflite: The int8 flatbuffer it was generated from (TFLite Micro's reference).
+        input_shape: The model input's shape, batch first.
+        output_bytes: int8 outputs per window.
+        arena_bytes_planned: The planned arena (the device's high-water mark must equal it).
+        layer_ops: The runtime op of each kernel call, in execution order.
+        prediction: The latency table's prediction (`PredictionRecord`); None: nothing predicted.
+    """
+
+    c_dir: Path
+    tflite: Path
+    input_shape: tuple[int, ...]
+    output_bytes: int
+    arena_bytes_planned: int
+    layer_ops: list[str]
+    prediction: Any = None
+
+
+def measure(model: Measured, x: np.ndarray, board: Any, budgets: Budgets, firmware_root: Path,
+            port: str | None = None, flash_cmd: str | None = None, on_stage: StageCallback | None = None,
+            on_window: WindowCallback | None = None, link: Any = None,
+            what: str = "this model") -> tuple[ProfileResult, list]:
+    """Build the profiling firmware around a generated model, run `x` on the device, check it.
+
+    Args:
+        model: The generated model and what is known of it.
+        x: (N, input bytes) int8 windows, each timed and compared bit for bit.
+        board: The board.
+        budgets: Budgets to check (already resolved by the caller).
+        firmware_root: The firmware is built into firmware_root/<board>-<emulated|board>.
+        port, flash_cmd, on_stage, on_window, link: As `profile`.
+        what: How a HELLO mismatch names the model the device should run.
+
+    Returns:
+        The profile (not written) and the budget checks (not raised).
+
+    Raises:
+        ConfigError, DeviceError: as `profile`.
+        ExportError: the device's outputs differ from the host runtime's or TFLite Micro's, or
+            its arena high-water mark from the plan: nothing measured is worth keeping.
+    """
     from firmware_export import hostbuild, verify
     from latency_tables.table import count_to_ms
     from micronas.device import build_image, counter, open_device
@@ -96,26 +156,24 @@ def profile_run(run: RunDir, board: Any, budgets: Budgets, metrics: ExportResult
     budget_mod.check_board_has(budgets, board)
     emulated = port is None
     kind = "emulated" if emulated else "board"
-    out_dir = run.file(f"firmware/{board.name}-{kind}")
+    out_dir = Path(firmware_root) / f"{board.name}-{kind}"
     stage(f"firmware for {board.name} ({'QEMU ' + board.qemu.machine if emulated else 'real board'}), "
           "arm-none-eabi-gcc")
-    image = build_image(board, run.file("c"), out_dir, emulated=emulated)
+    image = build_image(board, model.c_dir, out_dir, emulated=emulated)
 
-    x = _device_windows(run, windows)
-    out_bytes = int(metrics.output["shape"][-1])
+    out_bytes = model.output_bytes
     stage(f"reference outputs: host build of the generated C and TFLite Micro ({len(x)} windows)")
-    host_out = hostbuild.build_and_run(run.file("c"), x, out_bytes)
-    tflm_out = verify.run_tflm(run.file("model_int8.tflite").read_bytes(),
-                               x.reshape(len(x), *metrics.input["shape"][1:]))
+    host_out = hostbuild.build_and_run(model.c_dir, x, out_bytes)
+    tflm_out = verify.run_tflm(model.tflite.read_bytes(), x.reshape(len(x), *model.input_shape[1:]))
 
     device_out = []
     with open_device(board, image, port, out_dir, flash_cmd=flash_cmd, on_stage=stage,
                      on_connect=lambda url: stage(f"profiling over {url}"), link=link) as dev:
         hello = dev.hello()
-        if hello.arena_bytes != metrics.arena_bytes_planned or hello.output_bytes != out_bytes:
+        if hello.arena_bytes != model.arena_bytes_planned or hello.output_bytes != out_bytes:
             raise ConfigError(f"the device at {dev.url} runs another model (arena {hello.arena_bytes} B, "
-                              f"{hello.output_bytes} outputs; this run: {metrics.arena_bytes_planned} B, "
-                              f"{out_bytes})", "flash this run's firmware: " + str(image.elf))
+                              f"{hello.output_bytes} outputs; {what}: {model.arena_bytes_planned} B, "
+                              f"{out_bytes})", "flash its firmware: " + str(image.elf))
         window_ticks = []
         for i, w in enumerate(x):  # counts depend on the data (clamps, max, softmax cut-off): time every window
             dev.set_input(w.tobytes())
@@ -131,7 +189,7 @@ def profile_run(run: RunDir, board: Any, budgets: Budgets, metrics: ExportResult
         from targets.protocol import DeviceError
 
         raise DeviceError(f"the device reported {min(window_ticks)} timer ticks for an inference of {board.name}; "
-                          "its timer is not running", "rebuild and flash this run's firmware: " + str(image.elf))
+                          "its timer is not running", "rebuild and flash its firmware: " + str(image.elf))
     device_out = np.stack(device_out)
     mismatch_host = int((device_out != host_out).any(axis=1).sum())
     mismatch_tflm = int((device_out != tflm_out).any(axis=1).sum())
@@ -141,13 +199,13 @@ def profile_run(run: RunDir, board: Any, budgets: Budgets, metrics: ExportResult
         source += f"; latency assumes one instruction per cycle at the board clock {board.clock_hz / 1e6:g} MHz"
     total = count(float(np.mean(window_ticks)))
     last = count(window_ticks[-1])  # the window the per-layer run used
-    names = [f"{i}:{n}" for i, n in enumerate(metrics.runtime_layer_ops)]
+    names = [f"{i}:{n}" for i, n in enumerate(model.layer_ops)]
     per_layer = [{"index": i, "name": names[i] if i < len(names) else str(i), unit: round(count(t), 1)}
                  for i, t in enumerate(layers)]
     layer_sum = sum(entry[unit] for entry in per_layer)
     latency_ms = count_to_ms(total, board.clock_hz)
-    pred = metrics.prediction
-    predicted = pred.for_board == board.name and pred.latency_unit == unit
+    pred = model.prediction
+    predicted = pred is not None and pred.for_board == board.name and pred.latency_unit == unit
     checks = [budget_mod.check(budgets, LATENCY, "latency", latency_ms, note=unit),
               budget_mod.check(budgets, RAM, "the arena's high-water mark on the device", mem.arena_high_water),
               budget_mod.check(budgets, FLASH, "firmware flash", image.flash_bytes)]
@@ -170,7 +228,7 @@ def profile_run(run: RunDir, board: Any, budgets: Budgets, metrics: ExportResult
         outputs_equal_host_runtime=mismatch_host == 0,
         outputs_equal_tflm=mismatch_tflm == 0,
         arena_bytes_measured=mem.arena_high_water,
-        arena_bytes_planned=metrics.arena_bytes_planned,
+        arena_bytes_planned=model.arena_bytes_planned,
         stack_high_water_bytes=mem.stack_high_water,
         stack_bytes_reserved=mem.stack_bytes,
         elf={"text_bytes": image.text_bytes, "data_bytes": image.data_bytes, "bss_bytes": image.bss_bytes},
@@ -190,9 +248,7 @@ def profile_run(run: RunDir, board: Any, budgets: Budgets, metrics: ExportResult
     if mismatch_host or mismatch_tflm:
         raise ExportError(f"the device's outputs differ from the host runtime on {mismatch_host} and from TFLite Micro "
                           f"on {mismatch_tflm} of {len(x)} windows", "this is a micronas bug; please report it")
-    if mem.arena_high_water != metrics.arena_bytes_planned:
+    if mem.arena_high_water != model.arena_bytes_planned:
         raise ExportError(f"the arena high-water mark on the device ({mem.arena_high_water} B) differs from the "
-                          f"planned arena ({metrics.arena_bytes_planned} B)", "this is a micronas bug; please report it")
-    run.write_json("profile.json", result.to_json())  # over budget is still a valid measurement: kept
-    budget_mod.raise_if_over(checks, "relax the budget or choose a smaller architecture")
-    return result
+                          f"planned arena ({model.arena_bytes_planned} B)", "this is a micronas bug; please report it")
+    return result, checks

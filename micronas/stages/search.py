@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -90,7 +91,7 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
            on_epoch: EpochCallback | None = None, resume: bool = False,
            on_train_epoch: EpochCallback | None = None,
            on_window: Callable[[int, int], None] | None = None, threads: int | None = None,
-           link: Any = None) -> SearchResult:
+           link: Any = None, train_overrides: dict[str, Any] | None = None) -> SearchResult:
     """Search, train, export and profile: from data to a measured, budget-checked model.
 
     Budgets not given default to the board's SRAM and flash. Before searching, a budget below
@@ -109,6 +110,8 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
         resume: Continue a killed search (its settings must match).
         threads: torch's intra-op threads (None: MICRONAS_THREADS, OMP_NUM_THREADS, else
             min(4, CPUs); see `set_torch_threads`).
+        train_overrides: TrainConfig fields of the final training other than the defaults
+            (e.g. {"augment": (...)}).
 
     Returns:
         The architecture, predicted and measured figures, accuracy, the report.
@@ -167,21 +170,22 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
         stage(f"DNAS over the {DEFAULT_SPACE.name} space ({cfg.epochs} epochs; supernet checkpointed every epoch)")
         trajectory = dnas.search(run, factory, cm, scaled, budgets, cfg, digest, on_epoch, must_resume=resume)
         net = dnas.load_supernet(run, factory)
-        stage("derivation: the most likely network, exact costs, repair if over a budget, fill towards the latency budget")
-        the_arch, pred, repairs = dnas.derive_and_repair(net, table, budgets)
+        t_derive = time.monotonic()
+        the_arch, pred, repairs, candidates = _derive(net, table, budgets, cfg, scaled, stage)
         record = SearchRecord(config=asdict(cfg), digest=digest, budgets=budgets, board=board.name,
                               latency_table=table.path.name if table.path else None, minimum_costs=mins,
                               trajectory=trajectory,
                               search_seconds=round(sum(e.get("seconds", 0.0) for e in trajectory), 1),
                               derived=the_arch.to_json(), repairs=repairs,
-                              predicted=PredictionRecord.from_json(pred.to_json()))
+                              predicted=PredictionRecord.from_json(pred.to_json()), candidates=candidates,
+                              derivation_seconds=round(time.monotonic() - t_derive, 1))
         run.write_json("search.json", record.to_json())
         arch_path = run.file("searched_arch.json")
         atomic_write_text(arch_path, the_arch.dumps())
 
         stage(f"final training of the derived network from scratch ({final_epochs} epochs)")
         train_cfg = TrainConfig(epochs=final_epochs, seed=cfg.seed, val_subjects=cfg.val_subjects,
-                                checkpoint_rule="last")
+                                checkpoint_rule="last", **(train_overrides or {}))
         from micronas import report
 
         try:
@@ -195,6 +199,34 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
         return SearchResult(run=str(run.path), arch=the_arch.to_json(), repairs=repairs, minimum_costs=mins,
                             predicted=record.predicted, train=done.train, metrics=done.metrics, profile=done.profile,
                             report=report.build(run.path))
+
+
+def _derive(net: Any, table: Any, budgets: Budgets, cfg: Any, scaled: dict, stage: StageCallback) -> tuple:
+    """The network to train: the most likely one, or (cfg.candidates > 1) the best on validation of
+    candidates drawn from the learned distribution; each repaired and filled to the budgets.
+
+    Returns:
+        (arch, prediction, derivation steps of the chosen one, candidates record or None).
+    """
+    from micronas import search as dnas
+
+    if cfg.candidates <= 1:
+        stage("derivation: the most likely network, exact costs, repair if over a budget, fill towards the "
+              "latency budget")
+        return (*dnas.derive_and_repair(net, table, budgets), None)
+    stage(f"derivation: up to {cfg.candidates} candidates (the most likely, then drawn from the learned "
+          "distribution), each repaired and filled to the budgets")
+    cands = dnas.derive_candidates(net, table, budgets, cfg.candidates, cfg.seed)
+    stage(f"scoring {len(cands)} candidates on validation (supernet weights, {cfg.finetune_epochs:g}-epoch "
+          "fine-tune, batch norm recalibrated)")
+    scores = [dnas.score_candidate(net, a, scaled, cfg) for a, _, _ in cands]
+    best = max(range(len(cands)), key=lambda i: (scores[i], -i))  # ties: the more likely (earlier) one
+    record = [{"arch": a.to_json(), "predicted_latency_ms": p.latency_ms, "validation_score": s, "chosen": i == best}
+              for i, ((a, p, _), s) in enumerate(zip(cands, scores))]
+    arch, pred, steps = cands[best]
+    stage(f"chose candidate {best + 1} of {len(cands)}: validation {100 * scores[best]:.1f} % "
+          f"(the most likely network: {100 * scores[0]:.1f} %)")
+    return arch, pred, steps, record
 
 
 def _report_anyway(run: RunDir, stage: StageCallback, error: MicronasError) -> None:

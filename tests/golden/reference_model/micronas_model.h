@@ -6,13 +6,22 @@
  * MICRONAS_ARENA_BYTES bytes (planned at export time), weights are const arrays in flash.
  *
  * Input:  int8 [1, 1, 16, 3], time-major with the channels of one sample interleaved:
- *         input[t * MICRONAS_INPUT_CHANNELS + c]. Quantise raw samples with
- *         micronas_model_quantize_input() (standardisation + input scale and zero point).
- * Output: int8 [1, MICRONAS_NUM_CLASSES] logits; the argmax indexes micronas_model_class_labels.
+ *         input[t * MICRONAS_MODEL_INPUT_CHANNELS + c]. Quantise raw samples with
+ *         micronas_model_quantize_input(): standardisation by the training
+ *         split's per-channel mean and std, then the input scale and zero point.
+ * Output: int8 [1, 3] (MICRONAS_NUM_CLASSES values);
+ *         the argmax indexes micronas_model_class_labels.
  *
  * Build with the runtime files beside this one (micronas_runtime.h, mn_*.c). On cores with the
  * DSP extension (Cortex-M4/M7/M33) the SIMD kernels are used; -DMICRONAS_NO_SIMD forces the
  * portable C path (bit-identical results).
+ *
+ * Flags cost time and flash (measured on the emulated Cortex-M4 for three Conv1D models,
+ * docs/runtime.md; benchmarks/flag_costs.py measures yours):
+ *   -ffreestanding stops GCC inlining the fixed-size memcpy/memset calls: +13 % to +22 %
+ *   instructions per inference;
+ *   linking without -Wl,--gc-sections (compile with -ffunction-sections -fdata-sections)
+ *   keeps every kernel of the runtime, used or not: about +4.6 KB of flash.
  *
  * Per-layer profiling: compile with -DMICRONAS_PROFILE and provide
  *   void micronas_profile_begin(int layer); void micronas_profile_end(int layer);
@@ -38,6 +47,10 @@ extern "C" {
 #define MICRONAS_MODEL_OUTPUT_ZERO_POINT (-5)
 #define MICRONAS_NUM_CLASSES 3
 #define MICRONAS_NUM_LAYERS 3
+/* 1: class names were given (micronas_model_class_labels); 0: the labels are the output indices as text */
+#define MICRONAS_MODEL_HAS_LABELS 1
+/* 1: per-channel mean/std were given; 0: mean 0 and std 1 (quantize_input applies only the input scale) */
+#define MICRONAS_MODEL_HAS_NORMALISATION 1
 
 /* Run the model on one window (MICRONAS_INPUT_BYTES int8 values) and write the
  * MICRONAS_OUTPUT_BYTES int8 logits. Not reentrant (one static arena). Returns 0. */

@@ -1,0 +1,117 @@
+"""Which training recipe? Each variant judged on validation subjects only (the test set is never read).
+
+For a fixed architecture (default: the 64/64/64 CNN of benchmarks/search.py) on seglearn's
+watch data (benchmarks/watch_data.py), every recipe variant is trained once per validation
+fold (one pool subject held out at a time) and seed, by micronas's own training loop
+(`api.train`, fixed cosine schedule, last-epoch rule — the search's final training), and
+scored by its validation accuracy. Several held-out subjects give the signal one subject cannot.
+Prints mean ± std over folds x seeds per variant; results (and finished runs, so a rerun resumes)
+go to WORK/results.json.
+
+    .venv/bin/python benchmarks/recipe.py [--folds 3,4,6] [--seeds 0] [--epochs 40]
+        [--variants base,bs32,ls,aug,ema,all] [--arch ARCH.json] [--work DIR]
+
+Skips cleanly (exit 0) when seglearn is not installed: pip install --no-deps seglearn
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import watch_data  # noqa: E402
+from search import cnn_arch, save  # noqa: E402
+
+OLD = {"batch_size": 16, "lr": 3e-3, "augment": (), "label_smoothing": 0.0, "ema_decay": 0.0}  # before issue 13
+VARIANTS = {
+    "base": dict(OLD),
+    "bs32": {**OLD, "batch_size": 32, "lr": 1e-3},
+    "ls": {**OLD, "label_smoothing": 0.1},
+    "aug": {**OLD, "augment": ("jitter", "scale", "shift")},
+    "rot": {**OLD, "augment": ("jitter", "scale", "rotate", "shift")},
+    "mixup": {**OLD, "augment": ("mixup",)},
+    "ema": {**OLD, "ema_decay": 0.998},
+    "all": {"batch_size": 32, "lr": 1e-3, "label_smoothing": 0.1, "augment": ("jitter", "scale", "shift"),
+            "ema_decay": 0.998},
+    "default": {},  # TrainConfig's defaults: bs32, ls, jitter/scale/shift
+    "allrot": {"batch_size": 32, "lr": 1e-3, "label_smoothing": 0.1,
+               "augment": ("jitter", "scale", "rotate", "shift"), "ema_decay": 0.998},
+}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--folds", default="3,4,6", help="pool subjects held out for validation, one at a time")
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--variants", default="base,bs32,ls,aug,ema,all")
+    ap.add_argument("--arch", default=None, help="arch.json (default: the 64/64/64 CNN)")
+    ap.add_argument("--work", default=str(ROOT / "runs" / "bench-recipe"))
+    args = ap.parse_args()
+    if watch_data.watch_file() is None:
+        print("skipped: seglearn is not installed (pip install --no-deps seglearn)")
+        return 0
+    variants = [v.strip() for v in args.variants.split(",")]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        print(f"error: unknown variant(s) {', '.join(unknown)}; choose among {', '.join(VARIANTS)}", file=sys.stderr)
+        return 2
+    folds = [f.strip() for f in args.folds.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    os.chdir(ROOT)
+
+    from micronas import api
+    from micronas.train import TrainConfig
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    data = work / "watch.npz"
+    if not data.exists():
+        watch_data.write(data)
+    with np.load(data) as z:
+        shape = (z["X"].shape[1], z["X"].shape[2], len(set(z["y"].tolist())))
+    arch_path = Path(args.arch) if args.arch else work / "cnn64.json"
+    if not args.arch:
+        arch_path.write_text(json.dumps(cnn_arch((64, 64, 64), shape)))
+    tag = arch_path.stem
+    results_path = work / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    for v in variants:
+        for fold in folds:
+            for seed in seeds:
+                key = f"{tag}/{v}/val{fold}/seed{seed}"
+                if key in results:
+                    continue
+                cfg = replace(TrainConfig(epochs=args.epochs, seed=seed, val_subjects=(fold,), checkpoint_rule="last"),
+                              **VARIANTS[v])
+                t0 = time.monotonic()
+                r = api.train(data, work / tag / v / f"val{fold}-seed{seed}", arch=arch_path, cfg=cfg, threads=1)
+                results[key] = {"val_acc": r.best["val_acc"], "val_loss": r.best["val_loss"],
+                                "seconds": round(time.monotonic() - t0, 1)}
+                save(results_path, results)
+                print(f"[{time.strftime('%H:%M:%S')}] {key}: val acc {r.best['val_acc']:.3f} "
+                      f"({results[key]['seconds']:.0f} s)", flush=True)
+    print(f"\n{tag}, {args.epochs} epochs, validation accuracy over folds {args.folds} x seeds {args.seeds} "
+          "(test never read)\n\n| variant | settings | val acc mean ± std | per fold | s per run |\n|---|---|---|---|---|")
+    for v in variants:
+        rs = {f: [results[f"{tag}/{v}/val{f}/seed{s}"] for s in seeds] for f in folds}
+        acc = [r["val_acc"] for f in folds for r in rs[f]]
+        per = ", ".join(f"{f}: {100 * np.mean([r['val_acc'] for r in rs[f]]):.1f}" for f in folds)
+        secs = np.mean([r["seconds"] for f in folds for r in rs[f]])
+        print(f"| {v} | {VARIANTS[v]} | {100 * np.mean(acc):.1f} ± {100 * np.std(acc):.1f} | {per} | {secs:.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
