@@ -161,16 +161,12 @@ def test_random_windows_are_seeded():
 
 
 def test_expand_dims_from_keras_with_a_dynamic_batch(models, tmp_path):
-    """Keras's default (batch None) makes the converter emit EXPAND_DIMS around each Conv1D:
-    compiled and bit-exact once the runtime has the op, else refused by name."""
+    """Keras's default (batch None) makes the converter emit EXPAND_DIMS around each Conv1D."""
     out = tmp_path / "c"
     p = run_cli("compile", str(models["keras_expand_dims"]), "--out", str(out))
-    if "EXPAND_DIMS" in runtime_op_names():
-        assert p.returncode == 0, p.stderr
-        assert json.loads((out / "compile.json").read_text())["runtime_vs_tflm"]["exact_match_rate"] == 1.0
-    else:
-        assert_clean_failure(p, 2, "EXPAND_DIMS")
-        assert not out.exists()
+    assert p.returncode == 0, p.stderr
+    assert "EXPAND_DIMS" in json.loads((out / "compile.json").read_text())["tflite_ops"]
+    assert json.loads((out / "compile.json").read_text())["runtime_vs_tflm"]["exact_match_rate"] == 1.0
 
 
 def _unsupported_model(path: Path, monkeypatch) -> Path:
@@ -206,7 +202,7 @@ def test_bad_input_exits_2_and_writes_nothing(case, models, tmp_path, monkeypatc
         model, fragments = models["keras_float"], ["not a full-integer int8 model", "float32", "TFLITE_BUILTINS_INT8"]
     elif case == "unsupported":
         model = _unsupported_model(tmp_path / "odd.tflite", monkeypatch)
-        fragments = ["SQUARED_DIFFERENCE", "RSQRT"]
+        fragments = ["SQUARED_DIFFERENCE x2", "RSQRT x1"]
     elif case == "data_shape":
         bad = tmp_path / "chw.npy"
         np.save(bad, np.zeros((5, C, T), np.float32))  # channels-first, as a PyTorch user has it
@@ -249,3 +245,27 @@ def test_export_of_a_folder_holding_only_a_model_points_to_compile(models, tmp_p
     (tmp_path / "model_int8.tflite").write_bytes(models["keras"].read_bytes())
     for command in ("export", "profile"):
         assert_clean_failure(run_cli(command, str(tmp_path)), 2, "holds model_int8.tflite", "micronas compile")
+
+
+def test_keras_concatenation_model_compiles_and_profiles_bit_exact(tmp_path):
+    """The ops Keras users' converters emit (fused and standalone RELU/RELU6, TANH, HARD_SWISH,
+    MAX_POOL_2D, EXPAND_DIMS around each Conv1D, CONCATENATION of four branches, MEAN, SOFTMAX)
+    through the two commands a user runs, on the emulated Cortex-M4."""
+    toolchain("arm-none-eabi-gcc")
+    toolchain("qemu-system-arm")
+    from .test_foreign_models import keras_conv1d_tflite
+
+    model = tmp_path / "har_concat.tflite"
+    model.write_bytes(keras_conv1d_tflite(float_io=False))
+    out = tmp_path / "har_concat_micronas"
+    p = run_cli("compile", str(model), "--out", str(out), "--target", BOARD)
+    assert p.returncode == 0, p.stderr
+    rec = json.loads((out / "compile.json").read_text())
+    for op in ("CONCATENATION", "TANH", "HARD_SWISH", "MAX_POOL_2D", "MEAN", "EXPAND_DIMS"):
+        assert op in rec["op_counts"], rec["op_counts"]
+    assert rec["runtime_vs_tflm"]["exact_match_rate"] == 1.0 and rec["runtime_vs_tflm"]["max_lsb_diff"] == 0
+    p = run_cli("profile", str(out), "--target", BOARD, "--windows", "4")
+    assert p.returncode == 0, p.stderr
+    prof = json.loads((out / "profile.json").read_text())
+    assert prof["outputs_equal_tflm"] is True
+    assert prof["arena_bytes_measured"] == rec["arena_bytes_planned"]
