@@ -111,7 +111,8 @@ def _handled(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 QUIET = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or result lines (errors only).")]
 TIMEOUT = Annotated[float, typer.Option(
-    "--timeout", help="Seconds to wait for each reply of the device before resending (raise it on a busy host).")]
+    "--timeout", help="Least seconds to wait for a reply before resending; the wait adapts above it (the link's "
+    "reply times, the work asked for) and doubles with each resend.")]
 RETRIES = Annotated[int, typer.Option(
     "--retries", help="Resends of a request that got no valid reply (raise it on a noisy serial line).")]
 

@@ -27,14 +27,15 @@ Counter = Callable[[float], float]
 
 @dataclass(frozen=True)
 class Link:
-    """How patiently the host talks to a device: per-attempt reply timeout and resends.
+    """How patiently the host talks to a device: the floor of the reply timeout, and resends.
 
-    The defaults suit an idle host and a clean link (every exchange of the profiling protocol
-    answers within milliseconds); a loaded host (the emulator starved of CPU) or a noisy serial
-    line wants a longer timeout or more retries (`--timeout`, `--retries`).
+    The wait adapts above the floor by itself (`targets.protocol`): to the reply times measured
+    on the link, to the work an INVOKE asks for, and doubling with each resend, so a loaded host
+    (the emulator starved of CPU) profiles with the defaults. `--timeout`/`--retries` remain for
+    a link slower than that (a board whose every reply takes more than 15 s) or a very noisy line.
     """
 
-    timeout_s: float = DEFAULT_TIMEOUT_S  # per attempt
+    timeout_s: float = DEFAULT_TIMEOUT_S  # floor of the first attempt; each resend waits twice as long
     retries: int = DEFAULT_RETRIES  # resends after the first attempt
 
     def __post_init__(self) -> None:
