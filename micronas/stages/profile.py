@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,52 @@ from micronas_base import __version__
 from micronas_base.errors import ConfigError, ExportError
 
 WindowCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class DeviceSession:
+    """What one profiling session read from a device, before any check.
+
+    Attributes:
+        hello: The HELLO reply.
+        window_ticks: Timer ticks of each window's single inference.
+        outputs: Each window's output tensor, (N, outputs) int8.
+        repeat: INVOKE count 3 of the last window.
+        layers: Ticks per layer of the last window (per-layer INVOKE).
+        memory: Arena and stack high-water marks.
+    """
+
+    hello: Any
+    window_ticks: list[int]
+    outputs: np.ndarray
+    repeat: Any
+    layers: list[int]
+    memory: Any
+
+
+def measure(dev: Any, x: np.ndarray, on_window: WindowCallback | None = None) -> DeviceSession:
+    """The profiling exchange with a connected device: every window in, timed and read back.
+
+    Args:
+        dev: An open `targets.protocol.DeviceClient` running this model's firmware.
+        x: Quantised windows, (N, T*C) int8.
+        on_window: Called with (windows done, windows) as each is profiled.
+
+    Returns:
+        What the device said, unchecked.
+    """
+    hello = dev.hello()
+    window_ticks, outputs = [], []
+    for i, w in enumerate(x):  # counts depend on the data (clamps, max, softmax cut-off): time every window
+        dev.set_input(w.tobytes())
+        window_ticks.append(dev.invoke(1).min_ticks)
+        outputs.append(np.frombuffer(dev.get_output(), np.int8))
+        if on_window:
+            on_window(i + 1, len(x))
+    repeat = dev.invoke(count=3)  # the last window again: the same count every time
+    dev.invoke(1, per_layer=True)
+    layers = dev.get_layers()
+    return DeviceSession(hello, window_ticks, np.stack(outputs), repeat, layers, dev.get_memory())
 
 
 def _device_windows(run: RunDir, n: int) -> np.ndarray:
@@ -108,7 +155,6 @@ def profile_run(run: RunDir, board: Any, budgets: Budgets, metrics: ExportResult
     tflm_out = verify.run_tflm(run.file("model_int8.tflite").read_bytes(),
                                x.reshape(len(x), *metrics.input["shape"][1:]))
 
-    device_out = []
     with open_device(board, image, port, out_dir, flash_cmd=flash_cmd, on_stage=stage,
                      on_connect=lambda url: stage(f"profiling over {url}"), link=link) as dev:
         hello = dev.hello()
@@ -116,23 +162,14 @@ def profile_run(run: RunDir, board: Any, budgets: Budgets, metrics: ExportResult
             raise ConfigError(f"the device at {dev.url} runs another model (arena {hello.arena_bytes} B, "
                               f"{hello.output_bytes} outputs; this run: {metrics.arena_bytes_planned} B, "
                               f"{out_bytes})", "flash this run's firmware: " + str(image.elf))
-        window_ticks = []
-        for i, w in enumerate(x):  # counts depend on the data (clamps, max, softmax cut-off): time every window
-            dev.set_input(w.tobytes())
-            window_ticks.append(dev.invoke(1).min_ticks)
-            device_out.append(np.frombuffer(dev.get_output(), np.int8))
-            if on_window:
-                on_window(i + 1, len(x))
-        repeat = dev.invoke(count=3)  # the last window again: the same count every time
-        dev.invoke(1, per_layer=True)
-        layers = dev.get_layers()
-        mem = dev.get_memory()
+        session = measure(dev, x, on_window)
+    window_ticks, device_out, repeat, layers, mem = (session.window_ticks, session.outputs, session.repeat,
+                                                     session.layers, session.memory)
     if min(window_ticks) <= 0:  # a stopped timer: every figure below (and its ratios) would be 0 or undefined
         from targets.protocol import DeviceError
 
         raise DeviceError(f"the device reported {min(window_ticks)} timer ticks for an inference of {board.name}; "
                           "its timer is not running", "rebuild and flash this run's firmware: " + str(image.elf))
-    device_out = np.stack(device_out)
     mismatch_host = int((device_out != host_out).any(axis=1).sum())
     mismatch_tflm = int((device_out != tflm_out).any(axis=1).sum())
 
