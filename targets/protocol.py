@@ -31,8 +31,7 @@ How long an attempt waits adapts to the host and the work, so a loaded machine n
 
 An exchange therefore fails with `DeviceTimeout` after at most `sum(attempt_timeouts())` seconds
 plus one read poll (0.02 s) per attempt: 1 + 2 + 4 + 8 = 15 s with the defaults on an idle host.
-A chunked call (SET_INPUT, GET_OUTPUT, GET_LAYERS) makes one exchange per chunk. SET_INPUT and
-GET_OUTPUT start with chunks of START_CHUNK bytes, double them after 16 clean chunks (up to the
+A chunked call (SET_INPUT, GET_OUTPUT, GET_LAYERS) makes one exchange per chunk. They start with chunks of START_CHUNK bytes, double them after 16 clean chunks (up to the
 device's maximum payload: a clean link soon sends full frames) and halve them after one that
 needed a resend (to MIN_CHUNK at least): a noisy link damages long frames most. Any other ERROR reply raises
 `DeviceReportedError` at once; a lost link (QEMU killed, cable pulled) raises
@@ -747,11 +746,11 @@ class DeviceClient:
 
     def get_layers(self) -> list[int]:
         """GET_LAYERS: ticks of each layer in the last per-layer INVOKE (its last repetition)."""
-        total, step = self.info.num_layers, self.max_payload // 4
+        total = self.info.num_layers
         ticks: list[int] = []
-        for first in range(0, total, step):
-            n = min(step, total - first)
-            raw = self._exchange(MsgType.GET_LAYERS, struct.pack("<HH", first, n), expect_len=4 * n)
+        while len(ticks) < total:
+            n = min(self._chunk_bytes(self.max_payload) // 4, total - len(ticks))
+            raw = self._chunked(MsgType.GET_LAYERS, struct.pack("<HH", len(ticks), n), 4 * n)
             ticks.extend(struct.unpack(f"<{n}I", raw))
         return ticks
 
