@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import random
 import selectors
+import signal
 import socket
 import statistics
 import sys
@@ -198,6 +199,7 @@ def main() -> int:
     ap.add_argument("--run", type=Path, help="an exported run to use (default: train and export one)")
     ap.add_argument("--windows", type=int, default=20)
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the temp run and QEMU on a kill
 
     from firmware_export import verify
     from micronas import api
