@@ -769,3 +769,37 @@ def test_an_unwritable_artefact_path_is_a_config_error_naming_it(tmp_path):
         atomic_write_text(target, "hello")
     assert e.value.message.startswith(f"cannot write {target}: ") and "--out" in e.value.hint
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plain-file"]
+
+
+def test_two_real_searches_into_one_directory_one_is_refused_the_other_finishes(tmp_path):
+    """Two `micronas search` processes, other seeds, one --out: the second exits 2 at once naming
+    the first's PID and command and writes nothing; the first finishes and its run is valid."""
+    toolchain("arm-none-eabi-gcc")
+    toolchain("qemu-system-arm")
+    args = ["search", "--epochs", "1", "--final-epochs", "1", "--threads", "1", "--out", "run"]
+    first = subprocess.Popen([*MICRONAS, *args, "--seed", "0"], cwd=tmp_path, env=cli_env(tmp_path),
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "run" / ".lock").exists():  # the first holds the run
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        second = run_cli([*args, "--seed", "1"], tmp_path)
+        assert time.monotonic() - t0 < 30  # refused at once, not after its own search
+        assert_user_message(second, EXIT_USAGE, (f"run directory run is in use by PID {first.pid} (search: ",
+                                                 "search --epochs 1", f"wait for PID {first.pid} to finish"),
+                            "hint")
+        out, err = first.communicate(timeout=600)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode == 0, err
+    run = tmp_path / "run"
+    s = json.loads((run / "search.json").read_text())
+    assert s["derived"] == json.loads((run / "arch.json").read_text())  # one search's, whole
+    assert json.loads((run / "profile.json").read_text())["outputs_equal_tflm"] is True
+    assert not (run / ".lock").exists()
+    again = run_cli(["profile", "run", "-q"], tmp_path)  # the run is usable afterwards
+    assert again.returncode == 0, again.stderr
