@@ -31,9 +31,10 @@ How long an attempt waits adapts to the host and the work, so a loaded machine n
 
 An exchange therefore fails with `DeviceTimeout` after at most `sum(attempt_timeouts())` seconds
 plus one read poll (0.02 s) per attempt: 1 + 2 + 4 + 8 = 15 s with the defaults on an idle host.
-A chunked call (SET_INPUT, GET_OUTPUT, GET_LAYERS) makes one exchange per chunk. They start with chunks of START_CHUNK bytes, double them after 16 clean chunks (up to the
-device's maximum payload: a clean link soon sends full frames) and halve them after one that
-needed a resend (to MIN_CHUNK at least): a noisy link damages long frames most. Any other ERROR reply raises
+A chunked call (SET_INPUT, GET_OUTPUT, GET_LAYERS) makes one exchange per chunk. Chunks start at
+START_CHUNK bytes, double after 64 clean chunks (up to the device's maximum payload: a clean
+link soon sends full frames) and halve after one that needed a resend (to MIN_CHUNK at least):
+a noisy link damages long frames most. Any other ERROR reply raises
 `DeviceReportedError` at once; a lost link (QEMU killed, cable pulled) raises
 `DeviceConnectionError`.
 
@@ -68,7 +69,7 @@ WORK_FACTOR = 4.0  # an INVOKE may take this many times its timer time (QEMU on 
 MAX_ATTEMPT_S = 30.0  # back-off stops doubling here (unless the base alone is larger)
 MIN_CHUNK = 64  # SET_INPUT/GET_OUTPUT chunks never shrink below this many bytes
 START_CHUNK = 128  # ... and start here: at 0.1 % damaged bytes a 519-byte frame is hit 40 % of the time
-_CLEAN_TO_GROW = 16  # clean chunks before a shrunk chunk size doubles again
+_CLEAN_TO_GROW = 64  # clean chunks before the chunk size doubles (slowly: a 0.1 % link stays short)
 DEFAULT_BAUDRATE = 115200
 _POLL_S = 0.02  # the port's own read timeout: how often the client looks at its deadline
 _BOARDS_HINT = "`micronas boards` lists the connected devices"

@@ -293,7 +293,7 @@ def test_chunks_grow_on_a_clean_link_and_shrink_on_a_noisy_one():
     exchange = c._exchange
     c._exchange = lambda t, p=b"", **kw: (sizes.append(len(p) - 4) if t == MsgType.SET_INPUT else None,
                                           exchange(t, p, **kw))[1]
-    for _ in range(12):  # 32+ clean chunks: 128 -> 256 -> 508 (the device's 512 less the offset)
+    for _ in range(40):  # 128+ clean chunks: 128 -> 256 -> 508 (the device's 512 less the offset)
         c.set_input(data)
     assert sizes[:5] == [128, 128, 128, 128, 88] and max(sizes) == 508 and bytes(dev.input) == data
     sizes.clear()
