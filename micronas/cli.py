@@ -46,12 +46,13 @@ RAM_HELP = f"RAM budget, e.g. 256k, 96KiB, 1.5M. {SIZE_UNITS_HELP}."
 FLASH_HELP = f"Flash budget, e.g. 512k, 1M. {SIZE_UNITS_HELP}."
 
 
-def _setup_logging() -> None:
+def _setup_logging(quiet: bool = False) -> None:
+    """Library log lines on stderr: INFO and up, or with --quiet only warnings and errors."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     for name in ("micronas", "search_space", "firmware_export", "latency_tables", "targets"):
         lg = logging.getLogger(name)
-        lg.setLevel(logging.INFO)
+        lg.setLevel(logging.WARNING if quiet else logging.INFO)
         lg.handlers[:] = [handler]
         lg.propagate = False
 
@@ -70,7 +71,7 @@ def _handled(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        _setup_logging()
+        _setup_logging(quiet=kwargs.get("quiet") is True)  # --quiet hides QEMU's INFO lines too
         for stale in tempdirs.sweep_stale():
             logging.getLogger("micronas").debug("removed %s (its process is gone)", stale)
         main = threading.current_thread() is threading.main_thread()

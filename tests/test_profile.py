@@ -140,6 +140,8 @@ def test_cli_profile_and_a_port_that_does_not_exist(profiled):
     ok = run_cli("profile", str(run), "--windows", "12")
     assert ok.returncode == 0, ok.stderr
     assert f"{p.total:,.0f} instructions per inference (mean of 12 windows)" in ok.stdout
+    quiet = run_cli("profile", str(run), "--windows", "12", "-q")
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")  # not even QEMU's INFO line
     bad = run_cli("profile", str(run), "--port", "/dev/ttyDOESNOTEXIST", "--windows", "1")
     assert_clean_failure(bad, 2, "/dev/ttyDOESNOTEXIST")
     unknown = run_cli("profile", str(run), "--target", "nucleo-f446")
