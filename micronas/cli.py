@@ -57,6 +57,24 @@ def _setup_logging(quiet: bool = False) -> None:
         lg.propagate = False
 
 
+def _internal_error_log(text: str) -> Path | None:
+    """Write a traceback to a file of this process's own in the temp folder; None if that fails.
+
+    Named `micronas-internal-error-<pid>-<random>.log` and created exclusively, so two failing
+    commands never overwrite each other's (nor follow a link someone planted at a fixed name).
+    Not swept at start-up: it is for the user to read after the command has ended.
+    """
+    import tempfile
+
+    try:
+        fd, name = tempfile.mkstemp(prefix=f"micronas-internal-error-{os.getpid()}-", suffix=".log")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        return Path(name)
+    except OSError:
+        return None
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
     raise Terminated()
 
@@ -96,12 +114,12 @@ def _handled(fn: Callable[..., Any]) -> Callable[..., Any]:
         except typer.Exit:
             raise
         except Exception as e:  # a bug, not a user mistake: say so, keep the traceback out of the way
-            log_file = Path(os.environ.get("TMPDIR", "/tmp")) / "micronas-internal-error.log"
-            log_file.write_text(traceback.format_exc())
+            log_file = _internal_error_log(traceback.format_exc())
             sys.stdout.flush()
             err.print(f"internal error: {type(e).__name__}: {e}", markup=False)
-            err.print(f"  the traceback is in {log_file}; please report it with the command you ran",
-                      markup=False)
+            err.print(f"  the traceback is in {log_file}; please report it with the command you ran"
+                      if log_file else "  please report it with the command you ran (the traceback could not "
+                      "be written to the temp folder)", markup=False)
             raise typer.Exit(EXIT_USAGE) from None
         finally:
             if main:

@@ -47,6 +47,19 @@ class Link:
                              "e.g. --retries 8 on a noisy serial line")
 
 
+def check_flash_cmd(flash_cmd: str | None, port: str | None) -> None:
+    """`--flash-cmd` programs a real board, so it needs `--port`; alone it would be ignored.
+
+    Raises:
+        UsageError: a flash command without a port.
+    """
+    if flash_cmd is not None and port is None:
+        raise UsageError(f"--flash-cmd {flash_cmd!r} was given without --port: it programs a real board, and "
+                         "without --port the board is emulated (QEMU runs the firmware directly)",
+                         "add --port with the board's serial port (`micronas boards` lists them), or drop "
+                         "--flash-cmd to profile on the emulated core")
+
+
 def build_image(board: Any, model_c_dir: Path, out_dir: Path, **options: Any) -> Any:
     """The profiling firmware for `board` around the generated model in `model_c_dir`.
 

@@ -160,6 +160,15 @@ def _npz_lying_header(name: str, shape: tuple[int, ...]) -> Callable[[Ctx], None
     return setup
 
 
+def _deep_arch(name: str, cells: int) -> Callable[[Ctx], None]:
+    def setup(ctx: Ctx) -> None:
+        arch = {"format": "micronas.arch/1", "input_channels": 4, "input_length": 37, "num_classes": 3,
+                "stem": {"op": "conv", "out": 8, "kernel": 3, "stride": 1},
+                "cells": [{"op": "conv", "out": 8, "kernel": 3, "stride": 1}] * cells}
+        (ctx.work / name).write_text(json.dumps(arch))
+    return setup
+
+
 def _text(name: str, text: str) -> Callable[[Ctx], None]:
     def setup(ctx: Ctx) -> None:
         (ctx.work / name).write_text(text)
@@ -548,6 +557,21 @@ CASES = [
                  id="report-extra-argument"),
     pytest.param(Case(["tables", "show", "--jsn"], 2, ("No such option: --jsn", "--json"), hint="help"),
                  id="tables-show-unknown-option"),
+    # -- issue 16, smaller items ----------------------------------------------------------------
+    pytest.param(Case([*SEARCH, "--data", "c1000.npz"], 2,
+                      ("the data c1000.npz has 1,000 classes", "2..256", "merge or drop classes"),
+                      absent=("--classes",), setup=_npz("c1000.npz", X=np.zeros((2000, 2, 16), np.float32),
+                                                        y=np.arange(2000) % 1000)),
+                 id="search-1000-classes-names-the-data-not-an-option"),
+    pytest.param(Case(["profile", "run", "--flash-cmd", "st-flash write {{bin}} 0x8000000"], 2,
+                      ("--flash-cmd 'st-flash write {bin} 0x8000000' was given without --port", "add --port"),
+                      run=True), id="profile-flash-cmd-without-port"),
+    pytest.param(Case(["tables", "build", "--channels", "4", "--length", "37", "--classes", "3",
+                       "--flash-cmd", "true {{elf}}"], 2, ("--flash-cmd 'true {elf}' was given without --port",)),
+                 id="tables-build-flash-cmd-without-port"),
+    pytest.param(Case(["train", "--data", "{tiny}", "--arch", "deep.json", "--out", "r"], 2,
+                      ("deep.json: 10,000 cells; at most 64 are supported",), setup=_deep_arch("deep.json", 10_000),
+                      timeout=60), id="train-10000-cell-arch"),
 ]
 
 

@@ -114,11 +114,15 @@ def profile(run_path: str | os.PathLike[str], target: str | None = None, port: s
 
     Raises:
         ConfigError: the run is not exported, or a budget is above what the board has.
+        UsageError: `flash_cmd` without `port`.
         DeviceError: the device or emulator failed.
         ExportError: the device's outputs differ from the host runtime's or TFLite Micro's, or its
             arena from the plan (profile.json is then not written; an earlier one is kept).
         BudgetError: a measured figure exceeds a budget (profile.json is still written).
     """
+    from micronas.device import check_flash_cmd
+
+    check_flash_cmd(flash_cmd, port)
     run = RunDir.open(run_path)
     with run.locked("profile"):
         if not run.has("metrics.json") or not run.has("c/micronas_model.c"):

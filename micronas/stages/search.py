@@ -135,6 +135,7 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
     budget_mod.check_board_has(budgets, board)
     ds = load_dataset(data)
     shape = (ds.n_channels, ds.length, ds.n_classes)
+    tables.check_data_shape(*shape, source=f"the data {data}")
     split = make_split(ds, seed=cfg.seed, val_subjects=cfg.val_subjects)
     std = Standardizer.fit(ds.X[split.train])
     parts = arrays_for(ds, split)
