@@ -400,3 +400,47 @@ def derive_and_repair(net, table, budgets: Budgets, max_steps: int = 50,
                      f"{new.latency_ms:.3f} ms)")
         pred = new
     return arch, pred, steps
+
+
+# ---- the derivation's journal --------------------------------------------------------------------
+
+DERIVATION_JOURNAL = "derivation.json"
+
+
+def _derivation_key(run: RunDir, table: Any, budgets: Budgets) -> str:
+    """What the derivation depends on: the searched supernet, the table's figures, the budgets."""
+    from micronas_base import __version__
+
+    h = hashlib.sha256()
+    h.update(run.file("search_checkpoint.pt").read_bytes())
+    for part in (table.to_json(), budgets.to_json(), {"margin": PREDICTION_MARGIN, "version": __version__}):
+        h.update(json.dumps(part, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def derive_journaled(run: RunDir, net: Any, table: Any, budgets: Budgets) -> tuple[Any, dict[str, Any], list[str], bool]:
+    """`derive_and_repair`, done once per searched supernet: a resume after it reads the journal.
+
+    The derivation (20-40 s) is a pure function of the supernet checkpoint, the table and the
+    budgets; its result is journalled in RUN/derivation.json under a hash of those, so a search
+    resumed after it (killed in the final training, say) skips it with the same result, byte
+    for byte, and a changed input (a table re-measured, other budgets) derives again.
+
+    Returns:
+        (arch, the prediction's JSON, repair steps, whether the journal was used).
+    """
+    from search_space import arch as arch_mod
+
+    key = _derivation_key(run, table, budgets)
+    if run.has(DERIVATION_JOURNAL):
+        try:
+            j = run.read_json(DERIVATION_JOURNAL)
+            if isinstance(j, dict) and j.get("key") == key:
+                return arch_mod.from_json(j["arch"], str(run.file(DERIVATION_JOURNAL))), j["predicted"], \
+                    list(j["repairs"]), True
+        except (ConfigError, KeyError, TypeError):
+            log.warning("%s is unreadable; deriving again", run.file(DERIVATION_JOURNAL))
+    the_arch, pred, repairs = derive_and_repair(net, table, budgets)
+    run.write_json(DERIVATION_JOURNAL, {"key": key, "arch": the_arch.to_json(), "predicted": pred.to_json(),
+                                        "repairs": repairs})
+    return the_arch, pred.to_json(), repairs, False

@@ -12,6 +12,7 @@ import torch
 from latency_tables import costs as costs_mod
 from latency_tables import predict as predictor
 from micronas import api
+from micronas import budgets as budget_mod
 from micronas import search as dnas
 from micronas.data import Standardizer, arrays_for, load_dataset, make_split
 from micronas_base.errors import BudgetError
@@ -282,3 +283,43 @@ def test_a_predicted_budget_overrun_at_export_is_left_to_the_device(tiny_npz, ti
     assert warn[0].endswith("the measurement on nucleo-l552ze-q decides")
     on_disk = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert on_disk["qat"] == m.qat and on_disk["budget_check"]["ram"]["ok"] is False
+
+
+def test_a_resume_after_the_derivation_reads_its_journal_byte_for_byte(tmp_path, monkeypatch):
+    """A search killed after its derivation (here: the final training fails) and resumed does not
+    derive again (20-40 s): same search.json and searched_arch.json, byte for byte. A journal
+    whose inputs differ (its key) is derived again."""
+    from micronas.stages import search as search_stage
+    from micronas_base.errors import ConfigError
+
+    def stop(*args, **kwargs):
+        raise ConfigError("stopped after the derivation")
+
+    monkeypatch.setattr(search_stage, "train_export_profile", stop)
+    run = tmp_path / "run"
+    args = ("basicmotions", run, Budgets.parse(latency="20ms"))
+    kw = {"cfg": dnas.SearchConfig(epochs=1, warmup_epochs=0), "final_epochs": 1, "threads": 1}
+    with pytest.raises(ConfigError, match="stopped after"):
+        api.search(*args, **kw)
+    names = ("search.json", "searched_arch.json", dnas.DERIVATION_JOURNAL)
+    first = {n: (run / n).read_bytes() for n in names}
+    real = dnas.derive_and_repair
+    monkeypatch.setattr(dnas, "derive_and_repair", lambda *a, **k: pytest.fail("derived again"))
+    stages: list[str] = []
+    with pytest.raises(ConfigError, match="stopped after"):
+        api.search(*args, **kw, resume=True, on_stage=stages.append)
+    assert {n: (run / n).read_bytes() for n in names} == first
+    assert any(s.startswith("derivation: kept from derivation.json") for s in stages)
+
+    # the key covers every input: other budgets (or a re-measured table) derive again
+    journal = json.loads(first[dnas.DERIVATION_JOURNAL])
+    table = predictor.find_table("nucleo-l552ze-q", 6, 100, 4)
+    rd = RunDir.open(run)
+    board = budget_mod.resolve_board(None)
+
+    def key(latency: str) -> str:
+        return dnas._derivation_key(rd, table, budget_mod.for_board(Budgets.parse(latency=latency), board))
+
+    assert key("20ms") == journal["key"] and key("21ms") != journal["key"]
+    table.entries[next(iter(table.entries))] += 1.0
+    assert key("20ms") != journal["key"]

@@ -169,13 +169,15 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
         trajectory = dnas.search(run, factory, cm, scaled, budgets, cfg, digest, on_epoch, must_resume=resume)
         net = dnas.load_supernet(run, factory)
         stage("derivation: the most likely network, exact costs, repair if over a budget, fill towards the latency budget")
-        the_arch, pred, repairs = dnas.derive_and_repair(net, table, budgets)
+        the_arch, pred, repairs, reused = dnas.derive_journaled(run, net, table, budgets)
+        if reused:
+            stage(f"derivation: kept from {dnas.DERIVATION_JOURNAL} (same supernet, latency table and budgets)")
         record = SearchRecord(config=asdict(cfg), digest=digest, budgets=budgets, board=board.name,
                               latency_table=table.path.name if table.path else None, minimum_costs=mins,
                               trajectory=trajectory,
                               search_seconds=round(sum(e.get("seconds", 0.0) for e in trajectory), 1),
                               derived=the_arch.to_json(), repairs=repairs,
-                              predicted=PredictionRecord.from_json(pred.to_json()))
+                              predicted=PredictionRecord.from_json(pred))
         run.write_json("search.json", record.to_json())
         arch_path = run.file("searched_arch.json")
         atomic_write_text(arch_path, the_arch.dumps())
