@@ -67,7 +67,7 @@ DEFAULT_TIMEOUT_S = 1.0
 DEFAULT_RETRIES = 3
 WORK_FACTOR = 4.0  # an INVOKE may take this many times its timer time (QEMU on a starved host)
 MAX_ATTEMPT_S = 30.0  # back-off stops doubling here (unless the base alone is larger)
-MIN_CHUNK = 64  # SET_INPUT/GET_OUTPUT chunks never shrink below this many bytes
+MIN_CHUNK = 64  # SET_INPUT/GET_OUTPUT/GET_LAYERS chunks never shrink below this many bytes
 START_CHUNK = 128  # ... and start here: at 0.1 % damaged bytes a 519-byte frame is hit 40 % of the time
 _CLEAN_TO_GROW = 64  # clean chunks before the chunk size doubles (slowly: a 0.1 % link stays short)
 DEFAULT_BAUDRATE = 115200
@@ -608,7 +608,7 @@ class DeviceClient:
         self._srtt: float | None = None  # smoothed reply time of this link (seconds)
         self._rttvar = 0.0  # its mean deviation
         self._invoke_ticks: int | None = None  # one repetition of the model, from the last INVOKE
-        self._chunk: int | None = START_CHUNK  # SET_INPUT/GET_OUTPUT bytes per chunk (None: the device's maximum)
+        self._chunk: int | None = START_CHUNK  # bytes per SET_INPUT/GET_OUTPUT/GET_LAYERS frame (None: the maximum)
         self._clean_chunks = 0
         current = getattr(port, "timeout", None)
         if current is None or current > _POLL_S:
