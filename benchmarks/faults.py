@@ -143,6 +143,22 @@ class FaultProxy:
 JITTER_INSTRUCTIONS = 16  # allowed per count: fresh QEMUs of one binary differ by up to 8 here
 
 
+def differences(s, ref) -> list[str]:
+    """What differs from the reference beyond the jitter (empty: the same result)."""
+    from targets.qemu import ICOUNT_SHIFT
+
+    tol = JITTER_INSTRUCTIONS * 2**ICOUNT_SHIFT * 1e-9 * ref.hello.timer_hz
+    out = [name for name in ("hello", "memory") if getattr(s, name) != getattr(ref, name)]
+    if s.outputs.tobytes() != ref.outputs.tobytes():
+        out.append("outputs")
+    for name, a, b in (("window_ticks", s.window_ticks, ref.window_ticks), ("layers", s.layers, ref.layers),
+                       ("repeat", [s.repeat.min_ticks, s.repeat.max_ticks], [ref.repeat.min_ticks, ref.repeat.max_ticks])):
+        off = [p - q for p, q in zip(a, b) if abs(p - q) > tol]
+        if len(a) != len(b) or off:
+            out.append(f"{name} {off[:5]}")
+    return out
+
+
 def same_result(s, ref) -> bool:
     """Outputs, HELLO and memory marks equal; every tick count within the emulator's jitter.
 
@@ -248,6 +264,9 @@ def main() -> int:
                         r.clean += 1
                     else:
                         r.wrong += 1
+                        print(f"  rate {rate:g} seed {seed}: differs: {differences(got, ref)} "
+                              f"(repeat {got.repeat} vs {ref.repeat}; memory {got.memory} vs {ref.memory})",
+                              file=sys.stderr)
                 except MicronasError as e:
                     r.failed += 1
                     r.errors[type(e).__name__] = r.errors.get(type(e).__name__, 0) + 1
