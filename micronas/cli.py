@@ -46,14 +46,33 @@ RAM_HELP = f"RAM budget, e.g. 256k, 96KiB, 1.5M. {SIZE_UNITS_HELP}."
 FLASH_HELP = f"Flash budget, e.g. 512k, 1M. {SIZE_UNITS_HELP}."
 
 
-def _setup_logging() -> None:
+def _setup_logging(quiet: bool = False) -> None:
+    """Library log lines on stderr: INFO and up, or with --quiet only warnings and errors."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     for name in ("micronas", "search_space", "firmware_export", "latency_tables", "targets"):
         lg = logging.getLogger(name)
-        lg.setLevel(logging.INFO)
+        lg.setLevel(logging.WARNING if quiet else logging.INFO)
         lg.handlers[:] = [handler]
         lg.propagate = False
+
+
+def _internal_error_log(text: str) -> Path | None:
+    """Write a traceback to a file of this process's own in the temp folder; None if that fails.
+
+    Named `micronas-internal-error-<pid>-<random>.log` and created exclusively, so two failing
+    commands never overwrite each other's (nor follow a link someone planted at a fixed name).
+    Not swept at start-up: it is for the user to read after the command has ended.
+    """
+    import tempfile
+
+    try:
+        fd, name = tempfile.mkstemp(prefix=f"micronas-internal-error-{os.getpid()}-", suffix=".log")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        return Path(name)
+    except OSError:
+        return None
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
@@ -70,7 +89,7 @@ def _handled(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        _setup_logging()
+        _setup_logging(quiet=kwargs.get("quiet") is True)  # --quiet hides QEMU's INFO lines too
         for stale in tempdirs.sweep_stale():
             logging.getLogger("micronas").debug("removed %s (its process is gone)", stale)
         main = threading.current_thread() is threading.main_thread()
@@ -95,12 +114,12 @@ def _handled(fn: Callable[..., Any]) -> Callable[..., Any]:
         except typer.Exit:
             raise
         except Exception as e:  # a bug, not a user mistake: say so, keep the traceback out of the way
-            log_file = Path(os.environ.get("TMPDIR", "/tmp")) / "micronas-internal-error.log"
-            log_file.write_text(traceback.format_exc())
+            log_file = _internal_error_log(traceback.format_exc())
             sys.stdout.flush()
             err.print(f"internal error: {type(e).__name__}: {e}", markup=False)
-            err.print(f"  the traceback is in {log_file}; please report it with the command you ran",
-                      markup=False)
+            err.print(f"  the traceback is in {log_file}; please report it with the command you ran"
+                      if log_file else "  please report it with the command you ran (the traceback could not "
+                      "be written to the temp folder)", markup=False)
             raise typer.Exit(EXIT_USAGE) from None
         finally:
             if main:
@@ -111,7 +130,8 @@ def _handled(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 QUIET = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or result lines (errors only).")]
 TIMEOUT = Annotated[float, typer.Option(
-    "--timeout", help="Seconds to wait for each reply of the device before resending (raise it on a busy host).")]
+    "--timeout", help="Least seconds to wait for a reply before resending; the wait adapts above it (the link's "
+    "reply times, the work asked for) and doubles with each resend.")]
 RETRIES = Annotated[int, typer.Option(
     "--retries", help="Resends of a request that got no valid reply (raise it on a noisy serial line).")]
 

@@ -27,14 +27,15 @@ Counter = Callable[[float], float]
 
 @dataclass(frozen=True)
 class Link:
-    """How patiently the host talks to a device: per-attempt reply timeout and resends.
+    """How patiently the host talks to a device: the floor of the reply timeout, and resends.
 
-    The defaults suit an idle host and a clean link (every exchange of the profiling protocol
-    answers within milliseconds); a loaded host (the emulator starved of CPU) or a noisy serial
-    line wants a longer timeout or more retries (`--timeout`, `--retries`).
+    The wait adapts above the floor by itself (`targets.protocol`): to the reply times measured
+    on the link, to the work an INVOKE asks for, and doubling with each resend, so a loaded host
+    (the emulator starved of CPU) profiles with the defaults. `--timeout`/`--retries` remain for
+    a link slower than that (a board whose every reply takes more than 15 s) or a very noisy line.
     """
 
-    timeout_s: float = DEFAULT_TIMEOUT_S  # per attempt
+    timeout_s: float = DEFAULT_TIMEOUT_S  # floor of the first attempt; each resend waits twice as long
     retries: int = DEFAULT_RETRIES  # resends after the first attempt
 
     def __post_init__(self) -> None:
@@ -44,6 +45,19 @@ class Link:
         if isinstance(self.retries, bool) or not isinstance(self.retries, int) or not 0 <= self.retries <= 100:
             raise UsageError(f"--retries {self.retries!r}; expected an integer in [0, 100]",
                              "e.g. --retries 8 on a noisy serial line")
+
+
+def check_flash_cmd(flash_cmd: str | None, port: str | None) -> None:
+    """`--flash-cmd` programs a real board, so it needs `--port`; alone it would be ignored.
+
+    Raises:
+        UsageError: a flash command without a port.
+    """
+    if flash_cmd is not None and port is None:
+        raise UsageError(f"--flash-cmd {flash_cmd!r} was given without --port: it programs a real board, and "
+                         "without --port the board is emulated (QEMU runs the firmware directly)",
+                         "add --port with the board's serial port (`micronas boards` lists them), or drop "
+                         "--flash-cmd to profile on the emulated core")
 
 
 def build_image(board: Any, model_c_dir: Path, out_dir: Path, **options: Any) -> Any:

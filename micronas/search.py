@@ -542,3 +542,56 @@ def score_candidate(net, arch, data: dict[str, tuple[np.ndarray, np.ndarray]], c
             F.cross_entropy(m(Xtr[idx], fixed=state), ytr[idx]).backward()
             opt.step()
     return inherited_accuracy(m, arch, data["train"][0], *data["val"], seed=cfg.seed)
+
+
+# ---- the derivation's journal --------------------------------------------------------------------
+
+DERIVATION_JOURNAL = "derivation.json"
+
+
+def _derivation_key(run: RunDir, table: Any, budgets: Budgets, digest: str) -> str:
+    """What the derivation depends on: the searched supernet, the table's figures, the budgets and
+    the search's settings and data (`digest`: candidates are scored on its validation split)."""
+    from micronas_base import __version__
+
+    h = hashlib.sha256()
+    h.update(run.file("search_checkpoint.pt").read_bytes())
+    for part in (table.to_json(), budgets.to_json(),
+                 {"margin": PREDICTION_MARGIN, "version": __version__, "digest": digest}):
+        h.update(json.dumps(part, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def derive_journaled(run: RunDir, table: Any, budgets: Budgets, digest: str,
+                     derive: Callable[[], tuple[Any, Any, list[str], list[dict] | None]]) -> dict[str, Any]:
+    """`derive()` done once per searched supernet: a resume after it reads the journal.
+
+    The derivation (repair and fill, and the candidates' scores: seconds to minutes) is a pure
+    function of the supernet checkpoint, the table, the budgets and the search's settings and
+    data; its result is journalled in RUN/derivation.json under a hash of those, so a search
+    resumed after it (killed in the final training, say) skips it with the same result, byte
+    for byte, and a changed input (a table re-measured, other budgets) derives again.
+
+    Returns:
+        {"arch" (an Arch), "predicted" (the prediction's JSON), "repairs", "candidates",
+        "derivation_seconds", "reused" (whether the journal was used)}.
+    """
+    from search_space import arch as arch_mod
+
+    key = _derivation_key(run, table, budgets, digest)
+    if run.has(DERIVATION_JOURNAL):
+        try:
+            j = run.read_json(DERIVATION_JOURNAL)
+            if isinstance(j, dict) and j.get("key") == key:
+                return {"arch": arch_mod.from_json(j["arch"], str(run.file(DERIVATION_JOURNAL))),
+                        "predicted": j["predicted"], "repairs": list(j["repairs"]),
+                        "candidates": j.get("candidates"), "derivation_seconds": j.get("derivation_seconds"),
+                        "reused": True}
+        except (ConfigError, KeyError, TypeError):
+            log.warning("%s is unreadable; deriving again", run.file(DERIVATION_JOURNAL))
+    t0 = time.monotonic()
+    the_arch, pred, repairs, candidates = derive()
+    done = {"key": key, "arch": the_arch.to_json(), "predicted": pred.to_json(), "repairs": repairs,
+            "candidates": candidates, "derivation_seconds": round(time.monotonic() - t0, 1)}
+    run.write_json(DERIVATION_JOURNAL, done)
+    return {**done, "arch": the_arch, "reused": False}

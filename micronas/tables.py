@@ -62,6 +62,28 @@ class Probe:
     image: Any  # targets.build.FirmwareImage
 
 
+
+# The input shapes a latency table can be built for (and so the data a search can take).
+SHAPE_LIMITS = {"channels": (1, 256), "length": (8, 4096), "classes": (2, 256)}
+
+
+def check_data_shape(channels: int, length: int, classes: int, source: str) -> None:
+    """Refuse data whose shape no latency table can be built for, naming the data, not an option.
+
+    Raises:
+        DataError: channels, length or classes outside SHAPE_LIMITS.
+    """
+    from micronas_base.errors import DataError
+
+    for name, v in (("channels", channels), ("length", length), ("classes", classes)):
+        lo, hi = SHAPE_LIMITS[name]
+        if not lo <= v <= hi:
+            raise DataError(f"{source} has {v:,} {name if name != 'length' else 'time steps per window'}; "
+                            f"micronas searches data with {lo}..{hi:,} (the range its latency tables cover)",
+                            {"classes": "merge or drop classes (e.g. keep the 256 most frequent) and run search again",
+                             "channels": "select or merge channels and run search again",
+                             "length": "resample or cut the windows to that length and run search again"}[name])
+
 def build_probe(board, space: SearchSpace, channels: int, length: int, classes: int, seed: int, work: Path,
                 emulated: bool) -> Probe:
     """Generate probe network `seed` with synthetic weights and build its profiling firmware."""
@@ -164,7 +186,8 @@ def build_table(target: Any, channels: int, length: int, classes: int, out: Path
     """
     stage = on_stage or (lambda _s: None)
     t_start = time.monotonic()
-    for name, v, lo, hi in (("channels", channels, 1, 256), ("length", length, 8, 4096), ("classes", classes, 2, 256)):
+    for name, v in (("channels", channels), ("length", length), ("classes", classes)):
+        lo, hi = SHAPE_LIMITS[name]
         if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
             raise ConfigError(f"--{name} = {v!r}; expected an integer in [{lo}, {hi}]")
     space = _space(space_name)
@@ -371,6 +394,9 @@ def build_table_for(target: str | None, data: str, channels: int | None = None, 
                     progress: ProgressCallback | None = None, link: Any = None) -> Table:
     """`micronas tables build`: the shape from the data (or given), the default file name in
     ./micronas-tables, then `build_table`."""
+    from micronas.device import check_flash_cmd
+
+    check_flash_cmd(flash_cmd, port)
     c, t, k = data_shape(data, channels, length, classes)
     board = resolve_board(target)
     out_file = out or Path(USER_TABLES_DIR) / default_table_name(board.name, c, t, k)

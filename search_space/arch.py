@@ -16,6 +16,7 @@ Format (version 1)::
     }
 
 The head is fixed: global average over time, then one fully connected layer to the classes.
+At most MAX_CELLS (64) cells; widths at most MAX_WIDTH (512) channels.
 Every layer is validated against its op in `search_space.registry.SEARCH_OPS`.
 """
 
@@ -34,6 +35,7 @@ from .registry import SEARCH_OPS
 
 ARCH_FORMAT = "micronas.arch/1"
 MAX_WIDTH = 512  # channels; far beyond what fits a 1 MB SRAM MCU at any useful length
+MAX_CELLS = 64  # the search makes 4; a deeper hand-written net is refused before any work (10,000 cells hung)
 DEFAULT_ARCH = "default"
 
 
@@ -189,6 +191,9 @@ def from_json(d: Any, src: str = "arch") -> Arch:
     cells = d.get("cells")
     if not isinstance(cells, list):
         raise ConfigError(f"{src}: 'cells' = {cells!r}; expected a list of layers")
+    if len(cells) > MAX_CELLS:
+        raise ConfigError(f"{src}: {len(cells):,} cells; at most {MAX_CELLS} are supported (the search makes "
+                          "networks of 4)", f"use a shallower network (at most {MAX_CELLS} cells after the stem)")
     arch = Arch(
         input_channels=_int_field(d, "input_channels", "arch", src, maximum=4096),
         input_length=_int_field(d, "input_length", "arch", src, maximum=1 << 20),

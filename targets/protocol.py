@@ -9,16 +9,32 @@ Three layers, each usable on its own:
   retries on every exchange;
 * `list_ports`: the serial ports of this machine, with a hint at the debug probe behind each.
 
-Retry policy: a request is sent with a fresh SEQ and the client waits up to `timeout_s` for a
-valid reply that echoes it. Frames with another SEQ (stale replies to earlier attempts, echoes of
-our own request on a loopback) are dropped. On a timeout, or on an ERROR BAD_CRC reply (the device
-saw a damaged request), the same frame with the same SEQ is sent again, at most `retries` times;
-every request is idempotent, so a duplicate execution is harmless. A resend after a timeout is
-preceded by one maximal frame's worth of zero bytes: they complete any frame the device is stuck
-in after a damaged LEN (which would otherwise swallow the resends), and are else ignored as bytes
-between frames. An exchange therefore fails with `DeviceTimeout` after at most
-`(retries + 1) * (timeout_s + 0.02)` seconds (0.02 s: the port's read poll); a chunked call
-(SET_INPUT, GET_OUTPUT, GET_LAYERS) makes one exchange per chunk. Any other ERROR reply raises
+Retry policy: a request is sent with a fresh SEQ and the client waits for a valid reply that
+echoes it. Frames with another SEQ (stale replies to earlier attempts, echoes of our own request
+on a loopback) are dropped. On a timeout, or on an ERROR BAD_CRC reply (the device saw a damaged
+request), the same frame with the same SEQ is sent again, at most `retries` times; every request
+is idempotent, so a duplicate execution is harmless, and a late reply to an earlier copy is
+accepted. A resend after a timeout is preceded by one maximal frame's worth of zero bytes: they
+complete any frame the device is stuck in after a damaged LEN (which would otherwise swallow the
+resends), and are else ignored as bytes between frames.
+
+How long an attempt waits adapts to the host and the work, so a loaded machine needs no options:
+
+* the base is the larger of `timeout_s` (the floor, `--timeout`) and the reply time measured on
+  this link so far (smoothed mean + 4 deviations, as TCP does, from replies to a first copy
+  only: after a resend the reply may answer either copy);
+* an INVOKE adds the work it asks for: `WORK_FACTOR` times the timer time of the repetitions
+  requested, from the ticks the device reported for the previous INVOKE (none before the first);
+* each resend doubles the wait (exponential back-off, one attempt at most `MAX_ATTEMPT_S`, or the
+  base when that is larger), so a reply that is merely slow (a starved emulator) arrives during
+  a later attempt and is accepted: it costs a duplicate request, not a failure.
+
+An exchange therefore fails with `DeviceTimeout` after at most `sum(attempt_timeouts())` seconds
+plus one read poll (0.02 s) per attempt: 1 + 2 + 4 + 8 = 15 s with the defaults on an idle host.
+A chunked call (SET_INPUT, GET_OUTPUT, GET_LAYERS) makes one exchange per chunk. Chunks start at
+START_CHUNK bytes, double after 64 clean chunks (up to the device's maximum payload: a clean
+link soon sends full frames) and halve after one that needed a resend (to MIN_CHUNK at least):
+a noisy link damages long frames most. Any other ERROR reply raises
 `DeviceReportedError` at once; a lost link (QEMU killed, cable pulled) raises
 `DeviceConnectionError`.
 
@@ -49,6 +65,11 @@ PROTOCOL_VERSION = 1
 REPLY_BIT = 0x80
 DEFAULT_TIMEOUT_S = 1.0
 DEFAULT_RETRIES = 3
+WORK_FACTOR = 4.0  # an INVOKE may take this many times its timer time (QEMU on a starved host)
+MAX_ATTEMPT_S = 30.0  # back-off stops doubling here (unless the base alone is larger)
+MIN_CHUNK = 64  # SET_INPUT/GET_OUTPUT/GET_LAYERS chunks never shrink below this many bytes
+START_CHUNK = 128  # ... and start here: at 0.1 % damaged bytes a 519-byte frame is hit 40 % of the time
+_CLEAN_TO_GROW = 64  # clean chunks before the chunk size doubles (slowly: a 0.1 % link stays short)
 DEFAULT_BAUDRATE = 115200
 _POLL_S = 0.02  # the port's own read timeout: how often the client looks at its deadline
 _BOARDS_HINT = "`micronas boards` lists the connected devices"
@@ -558,7 +579,8 @@ class DeviceClient:
     Args:
         port: An open serial-like object (pyserial `Serial` or a test double).
         url: Names the link in messages.
-        timeout_s: Per-attempt wait for a reply (INVOKE/BENCH_OP take a per-call override).
+        timeout_s: The floor of the per-attempt wait for a reply; the wait adapts above it (see the
+            module docstring). INVOKE/BENCH_OP take a per-call override.
         retries: Resends after the first attempt.
         clock: Monotonic seconds; tests with a simulated transport pass its clock.
 
@@ -583,6 +605,11 @@ class DeviceClient:
         self._owns_port = False
         self.resends = 0  # attempts after the first, over the client's life (for reports and tests)
         self.stale = 0  # frames dropped for a stale SEQ
+        self._srtt: float | None = None  # smoothed reply time of this link (seconds)
+        self._rttvar = 0.0  # its mean deviation
+        self._invoke_ticks: int | None = None  # one repetition of the model, from the last INVOKE
+        self._chunk: int | None = START_CHUNK  # bytes per SET_INPUT/GET_OUTPUT/GET_LAYERS frame (None: the maximum)
+        self._clean_chunks = 0
         current = getattr(port, "timeout", None)
         if current is None or current > _POLL_S:
             try:
@@ -679,9 +706,11 @@ class DeviceClient:
                 f"input of {len(data)} bytes at offset {offset} does not fit the firmware's "
                 f"{self.info.input_bytes}-byte input (device at {self.url})",
                 "the firmware was built for another model; rebuild and flash it")
-        step = self.max_payload - 4
-        for pos in range(0, len(data), step):
-            self._exchange(MsgType.SET_INPUT, struct.pack("<I", offset + pos) + data[pos : pos + step], expect_len=0)
+        pos = 0
+        while pos < len(data):
+            step = self._chunk_bytes(self.max_payload - 4)
+            self._chunked(MsgType.SET_INPUT, struct.pack("<I", offset + pos) + data[pos : pos + step], 0)
+            pos += step
 
     def invoke(self, count: int = 1, per_layer: bool = False, timeout_s: float | None = None) -> InvokeStats:
         """INVOKE: run the model `count` times and time each run.
@@ -696,24 +725,33 @@ class DeviceClient:
         """
         _check_u16("count", count, minimum=1)
         payload = struct.pack("<HB", count, 1 if per_layer else 0)
-        return InvokeStats.decode(self._exchange(MsgType.INVOKE, payload, timeout_s=timeout_s), "INVOKE")
+        work = 0.0
+        if self._invoke_ticks and self._hello is not None and self._hello.timer_hz > 0:
+            # count timed runs, one untimed (count 1), the per-layer hooks: a generous estimate
+            runs = (count + 1) * (1.5 if per_layer else 1.0)
+            work = WORK_FACTOR * runs * self._invoke_ticks / self._hello.timer_hz
+        stats = InvokeStats.decode(self._exchange(MsgType.INVOKE, payload, timeout_s=timeout_s, work_s=work),
+                                   "INVOKE")
+        if not per_layer and stats.max_ticks > 0:
+            self._invoke_ticks = stats.max_ticks
+        return stats
 
     def get_output(self) -> bytes:
         """GET_OUTPUT: the whole output tensor (HELLO output_bytes), in max_payload chunks."""
-        total, step = self.info.output_bytes, self.max_payload
+        total = self.info.output_bytes
         out = bytearray()
-        for pos in range(0, total, step):
-            n = min(step, total - pos)
-            out += self._exchange(MsgType.GET_OUTPUT, struct.pack("<IH", pos, n), expect_len=n)
+        while len(out) < total:
+            n = min(self._chunk_bytes(self.max_payload), total - len(out))
+            out += self._chunked(MsgType.GET_OUTPUT, struct.pack("<IH", len(out), n), n)
         return bytes(out)
 
     def get_layers(self) -> list[int]:
         """GET_LAYERS: ticks of each layer in the last per-layer INVOKE (its last repetition)."""
-        total, step = self.info.num_layers, self.max_payload // 4
+        total = self.info.num_layers
         ticks: list[int] = []
-        for first in range(0, total, step):
-            n = min(step, total - first)
-            raw = self._exchange(MsgType.GET_LAYERS, struct.pack("<HH", first, n), expect_len=4 * n)
+        while len(ticks) < total:
+            n = min(self._chunk_bytes(self.max_payload) // 4, total - len(ticks))
+            raw = self._chunked(MsgType.GET_LAYERS, struct.pack("<HH", len(ticks), n), 4 * n)
             ticks.extend(struct.unpack(f"<{n}I", raw))
         return ticks
 
@@ -748,17 +786,61 @@ class DeviceClient:
 
     # ---- the exchange ----------------------------------------------------------------------
 
+    def attempt_timeouts(self, timeout_s: float | None = None, work_s: float = 0.0) -> list[float]:
+        """The wait of each attempt of the next exchange (the first, then every resend).
+
+        Args:
+            timeout_s: The floor (default: the client's `timeout_s`).
+            work_s: Seconds of device work the request asks for (INVOKE), added to the base.
+
+        Returns:
+            `retries + 1` waits in seconds: the base, doubled per resend up to MAX_ATTEMPT_S.
+        """
+        floor = self.timeout_s if timeout_s is None else float(timeout_s)
+        base = max(floor, self._srtt + 4 * self._rttvar if self._srtt is not None else 0.0) + work_s
+        cap = max(base, MAX_ATTEMPT_S)
+        return [min(base * 2**k, cap) for k in range(self.retries + 1)]
+
+    def _observe_reply_time(self, seconds: float) -> None:
+        """Fold one reply time into the smoothed estimate (Jacobson/Karels, gains 1/8 and 1/4)."""
+        if self._srtt is None:
+            self._srtt, self._rttvar = seconds, seconds / 2
+        else:
+            self._rttvar += (abs(seconds - self._srtt) - self._rttvar) / 4
+            self._srtt += (seconds - self._srtt) / 8
+
+    def _chunk_bytes(self, most: int) -> int:
+        return most if self._chunk is None else max(1, min(most, self._chunk))
+
+    def _chunked(self, mtype: int, payload: bytes, reply_len: int) -> bytes:
+        """One chunk's exchange; shrink the chunk after one that needed a resend, grow it back later."""
+        before = self.resends
+        size = max(len(payload) - 4, reply_len)  # the data this chunk carries
+        reply = self._exchange(mtype, payload, expect_len=reply_len)
+        if self.resends > before and size >= 2 * MIN_CHUNK:  # a short frame's loss says little
+            self._chunk, self._clean_chunks = size // 2, 0
+            log.debug("%s needed a resend: chunks of %d bytes from now on", _type_name(mtype), self._chunk)
+        elif self._chunk is not None:
+            self._clean_chunks += 1
+            if self._clean_chunks >= _CLEAN_TO_GROW:
+                self._chunk, self._clean_chunks = self._chunk * 2, 0
+                if self._chunk >= MAX_PAYLOAD:
+                    self._chunk = None
+        return reply
+
     def _exchange(self, mtype: int, payload: bytes = b"", *, timeout_s: float | None = None,
-                  expect_len: int | None = None) -> bytes:
-        """Send one request and return its reply payload, with timeout and bounded retries."""
-        timeout = self.timeout_s if timeout_s is None else float(timeout_s)
+                  expect_len: int | None = None, work_s: float = 0.0) -> bytes:
+        """Send one request and return its reply payload, with adaptive timeouts and bounded retries."""
+        waits = self.attempt_timeouts(timeout_s, work_s)
         self._seq = (self._seq + 1) & 0xFF
         seq = self._seq
         frame = encode_frame(seq, mtype, payload)
         name = _type_name(mtype)
         reasons: list[str] = []
-        for attempt in range(self.retries + 1):
+        sent_at = 0.0  # when the first copy went out
+        for attempt, timeout in enumerate(waits):
             out = frame
+            filled = False
             if attempt:
                 self.resends += 1
                 log.debug("%s seq %d: resend %d (%s)", name, seq, attempt, reasons[-1])
@@ -767,7 +849,10 @@ class DeviceClient:
                     # max_payload bytes and would swallow this resend). Zeros complete that frame (a
                     # CRC error there) and are then skipped as bytes between frames.
                     out = self._filler() + frame
+                    filled = True
             self._write(out, name)
+            if not attempt:
+                sent_at = self._clock()
             deadline = self._clock() + timeout
             while True:
                 reply = self._next_frame(deadline, name)
@@ -782,9 +867,15 @@ class DeviceClient:
                     if code == ErrorCode.BAD_CRC:
                         # All attempts share the SEQ, so this may answer an earlier, damaged copy while
                         # a good one is still on its way: resend at once if we may, else keep waiting.
+                        # After zeros it may answer the stuck frame they completed, with the reply to this
+                        # copy still to come: give that a short grace before resending.
                         if attempt < self.retries:
-                            reasons.append("device saw a bad CRC")
-                            break
+                            if not filled:
+                                reasons.append("device saw a bad CRC")
+                                break
+                            filled = False
+                            grace = max(0.1, 4 * self._srtt) if self._srtt is not None else 0.1
+                            deadline = min(deadline, self._clock() + grace)
                         continue
                     raise DeviceReportedError(name, code, detail, self.url)
                 if reply.type != mtype | REPLY_BIT:
@@ -794,10 +885,14 @@ class DeviceClient:
                 if expect_len is not None and len(reply.payload) != expect_len:
                     raise DeviceProtocolError(
                         f"device at {self.url} answered {name} with {len(reply.payload)} bytes; expected {expect_len}")
+                if not attempt and mtype not in (MsgType.INVOKE, MsgType.BENCH_OP):
+                    # Only an unambiguous sample (Karn): after a resend the reply may answer either copy,
+                    # and timing it from the first would feed the back-off into the next base.
+                    self._observe_reply_time(self._clock() - sent_at)
                 return reply.payload
         raise DeviceTimeout(
-            f"no valid reply to {name} from {self.url} within {timeout:g} s, "
-            f"{self.retries + 1} attempt(s) ({', '.join(reasons)})",
+            f"no valid reply to {name} from {self.url} within {_seconds(sum(waits))} s over "
+            f"{self.retries + 1} attempt(s) of {_seconds(waits[0])} s doubling ({', '.join(reasons)})",
             "is the board running the micronas firmware (reset it or flash it again)? "
             f"{_BOARDS_HINT}; if it is, the host is overloaded or the link is noisy: raise --timeout "
             "(seconds per reply) or --retries")
@@ -844,6 +939,10 @@ class DeviceClient:
                     "did the emulator exit or the board reset or get unplugged? " + _BOARDS_HINT) from None
             if data:
                 self._ready.extend(self._parser.feed(data))
+
+
+def _seconds(s: float) -> str:
+    return f"{s:.3g}"
 
 
 def _decode_error(payload: bytes) -> tuple[int, str]:

@@ -19,6 +19,7 @@ import socket
 import struct
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 SYNC = 0xA5
@@ -212,9 +213,9 @@ class _Channel:
         self.last = 0.0
         self.stats = {"drop": 0, "duplicate": 0, "corrupt": 0, "delay": 0}
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes, extra_s: float = 0.0) -> None:
         f, rng = self.faults, self.rng
-        t = max(self.clock.now + self.latency_s, self.last)
+        t = max(self.clock.now + self.latency_s + extra_s, self.last)
         if f.delay and rng.random() < f.delay:
             t += rng.uniform(0, f.max_delay_s)
             self.stats["delay"] += 1
@@ -251,9 +252,12 @@ class SimSerial:
         faults: Fault spec, applied to both directions.
         seed: Seeds the fault RNG.
         latency_s: Fixed one-way delay.
+        busy_s: Seconds the device computes before a reply goes out, from the reply's bytes (a slow
+            INVOKE); default none.
     """
 
-    def __init__(self, device: DeviceSim, faults: Faults = Faults(), seed: int = 0, latency_s: float = 0.0002):
+    def __init__(self, device: DeviceSim, faults: Faults = Faults(), seed: int = 0, latency_s: float = 0.0002,
+                 busy_s: Callable[[bytes], float] | None = None):
         self.device = device
         self.clock = SimClock()
         rng = random.Random(seed)
@@ -264,6 +268,7 @@ class SimSerial:
         self.port = "sim://device"
         self.closed = False
         self.inject: deque[bytes] = deque()  # raw bytes the host receives before the next reply
+        self.busy_s = busy_s
 
     def _pump(self) -> None:
         while True:
@@ -274,7 +279,7 @@ class SimSerial:
             if reply:
                 while self.inject:
                     self.to_host.send(self.inject.popleft())
-                self.to_host.send(reply)
+                self.to_host.send(reply, self.busy_s(reply) if self.busy_s else 0.0)
         self.rx += self.to_host.due()
 
     def write(self, data: bytes) -> int:

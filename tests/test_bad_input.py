@@ -160,6 +160,15 @@ def _npz_lying_header(name: str, shape: tuple[int, ...]) -> Callable[[Ctx], None
     return setup
 
 
+def _deep_arch(name: str, cells: int) -> Callable[[Ctx], None]:
+    def setup(ctx: Ctx) -> None:
+        arch = {"format": "micronas.arch/1", "input_channels": 4, "input_length": 37, "num_classes": 3,
+                "stem": {"op": "conv", "out": 8, "kernel": 3, "stride": 1},
+                "cells": [{"op": "conv", "out": 8, "kernel": 3, "stride": 1}] * cells}
+        (ctx.work / name).write_text(json.dumps(arch))
+    return setup
+
+
 def _text(name: str, text: str) -> Callable[[Ctx], None]:
     def setup(ctx: Ctx) -> None:
         (ctx.work / name).write_text(text)
@@ -548,6 +557,21 @@ CASES = [
                  id="report-extra-argument"),
     pytest.param(Case(["tables", "show", "--jsn"], 2, ("No such option: --jsn", "--json"), hint="help"),
                  id="tables-show-unknown-option"),
+    # -- issue 16, smaller items ----------------------------------------------------------------
+    pytest.param(Case([*SEARCH, "--data", "c1000.npz"], 2,
+                      ("the data c1000.npz has 1,000 classes", "2..256", "merge or drop classes"),
+                      absent=("--classes",), setup=_npz("c1000.npz", X=np.zeros((2000, 2, 16), np.float32),
+                                                        y=np.arange(2000) % 1000)),
+                 id="search-1000-classes-names-the-data-not-an-option"),
+    pytest.param(Case(["profile", "run", "--flash-cmd", "st-flash write {{bin}} 0x8000000"], 2,
+                      ("--flash-cmd 'st-flash write {bin} 0x8000000' was given without --port", "add --port"),
+                      run=True), id="profile-flash-cmd-without-port"),
+    pytest.param(Case(["tables", "build", "--channels", "4", "--length", "37", "--classes", "3",
+                       "--flash-cmd", "true {{elf}}"], 2, ("--flash-cmd 'true {elf}' was given without --port",)),
+                 id="tables-build-flash-cmd-without-port"),
+    pytest.param(Case(["train", "--data", "{tiny}", "--arch", "deep.json", "--out", "r"], 2,
+                      ("deep.json: 10,000 cells; at most 64 are supported",), setup=_deep_arch("deep.json", 10_000),
+                      timeout=60), id="train-10000-cell-arch"),
 ]
 
 
@@ -769,3 +793,37 @@ def test_an_unwritable_artefact_path_is_a_config_error_naming_it(tmp_path):
         atomic_write_text(target, "hello")
     assert e.value.message.startswith(f"cannot write {target}: ") and "--out" in e.value.hint
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plain-file"]
+
+
+def test_two_real_searches_into_one_directory_one_is_refused_the_other_finishes(tmp_path):
+    """Two `micronas search` processes, other seeds, one --out: the second exits 2 at once naming
+    the first's PID and command and writes nothing; the first finishes and its run is valid."""
+    toolchain("arm-none-eabi-gcc")
+    toolchain("qemu-system-arm")
+    args = ["search", "--epochs", "1", "--final-epochs", "1", "--threads", "1", "--out", "run"]
+    first = subprocess.Popen([*MICRONAS, *args, "--seed", "0"], cwd=tmp_path, env=cli_env(tmp_path),
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "run" / ".lock").exists():  # the first holds the run
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        second = run_cli([*args, "--seed", "1"], tmp_path)
+        assert time.monotonic() - t0 < 30  # refused at once, not after its own search
+        assert_user_message(second, EXIT_USAGE, (f"run directory run is in use by PID {first.pid} (search: ",
+                                                 "search --epochs 1", f"wait for PID {first.pid} to finish"),
+                            "hint")
+        out, err = first.communicate(timeout=600)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode == 0, err
+    run = tmp_path / "run"
+    s = json.loads((run / "search.json").read_text())
+    assert s["derived"] == json.loads((run / "arch.json").read_text())  # one search's, whole
+    assert json.loads((run / "profile.json").read_text())["outputs_equal_tflm"] is True
+    assert not (run / ".lock").exists()
+    again = run_cli(["profile", "run", "-q"], tmp_path)  # the run is usable afterwards
+    assert again.returncode == 0, again.stderr

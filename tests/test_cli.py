@@ -98,3 +98,27 @@ def test_data_command_summarises_the_default():
     assert "40 windows of 6 channels x 100 samples" in p.stdout
     assert "Standing (10), Running (10), Walking (10), Badminton (10)" in p.stdout
     assert "32 train / 8 val / 40 test" in p.stdout
+
+
+def test_an_internal_error_writes_a_log_of_its_own_and_names_it(tmp_path, monkeypatch, capsys):
+    """Two failing commands never share (or overwrite) one traceback file in $TMPDIR."""
+    import tempfile
+
+    import typer
+
+    from micronas.cli import _handled
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    @_handled
+    def boom() -> None:
+        raise RuntimeError("boom")
+
+    for _ in range(2):
+        with pytest.raises(typer.Exit) as e:
+            boom()
+        assert e.value.exit_code == 2
+    logs = sorted(tmp_path.glob(f"micronas-internal-error-{os.getpid()}-*.log"))
+    assert len(logs) == 2 and all("RuntimeError: boom" in p.read_text() for p in logs)
+    err = capsys.readouterr().err
+    assert "internal error: RuntimeError: boom" in err and all(f"the traceback is in {p}" in err for p in logs)

@@ -630,3 +630,24 @@ def test_standardizer_rejects_wrong_shape():
         st.apply(np.ones((2, 2, 4), np.float32))
     with pytest.raises(DataError):
         Standardizer.fit(np.ones((3, 4), np.float32))
+
+
+def test_npz_member_that_inflates_past_the_cap_is_refused_before_loading(tmp_path, monkeypatch):
+    """A small compressed file whose member inflates far beyond it: refused from the archive's
+    directory, naming the sizes, before anything is inflated."""
+    from micronas.data import loaders
+
+    p = tmp_path / "bomb.npz"
+    np.savez_compressed(p, X=np.zeros((2048, 4, 64), np.float32), y=np.arange(2048) % 2)  # 2 MiB of zeros
+    assert p.stat().st_size < 20_000
+    monkeypatch.setattr(loaders, "MAX_NPZ_MEMBER_BYTES", 1 << 20)  # 1 MiB here; 1 GiB as shipped
+    inflated = []
+    monkeypatch.setattr(np.lib.npyio.NpzFile, "__getitem__", lambda self, k: inflated.append(k))
+    with pytest.raises(DataError) as e:
+        load_dataset(str(p))
+    assert "array 'X' inflates to 2,097,280 bytes" in e.value.message and "at most 1 MiB per array" in e.value.message
+    assert "built to inflate" in e.value.hint and inflated == []
+    monkeypatch.setattr(loaders, "_available_memory", lambda: 3 << 20)  # 3 MiB free: half is below the 4 MiB cap
+    monkeypatch.setattr(loaders, "MAX_NPZ_MEMBER_BYTES", 4 << 20)
+    with pytest.raises(DataError, match=r"half the memory available now \(3,145,728 bytes\) is 1,572,864"):
+        load_dataset(str(p))

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -134,7 +140,63 @@ def test_cli_profile_and_a_port_that_does_not_exist(profiled):
     ok = run_cli("profile", str(run), "--windows", "12")
     assert ok.returncode == 0, ok.stderr
     assert f"{p.total:,.0f} instructions per inference (mean of 12 windows)" in ok.stdout
+    quiet = run_cli("profile", str(run), "--windows", "12", "-q")
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")  # not even QEMU's INFO line
     bad = run_cli("profile", str(run), "--port", "/dev/ttyDOESNOTEXIST", "--windows", "1")
     assert_clean_failure(bad, 2, "/dev/ttyDOESNOTEXIST")
     unknown = run_cli("profile", str(run), "--target", "nucleo-f446")
     assert_clean_failure(unknown, 2, "did you mean 'nucleo-f446re'?")
+
+
+def _qemu_child(parent: int) -> int | None:
+    """The PID of a qemu-system-arm whose parent is `parent`, from /proc."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
+        if comm.startswith("qemu-system-arm") and int(rest[1]) == parent:
+            return int(entry.name)
+    return None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_kill_9_of_profile_leaves_no_emulator_and_the_next_start_sweeps_its_temp_dir(profiled, tmp_path):
+    """`kill -9` of `micronas profile` in mid-session: no finally, no atexit runs. The kernel kills
+    QEMU (parent-death signal); its temp folder, named with the dead PID, goes at the next start."""
+    run, _ = profiled
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    proc = subprocess.Popen([sys.executable, "-m", "micronas", "profile", str(run), "-q"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    qemu = None
+    try:
+        deadline = time.monotonic() + 120
+        while qemu is None:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            qemu = _qemu_child(proc.pid)
+            time.sleep(0.002)
+        os.kill(qemu, signal.SIGSTOP)  # hold the session open: the host now waits for a reply
+        owned = sorted(p.name for p in tmp.iterdir())
+        assert any(n.startswith(f"micronas-qemu-{proc.pid}-") for n in owned), owned
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        gone = time.monotonic() + 5
+        while Path(f"/proc/{qemu}").exists() and time.monotonic() < gone:
+            time.sleep(0.01)
+        assert not Path(f"/proc/{qemu}").exists(), "qemu-system-arm outlived its killed parent"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if qemu is not None and Path(f"/proc/{qemu}").exists():
+            os.kill(qemu, signal.SIGKILL)
+    assert [p.name for p in tmp.iterdir() if p.name.startswith(f"micronas-qemu-{proc.pid}-")]  # left by the kill
+    nxt = subprocess.run([sys.executable, "-m", "micronas", "boards"], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert nxt.returncode == 0, nxt.stderr
+    assert not [p.name for p in tmp.iterdir() if p.name.startswith("micronas-")]  # swept at start-up

@@ -12,6 +12,7 @@ import torch
 from latency_tables import costs as costs_mod
 from latency_tables import predict as predictor
 from micronas import api
+from micronas import budgets as budget_mod
 from micronas import search as dnas
 from micronas.data import Standardizer, arrays_for, load_dataset, make_split
 from micronas_base.errors import BudgetError
@@ -343,3 +344,46 @@ def test_derivation_candidates_fit_are_distinct_and_the_best_scored_is_trained(c
     before = {k: v.clone() for k, v in net.state_dict().items()}
     assert dnas.score_candidate(net, arch, basicmotions, cfg) == chosen["validation_score"]  # seeded
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # the supernet is untouched
+
+
+def test_a_resume_after_the_derivation_reads_its_journal_byte_for_byte(tmp_path, monkeypatch):
+    """A search killed after its derivation (here: the final training fails) and resumed does not
+    derive again (20-40 s): same search.json and searched_arch.json, byte for byte. A journal
+    whose inputs differ (its key) is derived again."""
+    from micronas.stages import search as search_stage
+    from micronas_base.errors import ConfigError
+
+    def stop(*args, **kwargs):
+        raise ConfigError("stopped after the derivation")
+
+    monkeypatch.setattr(search_stage, "train_export_profile", stop)
+    run = tmp_path / "run"
+    args = ("basicmotions", run, Budgets.parse(latency="20ms"))
+    kw = {"cfg": dnas.SearchConfig(epochs=1, warmup_epochs=0), "final_epochs": 1, "threads": 1}
+    with pytest.raises(ConfigError, match="stopped after"):
+        api.search(*args, **kw)
+    names = ("search.json", "searched_arch.json", dnas.DERIVATION_JOURNAL)
+    first = {n: (run / n).read_bytes() for n in names}
+    real = dnas.derive_and_repair
+    monkeypatch.setattr(dnas, "derive_and_repair", lambda *a, **k: pytest.fail("derived again"))
+    stages: list[str] = []
+    with pytest.raises(ConfigError, match="stopped after"):
+        api.search(*args, **kw, resume=True, on_stage=stages.append)
+    assert {n: (run / n).read_bytes() for n in names} == first
+    assert any(s.startswith("derivation: kept from derivation.json") for s in stages)
+
+    # the key covers every input: other budgets (or a re-measured table) derive again
+    journal = json.loads(first[dnas.DERIVATION_JOURNAL])
+    table = predictor.find_table("nucleo-l552ze-q", 6, 100, 4)
+    rd = RunDir.open(run)
+    board = budget_mod.resolve_board(None)
+
+    digest = json.loads(first["search.json"])["digest"]
+
+    def key(latency: str, digest: str = digest) -> str:
+        return dnas._derivation_key(rd, table, budget_mod.for_board(Budgets.parse(latency=latency), board), digest)
+
+    assert key("20ms") == journal["key"] and key("21ms") != journal["key"]
+    assert key("20ms", digest="other settings or data") != journal["key"]
+    table.entries[next(iter(table.entries))] += 1.0
+    assert key("20ms") != journal["key"]

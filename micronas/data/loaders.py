@@ -331,14 +331,42 @@ def _npz_get(path: Path, npz: np.lib.npyio.NpzFile, key: str) -> np.ndarray | No
                         "re-create the file with np.savez") from exc
 
 
+# Largest array member of an .npz that is loaded: data are held in memory (and copied while
+# standardised), and a 2 MB compressed file can inflate to gigabytes. 1 GiB of float32 is
+# 268 M values, e.g. 100,000 windows of 9 channels x 300 steps; BasicMotions is 0.1 MB.
+MAX_NPZ_MEMBER_BYTES = 1 << 30
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available to this process now (Linux, macOS), or None when unknown."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def _check_npz_member_size(path: Path, npz: np.lib.npyio.NpzFile, key: str) -> None:
-    """Refuse an array whose header claims more bytes than its member of the archive holds.
+    """Refuse an array too large to load, or whose header claims more bytes than its member holds.
 
     A corrupt or hand-made header can claim terabytes; numpy would try to allocate them before
-    finding the data short. Reading the header first costs a few hundred bytes.
+    finding the data short. A compressed member can inflate far beyond the file's size. Both are
+    known from the archive's directory and the array header, before anything is inflated.
     """
     try:
         info = npz.zip.getinfo(key + ".npy")
+    except KeyError:
+        return  # not a plain .npy member: np.load reports it
+    avail = _available_memory()
+    limit = min(MAX_NPZ_MEMBER_BYTES, avail // 2) if avail else MAX_NPZ_MEMBER_BYTES
+    if info.file_size > limit:
+        why = (f"micronas loads at most {MAX_NPZ_MEMBER_BYTES >> 20:,} MiB per array"
+               if limit == MAX_NPZ_MEMBER_BYTES else
+               f"half the memory available now ({avail:,} bytes) is {limit:,}")
+        raise DataError(f"{path}: array {key!r} inflates to {info.file_size:,} bytes (from {info.compress_size:,} in "
+                        f"the file); {why}",
+                        "use fewer or shorter windows (or fewer channels), or split the data; if the file is far "
+                        "smaller than that, it is corrupt or built to inflate (real sensor data compress little)")
+    try:
         with npz.zip.open(info) as member:
             version = np.lib.format.read_magic(member)
             read_header = {(1, 0): np.lib.format.read_array_header_1_0,
@@ -347,7 +375,7 @@ def _check_npz_member_size(path: Path, npz: np.lib.npyio.NpzFile, key: str) -> N
                 return  # a newer format: np.load reads it
             shape, _, dtype = read_header(member)
             header_bytes = member.tell()
-    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile):
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile):
         return  # not a plain .npy member: np.load reports it
     if dtype.hasobject:
         return  # object arrays are refused when read

@@ -25,6 +25,52 @@ from micronas_base.errors import ConfigError, ExportError
 WindowCallback = Callable[[int, int], None]
 
 
+@dataclass(frozen=True)
+class DeviceSession:
+    """What one profiling session read from a device, before any check.
+
+    Attributes:
+        hello: The HELLO reply.
+        window_ticks: Timer ticks of each window's single inference.
+        outputs: Each window's output tensor, (N, outputs) int8.
+        repeat: INVOKE count 3 of the last window.
+        layers: Ticks per layer of the last window (per-layer INVOKE).
+        memory: Arena and stack high-water marks.
+    """
+
+    hello: Any
+    window_ticks: list[int]
+    outputs: np.ndarray
+    repeat: Any
+    layers: list[int]
+    memory: Any
+
+
+def device_session(dev: Any, x: np.ndarray, on_window: WindowCallback | None = None) -> DeviceSession:
+    """The profiling exchange with a connected device: every window in, timed and read back.
+
+    Args:
+        dev: An open `targets.protocol.DeviceClient` running this model's firmware.
+        x: Quantised windows, (N, T*C) int8.
+        on_window: Called with (windows done, windows) as each is profiled.
+
+    Returns:
+        What the device said, unchecked.
+    """
+    hello = dev.hello()
+    window_ticks, outputs = [], []
+    for i, w in enumerate(x):  # counts depend on the data (clamps, max, softmax cut-off): time every window
+        dev.set_input(w.tobytes())
+        window_ticks.append(dev.invoke(1).min_ticks)
+        outputs.append(np.frombuffer(dev.get_output(), np.int8))
+        if on_window:
+            on_window(i + 1, len(x))
+    repeat = dev.invoke(count=3)  # the last window again: the same count every time
+    dev.invoke(1, per_layer=True)
+    layers = dev.get_layers()
+    return DeviceSession(hello, window_ticks, np.stack(outputs), repeat, layers, dev.get_memory())
+
+
 def _device_windows(run: RunDir, n: int) -> np.ndarray:
     """The first `n` test windows, quantised for the model input: (N, T*C) int8."""
     from firmware_export import verify
@@ -73,7 +119,11 @@ def profile(run_path: str | os.PathLike[str], target: str | None = None, port: s
         ExportError: the device's outputs differ from the host runtime's or TFLite Micro's, or its
             arena from the plan (profile.json is then not written; an earlier one is kept).
         BudgetError: a measured figure exceeds a budget (profile.json is still written).
+        UsageError: `flash_cmd` without `port`.
     """
+    from micronas.device import check_flash_cmd
+
+    check_flash_cmd(flash_cmd, port)
     run = RunDir.open(run_path)
     with run.locked("profile"):
         if not run.has("metrics.json") or not run.has("c/micronas_model.c"):
@@ -166,7 +216,6 @@ def measure(model: Measured, x: np.ndarray, board: Any, budgets: Budgets, firmwa
     host_out = hostbuild.build_and_run(model.c_dir, x, out_bytes)
     tflm_out = verify.run_tflm(model.tflite.read_bytes(), x.reshape(len(x), *model.input_shape[1:]))
 
-    device_out = []
     with open_device(board, image, port, out_dir, flash_cmd=flash_cmd, on_stage=stage,
                      on_connect=lambda url: stage(f"profiling over {url}"), link=link) as dev:
         hello = dev.hello()
@@ -174,23 +223,14 @@ def measure(model: Measured, x: np.ndarray, board: Any, budgets: Budgets, firmwa
             raise ConfigError(f"the device at {dev.url} runs another model (arena {hello.arena_bytes} B, "
                               f"{hello.output_bytes} outputs; {what}: {model.arena_bytes_planned} B, "
                               f"{out_bytes})", "flash its firmware: " + str(image.elf))
-        window_ticks = []
-        for i, w in enumerate(x):  # counts depend on the data (clamps, max, softmax cut-off): time every window
-            dev.set_input(w.tobytes())
-            window_ticks.append(dev.invoke(1).min_ticks)
-            device_out.append(np.frombuffer(dev.get_output(), np.int8))
-            if on_window:
-                on_window(i + 1, len(x))
-        repeat = dev.invoke(count=3)  # the last window again: the same count every time
-        dev.invoke(1, per_layer=True)
-        layers = dev.get_layers()
-        mem = dev.get_memory()
+        session = device_session(dev, x, on_window)
+    window_ticks, device_out, repeat, layers, mem = (session.window_ticks, session.outputs, session.repeat,
+                                                     session.layers, session.memory)
     if min(window_ticks) <= 0:  # a stopped timer: every figure below (and its ratios) would be 0 or undefined
         from targets.protocol import DeviceError
 
         raise DeviceError(f"the device reported {min(window_ticks)} timer ticks for an inference of {board.name}; "
                           "its timer is not running", "rebuild and flash its firmware: " + str(image.elf))
-    device_out = np.stack(device_out)
     mismatch_host = int((device_out != host_out).any(axis=1).sum())
     mismatch_tflm = int((device_out != tflm_out).any(axis=1).sum())
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -138,6 +137,7 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
     budget_mod.check_board_has(budgets, board)
     ds = load_dataset(data)
     shape = (ds.n_channels, ds.length, ds.n_classes)
+    tables.check_data_shape(*shape, source=f"the data {data}")
     split = make_split(ds, seed=cfg.seed, val_subjects=cfg.val_subjects)
     std = Standardizer.fit(ds.X[split.train])
     parts = arrays_for(ds, split)
@@ -170,15 +170,17 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
         stage(f"DNAS over the {DEFAULT_SPACE.name} space ({cfg.epochs} epochs; supernet checkpointed every epoch)")
         trajectory = dnas.search(run, factory, cm, scaled, budgets, cfg, digest, on_epoch, must_resume=resume)
         net = dnas.load_supernet(run, factory)
-        t_derive = time.monotonic()
-        the_arch, pred, repairs, candidates = _derive(net, table, budgets, cfg, scaled, stage)
+        d = dnas.derive_journaled(run, table, budgets, digest, lambda: _derive(net, table, budgets, cfg, scaled, stage))
+        if d["reused"]:
+            stage(f"derivation: kept from {dnas.DERIVATION_JOURNAL} (same supernet, latency table, budgets and settings)")
+        the_arch, repairs = d["arch"], d["repairs"]
         record = SearchRecord(config=asdict(cfg), digest=digest, budgets=budgets, board=board.name,
                               latency_table=table.path.name if table.path else None, minimum_costs=mins,
                               trajectory=trajectory,
                               search_seconds=round(sum(e.get("seconds", 0.0) for e in trajectory), 1),
                               derived=the_arch.to_json(), repairs=repairs,
-                              predicted=PredictionRecord.from_json(pred.to_json()), candidates=candidates,
-                              derivation_seconds=round(time.monotonic() - t_derive, 1))
+                              predicted=PredictionRecord.from_json(d["predicted"]), candidates=d["candidates"],
+                              derivation_seconds=d["derivation_seconds"])
         run.write_json("search.json", record.to_json())
         arch_path = run.file("searched_arch.json")
         atomic_write_text(arch_path, the_arch.dumps())
