@@ -361,18 +361,7 @@ def profile(
     if json_out:
         print(json.dumps(p.to_json(), indent=1))
         return
-    show.line(f"{p.board} ({p.where}): {p.total:,.0f} {p.timer_kind} per inference (mean of {p.windows} windows) "
-              f"-> {p.measured_latency_ms:.3f} ms at {p.clock_hz / 1e6:g} MHz")
-    show.line(f"  source: {p.count_source}")
-    if p.prediction_error is not None:
-        show.line(f"  predicted before export: {p.predicted_latency_ms:.3f} ms (latency table), "
-                  f"{p.prediction_error * 100:+.2f}% from this measurement")
-    show.line(f"  per-layer sum / total: {p.per_layer_sum_over_total:.4f}")
-    show.line(f"  outputs on {p.windows} test windows equal the host runtime and TFLite Micro: "
-              f"{p.outputs_equal_host_runtime and p.outputs_equal_tflm}")
-    show.line(f"  arena high-water {p.arena_bytes_measured:,} B (planned {p.arena_bytes_planned:,} B), "
-              f"stack high-water {p.stack_high_water_bytes:,} B")
-    show.line(f"  firmware: flash {format_size(p.flash_bytes)}, RAM {format_size(p.ram_bytes)} (ELF)")
+    _profile_lines(p, show, per_layer=False)
     show.line(f"profile: {Path(run) / 'profile.json'}")
 
 
@@ -453,7 +442,9 @@ def _profile_compiled(path: Path, target, port, out_dir, windows, budgets, flash
     show.line(f"report: {folder / 'report' / 'report.html'}")
 
 
-def _profile_lines(p, show) -> None:
+def _profile_lines(p, show, per_layer: bool = True) -> None:
+    """A profile's figures: the count per inference, its source, the prediction's error, per-layer
+    counts (with `per_layer`; the report has them too), outputs, arena, stack, ELF sizes."""
     show.line(f"{p.board} ({p.where}): {p.total:,.0f} {p.timer_kind} per inference (mean of {p.windows} windows) "
               f"-> {p.measured_latency_ms:.3f} ms at {p.clock_hz / 1e6:g} MHz")
     show.line(f"  source: {p.count_source}")
@@ -461,7 +452,7 @@ def _profile_lines(p, show) -> None:
         show.line(f"  predicted before export: {p.predicted_latency_ms:.3f} ms (latency table), "
                   f"{p.prediction_error * 100:+.2f}% from this measurement")
     show.line(f"  per-layer sum / total: {p.per_layer_sum_over_total:.4f}")
-    for la in p.per_layer:
+    for la in p.per_layer if per_layer else []:
         show.line(f"    {la['name']:<24} {la[p.timer_kind]:>12,.0f} {p.timer_kind}")
     show.line(f"  outputs on {p.windows} windows equal the host runtime and TFLite Micro: "
               f"{p.outputs_equal_host_runtime and p.outputs_equal_tflm}")

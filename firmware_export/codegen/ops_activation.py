@@ -145,6 +145,18 @@ class Softmax(RuntimeOp):
         return {"input_multiplier": mult, "input_left_shift": shift, "diff_min": diff_min}
 
 
+def _saturating_checks(name: str) -> tuple:
+    """BENCH_OP range checks of LOGISTIC and TANH (the same fixed-point input scaling): inputs the
+    kernel scales have |x - zero point| < min(radius, 256), so the shift cannot overflow."""
+    return (check(f"{name} size must be 1..16777216", elems="size"),
+            check(f"{name} input_zero_point must be -128..127", int8="input_zero_point"),
+            check(f"{name} radius and multiplier must be >= 0, input_left_shift 0..31, "
+                  "min(radius, 256) << input_left_shift at most 2^31",
+                  "((p->input_range_radius > 256 ? 256 : (int64_t)p->input_range_radius) << p->input_left_shift)"
+                  " <= ((int64_t)1 << 31)",
+                  nonneg=("input_range_radius", "input_multiplier"), left_shift="input_left_shift"))
+
+
 @runtime_op(
     "LOGISTIC",
     summary="sigmoid filter attention",
@@ -155,14 +167,7 @@ class Softmax(RuntimeOp):
     bench=Bench(
         call="mn_logistic_s8(p, in, out)",
         tensors=_elementwise_tensors("(uint64_t)p->size"),
-        # inputs the kernel scales have |x - zero point| < min(radius, 256): no overflow of the shift
-        checks=(check("logistic size must be 1..16777216", elems="size"),
-                check("logistic input_zero_point must be -128..127", int8="input_zero_point"),
-                check("logistic radius and multiplier must be >= 0, input_left_shift 0..31, "
-                      "min(radius, 256) << input_left_shift at most 2^31",
-                      "((p->input_range_radius > 256 ? 256 : (int64_t)p->input_range_radius) << p->input_left_shift)"
-                      " <= ((int64_t)1 << 31)",
-                      nonneg=("input_range_radius", "input_multiplier"), left_shift="input_left_shift")),
+        checks=_saturating_checks("logistic"),
     ),
 )
 class Logistic(RuntimeOp):
@@ -195,13 +200,7 @@ TANH_OUTPUT_SCALE = 1.0 / 128  # TFLite's fixed int8 tanh output quantisation (z
     bench=Bench(
         call="mn_tanh_s8(p, in, out)",
         tensors=_elementwise_tensors("(uint64_t)p->size"),
-        checks=(check("tanh size must be 1..16777216", elems="size"),
-                check("tanh input_zero_point must be -128..127", int8="input_zero_point"),
-                check("tanh radius and multiplier must be >= 0, input_left_shift 0..31, "
-                      "min(radius, 256) << input_left_shift at most 2^31",
-                      "((p->input_range_radius > 256 ? 256 : (int64_t)p->input_range_radius) << p->input_left_shift)"
-                      " <= ((int64_t)1 << 31)",
-                      nonneg=("input_range_radius", "input_multiplier"), left_shift="input_left_shift")),
+        checks=_saturating_checks("tanh"),
     ),
 )
 class Tanh(RuntimeOp):
