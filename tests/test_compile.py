@@ -66,7 +66,12 @@ def test_compile_keras_writes_a_verified_c_model(keras_compiled, models):
     assert p.returncode == 0, p.stderr
     assert "100.0% of 24 windows bit-exact" in p.stdout
     rec = json.loads((out / "compile.json").read_text())
-    assert rec["op_counts"] == {"RESHAPE": 2, "CONV_2D": 2, "MAX_POOL_2D": 1, "MEAN": 1, "FULLY_CONNECTED": 1}
+    # the compute ops exactly; the views around each Conv1D differ with the Keras the process runs
+    # (Keras 3 emits 2 RESHAPE, the legacy Keras 2 that onnx2tf switches on in the same process 4)
+    views = {k: v for k, v in rec["op_counts"].items() if k in ("RESHAPE", "EXPAND_DIMS", "SQUEEZE")}
+    assert {k: v for k, v in rec["op_counts"].items() if k not in views} == \
+        {"CONV_2D": 2, "MAX_POOL_2D": 1, "MEAN": 1, "FULLY_CONNECTED": 1}
+    assert sum(views.values()) in (2, 4), views
     assert rec["arena_bytes_planned"] == ARENA_BYTES
     assert rec["runtime_vs_tflm"] == {"windows": 24, "exact_match_rate": 1.0, "max_lsb_diff": 0}
     assert rec["labels"] == ["walk", "run", "sit", "stand"] and rec["normalisation"]["std"] == [2.0] * 3
@@ -142,7 +147,12 @@ def test_profile_a_torch_tflite_compiles_it_first(torch_model, tmp_path):
     p = run_cli("profile", str(torch_model), "--out", str(out), "--target", BOARD, "--windows", "4")
     assert p.returncode == 0, p.stderr
     rec = json.loads((out / "compile.json").read_text())
-    assert rec["op_counts"] == {"RESHAPE": 2, "CONV_2D": 2, "MAX_POOL_2D": 1, "MEAN": 1, "FULLY_CONNECTED": 1}
+    # the compute ops exactly; the views around each Conv1D differ with the Keras the process runs
+    # (Keras 3 emits 2 RESHAPE, the legacy Keras 2 that onnx2tf switches on in the same process 4)
+    views = {k: v for k, v in rec["op_counts"].items() if k in ("RESHAPE", "EXPAND_DIMS", "SQUEEZE")}
+    assert {k: v for k, v in rec["op_counts"].items() if k not in views} == \
+        {"CONV_2D": 2, "MAX_POOL_2D": 1, "MEAN": 1, "FULLY_CONNECTED": 1}
+    assert sum(views.values()) in (2, 4), views
     assert rec["runtime_vs_tflm"]["exact_match_rate"] == 1.0 and rec["windows"] == compile_stage.RANDOM_WINDOWS
     assert "seed 0" in rec["windows_source"] and rec["labels"] is None and rec["normalisation"] is None
     prof = json.loads((out / "profile.json").read_text())
