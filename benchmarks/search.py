@@ -214,10 +214,9 @@ def run_dataset(name: str, spec: dict, args, work: Path, results: dict) -> None:
         # supernet ranking (the pool of the first seed)
         tkey = f"{name}/tau/seed{seed}"
         if pool_n and tkey not in results:
-            net = SuperNet(DEFAULT_SPACE, [position_choices(DEFAULT_SPACE, i) for i in range(len(DEFAULT_SPACE.positions))],
-                           *shape)
-            sd = torch.load(base / f"search-seed{seed}" / "search_checkpoint.pt", weights_only=True)["net"]
-            net.load_state_dict(sd)
+            choices = [position_choices(DEFAULT_SPACE, i) for i in range(len(DEFAULT_SPACE.positions))]
+            net = dnas.load_supernet(RunDir(base / f"search-seed{seed}"),
+                                     lambda: SuperNet(DEFAULT_SPACE, choices, *shape))
             inh = [dnas.inherited_accuracy(net, arch_from_json(a), data["train"][0], *data["val"], seed=seed)
                    for a in pool["archs"][:pool_n]]
             raw = [dnas.inherited_accuracy(net, arch_from_json(a), data["train"][0], *data["val"], recalibrate=0)

@@ -288,9 +288,14 @@ def inherited_accuracy(net, arch, train_x, val_x, val_y, recalibrate: int = 16, 
     """
     import copy
 
+    return _recalibrated_accuracy(copy.deepcopy(net), arch, train_x, val_x, val_y, recalibrate, batch_size, seed)
+
+
+def _recalibrated_accuracy(m, arch, train_x, val_x, val_y, recalibrate: int = 16, batch_size: int = 64,
+                           seed: int = 0) -> float:
+    """`inherited_accuracy` on a supernet copy the caller owns: its batch norm statistics change."""
     import torch
 
-    m = copy.deepcopy(net)
     state = m.state_of(arch)
     Xtr, Xva, yva = (torch.as_tensor(a) for a in (train_x, val_x, val_y))
     if recalibrate:
@@ -373,20 +378,14 @@ def derive_and_repair(net, table, budgets: Budgets, max_steps: int = 50,
     Raises:
         BudgetError: no repair reaches the budgets.
     """
-    import torch
-
     from latency_tables import predict as predictor
 
     budgets = _with_margin(budgets)
-    logp = [(torch.log_softmax(pos.alpha, 0).tolist(), torch.log_softmax(pos.beta, 0).tolist())
-            for pos in net.positions]
+    score = state_log_probability(net)
     state = [(int(pos.alpha.argmax()), int(pos.beta.argmax())) for pos in net.positions]
 
     def arch_of(st):
         return state_arch(net, st)
-
-    def score(st):
-        return sum(logp[i][0][c] + logp[i][1][w] for i, (c, w) in enumerate(st))
 
     cache: dict[tuple, Any] = {}
 
@@ -470,6 +469,15 @@ def draw_states(net, n: int, seed: int) -> list[list[tuple[int, int]]]:
 FILLED = 0.9  # a drawn candidate is kept as it is when it uses at least this share of the latency budget
 
 
+def state_log_probability(net) -> Callable[[list[tuple[int, int]]], float]:
+    """The learned distribution's log-probability of a (candidate, width) choice per position."""
+    import torch
+
+    logp = [(torch.log_softmax(pos.alpha.detach(), 0).tolist(), torch.log_softmax(pos.beta.detach(), 0).tolist())
+            for pos in net.positions]
+    return lambda st: sum(logp[i][0][c] + logp[i][1][w] for i, (c, w) in enumerate(st))
+
+
 def state_arch(net, state: list[tuple[int, int]]):
     """The network a (candidate, width) choice per position stands for (validated)."""
     from search_space.arch import Arch, validate
@@ -487,13 +495,11 @@ def derive_candidates(net, table, budgets: Budgets, n: int, seed: int, draws: in
     Raises:
         BudgetError: not even the most likely network can be repaired to fit.
     """
-    import torch
-
     from latency_tables import predict as predictor
 
     first = derive_and_repair(net, table, budgets)
     margin = _with_margin(budgets)
-    logp = [(torch.log_softmax(pos.alpha.detach(), 0), torch.log_softmax(pos.beta.detach(), 0)) for pos in net.positions]
+    log_probability = state_log_probability(net)
     seen, drawn = {first[0].dumps()}, []
     for st in draw_states(net, draws, seed):
         try:
@@ -509,8 +515,7 @@ def derive_candidates(net, table, budgets: Budgets, n: int, seed: int, draws: in
             continue
         if budgets.latency_s is not None and p.latency_ms < FILLED * budgets.latency_s * 1e3:
             continue
-        lp = sum(float(logp[i][0][c] + logp[i][1][w]) for i, (c, w) in enumerate(st))
-        drawn.append((lp, a, p))
+        drawn.append((log_probability(st), a, p))
     drawn.sort(key=lambda t: -t[0])
     return [first] + [(a, p, [f"drawn from the learned distribution (log-probability {lp:.2f})"])
                       for lp, a, p in drawn[: max(0, n - 1)]]
@@ -541,7 +546,7 @@ def score_candidate(net, arch, data: dict[str, tuple[np.ndarray, np.ndarray]], c
             opt.zero_grad()
             F.cross_entropy(m(Xtr[idx], fixed=state), ytr[idx]).backward()
             opt.step()
-    return inherited_accuracy(m, arch, data["train"][0], *data["val"], seed=cfg.seed)
+    return _recalibrated_accuracy(m, arch, data["train"][0], *data["val"], seed=cfg.seed)
 
 
 # ---- the derivation's journal --------------------------------------------------------------------

@@ -157,6 +157,21 @@ def _saturating_checks(name: str) -> tuple:
                   nonneg=("input_range_radius", "input_multiplier"), left_shift="input_left_shift"))
 
 
+def _saturating_fields(x) -> dict[str, int]:
+    """LOGISTIC's and TANH's params from the input tensor (the same Prepare: Q4 input scaling)."""
+    mult, shift, radius = logistic_params(x.scale)
+    return {"size": int(np.prod(x.shape, dtype=np.int64)), "input_zero_point": x.zero_point,
+            "input_range_radius": radius, "input_multiplier": mult, "input_left_shift": shift}
+
+
+def _saturating_bench_values() -> dict[str, int]:
+    """BENCH_OP's LOGISTIC/TANH quantisation: input scale 1/32, every int8 input inside the radius
+    (the full path)."""
+    mult, shift, radius = logistic_params(_BENCH_LOGISTIC_INPUT_SCALE)
+    return {"input_zero_point": 0, "input_range_radius": radius, "input_multiplier": mult,
+            "input_left_shift": shift}
+
+
 @runtime_op(
     "LOGISTIC",
     summary="sigmoid filter attention",
@@ -175,15 +190,10 @@ class Logistic(RuntimeOp):
 
     def plan(self, op: Op, cg: CodeGen) -> PlannedLayer:
         x, _ = _int8_io(op, cg)
-        mult, shift, radius = logistic_params(x.scale)
-        fields = {"size": int(np.prod(x.shape, dtype=np.int64)), "input_zero_point": x.zero_point,
-                  "input_range_radius": radius, "input_multiplier": mult, "input_left_shift": shift}
-        return cg.layer(op, fields, [cg.ptr(op.inputs[0]), cg.ptr(op.outputs[0])])
+        return cg.layer(op, _saturating_fields(x), [cg.ptr(op.inputs[0]), cg.ptr(op.outputs[0])])
 
     def bench_values(self, cost) -> dict[str, int]:
-        mult, shift, radius = logistic_params(_BENCH_LOGISTIC_INPUT_SCALE)
-        return {"input_zero_point": 0, "input_range_radius": radius, "input_multiplier": mult,
-                "input_left_shift": shift}
+        return _saturating_bench_values()
 
 
 # ---- TANH, HARD_SWISH, RELU, RELU6: what Keras and PyTorch converters emit as activations ----
@@ -215,16 +225,10 @@ class Tanh(RuntimeOp):
         if np.float32(y.scale) != np.float32(TANH_OUTPUT_SCALE) or y.zero_point != 0:
             raise ExportError(f"TANH output {y.name!r} has scale {y.scale!r} and zero point {y.zero_point}; "
                               "TFLite's int8 tanh needs scale 1/128 and zero point 0")
-        mult, shift, radius = logistic_params(x.scale)
-        fields = {"size": int(np.prod(x.shape, dtype=np.int64)), "input_zero_point": x.zero_point,
-                  "input_range_radius": radius, "input_multiplier": mult, "input_left_shift": shift}
-        return cg.layer(op, fields, [cg.ptr(op.inputs[0]), cg.ptr(op.outputs[0])])
+        return cg.layer(op, _saturating_fields(x), [cg.ptr(op.inputs[0]), cg.ptr(op.outputs[0])])
 
     def bench_values(self, cost) -> dict[str, int]:
-        # as LOGISTIC: input scale 1/32, every int8 input inside the radius (the full path)
-        mult, shift, radius = logistic_params(_BENCH_LOGISTIC_INPUT_SCALE)
-        return {"input_zero_point": 0, "input_range_radius": radius, "input_multiplier": mult,
-                "input_left_shift": shift}
+        return _saturating_bench_values()  # as LOGISTIC
 
 
 def downscale_to_int16(multiplier: int) -> int:
