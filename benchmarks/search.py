@@ -95,17 +95,26 @@ def figures(done) -> dict:
             "arena_bytes": p.arena_bytes_measured, "elf_flash_bytes": p.flash_bytes, "fits": not p.over_budget}
 
 
-def random_pool(n: int, seed: int, shape, table, budgets) -> list[dict]:
-    """n architectures of the default space at 80-99 % of the latency budget that fit RAM and flash."""
+def searched_space(search_json: dict):
+    """The space the search ran over (search.json's `space`; older files: the default space)."""
+    from search_space.space import DEFAULT_SPACE, resolve_space
+
+    name = (search_json.get("space") or {}).get("name", DEFAULT_SPACE.name)
+    return resolve_space(name)
+
+
+def random_pool(n: int, seed: int, shape, table, budgets, space) -> list[dict]:
+    """n architectures of `space` (the search's) at 80-99 % of the latency budget that fit RAM and
+    flash (entries of a scaled space missing from the table are measured on the emulated core)."""
     from latency_tables import predict as predictor
-    from search_space.space import DEFAULT_SPACE
+    from micronas import tables
 
     rng, out, tries = random.Random(1000 + seed), [], 0
     lo, hi = 0.80 * budgets.latency_s * 1e3, 0.99 * budgets.latency_s * 1e3
     while len(out) < n and tries < 200_000:
         tries += 1
-        a = DEFAULT_SPACE.sample(rng, *shape)
-        p = predictor.predict(a, table)
+        a = space.sample(rng, *shape)
+        p = predictor.predict(a, table, measure_missing=lambda keys: tables.measure_into(table, keys))
         if lo <= p.latency_ms <= hi and p.arena_bytes <= budgets.ram_bytes and \
                 (budgets.flash_bytes is None or p.flash_bytes <= budgets.flash_bytes):
             out.append(a.to_json())
@@ -136,7 +145,7 @@ def run_dataset(name: str, spec: dict, args, work: Path, results: dict) -> None:
     from micronas.train import TrainConfig
     from micronas.units import Budgets
     from search_space.arch import from_json as arch_from_json
-    from search_space.space import DEFAULT_SPACE, position_choices
+    from search_space.space import position_choices
     from search_space.supernet import SuperNet
     from targets import boards
 
@@ -176,7 +185,11 @@ def run_dataset(name: str, spec: dict, args, work: Path, results: dict) -> None:
         table = predictor.find_table(board.name, *shape)
         pool_n = args.pool if seed == args.seeds[0] else 0
         pkey = f"{name}/pool/seed{seed}"
-        pool = results.setdefault(pkey, {"archs": random_pool(max(pool_n, 12), seed, shape, table, budgets), "runs": {}})
+        space = searched_space(json.loads((base / f"search-seed{seed}" / "search.json").read_text()))
+        if pkey not in results:
+            results[pkey] = {"archs": random_pool(max(pool_n, 12), seed, shape, table, budgets, space), "runs": {},
+                             "space": space.name}
+        pool = results[pkey]
         data = splits(spec["data"], seed, spec["val"])
 
         def train_one(i: int) -> dict:
@@ -214,9 +227,8 @@ def run_dataset(name: str, spec: dict, args, work: Path, results: dict) -> None:
         # supernet ranking (the pool of the first seed)
         tkey = f"{name}/tau/seed{seed}"
         if pool_n and tkey not in results:
-            choices = [position_choices(DEFAULT_SPACE, i) for i in range(len(DEFAULT_SPACE.positions))]
-            net = dnas.load_supernet(RunDir(base / f"search-seed{seed}"),
-                                     lambda: SuperNet(DEFAULT_SPACE, choices, *shape))
+            choices = [position_choices(space, i) for i in range(len(space.positions))]
+            net = dnas.load_supernet(RunDir(base / f"search-seed{seed}"), lambda: SuperNet(space, choices, *shape))
             inh = [dnas.inherited_accuracy(net, arch_from_json(a), data["train"][0], *data["val"], seed=seed)
                    for a in pool["archs"][:pool_n]]
             raw = [dnas.inherited_accuracy(net, arch_from_json(a), data["train"][0], *data["val"], recalibrate=0)
