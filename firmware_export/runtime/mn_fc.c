@@ -37,10 +37,10 @@ static void fc_aggregate(const mn_fc_params *p, const mn_rq *q, uint32_t in02, u
             const uint32_t wa = mn_ld32(wp), wb = mn_ld32(wp + 4);
             const int16x2_t a02 = __sxtb16(wa), a13 = mn_sxtb16_ror8(wa); /* (o w0, o+1 w0), (o w1, o+1 w1) */
             const int16x2_t b02 = __sxtb16(wb), b13 = mn_sxtb16_ror8(wb);
-            uint32_t v = (uint32_t)MN_AGG_OUT(__smlabb(a13, xb, __smulbb(a02, xa)));
-            MN_BFI8(v, MN_AGG_OUT(__smlatb(a13, xb, __smultb(a02, xa))), 8);
-            MN_BFI8(v, MN_AGG_OUT(__smlabb(b13, xb, __smulbb(b02, xa))), 16);
-            MN_BFI8(v, MN_AGG_OUT(__smlatb(b13, xb, __smultb(b02, xa))), 24);
+            uint32_t v = (uint32_t)MN_AGG_OUT(__smlabb(a13, xb, __smlabb(a02, xa, 0)));
+            MN_BFI8(v, MN_AGG_OUT(__smlatb(a13, xb, __smlatb(a02, xa, 0))), 8);
+            MN_BFI8(v, MN_AGG_OUT(__smlabb(b13, xb, __smlabb(b02, xa, 0))), 16);
+            MN_BFI8(v, MN_AGG_OUT(__smlatb(b13, xb, __smlatb(b02, xa, 0))), 24);
             v = mn_clamp_s8x4(v, lo4, hi4);
             memcpy(out, &v, 4);
         }
