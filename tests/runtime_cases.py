@@ -171,6 +171,10 @@ case("FULLY_CONNECTED", "32_to_4")(lambda: fc_model(1, 32, 4))
 case("FULLY_CONNECTED", "single_input_relu")(lambda: fc_model(1, 1, 3, act=RELU, seed=1))
 case("FULLY_CONNECTED", "batched_5x17_to_9")(lambda: fc_model(5, 17, 9, seed=2))
 case("FULLY_CONNECTED", "per_channel")(lambda: fc_model(1, 24, 6, per_channel=True, seed=3))
+# 2 or 4 inputs, per tensor: the aggregation path of mn_fc.c (here with a bias, as BENCH_OP calls it;
+# the dyagg cases of CONV_2D run it without), four outputs per word and an odd tail
+case("FULLY_CONNECTED", "aggregation_4_to_37_bias_relu")(lambda: fc_model(2, 4, 37, act=RELU, seed=4))
+case("FULLY_CONNECTED", "aggregation_2_to_22_bias")(lambda: fc_model(1, 2, 22, seed=5))
 
 
 def reshape_model(shape_in, shape_out, seed=0) -> bytes:
