@@ -110,6 +110,8 @@ def _conv_quant_fields(op: Op, cg: CodeGen, w: Tensor) -> dict[str, object]:
     """Offsets, clamps and per-channel requantisation shared by both convolutions."""
     x, y = cg.t(op.inputs[0]), cg.t(op.outputs[0])
     mults, shifts = per_channel_multipliers(x, w, y)
+    if len(mults) == 1 and w.shape[0] > 1:  # a per-tensor filter: every channel the same (as TFLM)
+        mults, shifts = mults * w.shape[0], shifts * w.shape[0]
     act_min, act_max = activation_range(op.options["fusedActivationFunction"], y.scale, y.zero_point)
     return {"input_offset": -x.zero_point, "output_offset": y.zero_point, "act_min": act_min,
             "act_max": act_max, "out_multiplier": cg.i32(mults), "out_shift": cg.i32(shifts)}
@@ -142,7 +144,7 @@ def _relu_conv_values() -> dict[str, int]:
     # onnx2tf 1.29.24 lowers a depthwise Conv1d to a grouped CONV_2D (filter [C, 1, K, 1]), which
     # TFLM runs; DEPTHWISE_CONV_2D stays registered for models converted other ways.
     summary="1-D convolution as a [1, 1, T, C] x [O, 1, K, C/groups] conv, per-channel int8",
-    produced_by=("conv", "wconv", "dwsep", "dyconv", "kdna"),
+    produced_by=("conv", "wconv", "dwsep", "dyconv", "kdna", "dyagg"),
     struct="mn_conv_params", function="mn_conv_s8", kernel_id=1,
     cost_fields=("in_len", "in_ch", "out_len", "out_ch", "kernel", "stride", "dilation", "pad_before", "groups"),
     param_fields=("in_len", "in_ch", "out_len", "out_ch", "kernel", "stride", "dilation", "pad_before", "groups",
@@ -165,7 +167,12 @@ class Conv2D(RuntimeOp):
     """CONV_2D as a 1-D (optionally grouped) convolution: filter [O, 1, K, C/groups]."""
 
     def plan(self, op: Op, cg: CodeGen) -> PlannedLayer:
-        w = _require_const(op, cg, 1, "filter")
+        w = cg.t(op.inputs[1])
+        if not w.is_const and (len(w.scales) != 1 or w.zero_point != 0):
+            # a computed filter (dyagg's aggregated kernel): TFLM's int8 conv ignores a filter
+            # zero point and LiteRT refuses one, so only a symmetric per-tensor one is exact
+            raise ExportError(f"CONV_2D computed filter {w.name!r} has {len(w.scales)} scale(s) and zero point "
+                              f"{w.zero_point}; expected one scale and zero point 0 (firmware_export.dyagg)")
         o_ch, kh, kw, cf = w.shape
         g = conv_1d(op, cg, kh, kw)
         if o_ch != g.out_ch or g.in_ch % cf:
@@ -175,7 +182,9 @@ class Conv2D(RuntimeOp):
             "kernel": g.kernel, "stride": g.stride, "dilation": g.dilation, "pad_before": g.pad_before,
             "groups": g.in_ch // cf, **_conv_quant_fields(op, cg, w),
         }
-        return cg.layer(op, fields, [cg.ptr(op.inputs[0]), cg.const(w.data), _bias(op, cg), cg.ptr(op.outputs[0])])
+        # a constant filter lives in flash; a computed one (dyagg) in the arena, where its FC put it
+        filt = cg.const(w.data) if w.is_const else cg.ptr(op.inputs[1])
+        return cg.layer(op, fields, [cg.ptr(op.inputs[0]), filt, _bias(op, cg), cg.ptr(op.outputs[0])])
 
     def macs(self, op: Op, cg: CodeGen) -> int:
         w = cg.t(op.inputs[1])
@@ -236,7 +245,7 @@ class DepthwiseConv2D(RuntimeOp):
 @runtime_op(
     "FULLY_CONNECTED",
     summary="classifier and attention MLPs",
-    produced_by=("dyconv", "kdna"),
+    produced_by=("dyconv", "kdna", "dyagg"),
     struct="mn_fc_params", function="mn_fc_s8", kernel_id=3,
     cost_fields=("batches", "in_features", "out_features", "per_channel"),
     param_fields=("batches", "in_features", "out_features", "input_offset", "filter_offset", "output_offset",
@@ -286,7 +295,7 @@ class FullyConnected(RuntimeOp):
 
 
 @runtime_op("RESHAPE", summary="1-D <-> 2-D views around convolutions",
-            produced_by=("conv", "wconv", "dwsep", "dyconv", "kdna"))
+            produced_by=("conv", "wconv", "dwsep", "dyconv", "kdna", "dyagg"))
 class Reshape(RuntimeOp):
     """RESHAPE: a view; the output shares the input's buffer (int8 data is unchanged)."""
 
