@@ -247,18 +247,19 @@ class DepthwiseConv2D(RuntimeOp):
     summary="classifier and attention MLPs",
     produced_by=("dyconv", "kdna", "dyagg"),
     struct="mn_fc_params", function="mn_fc_s8", kernel_id=3,
-    cost_fields=("batches", "in_features", "out_features", "per_channel"),
+    cost_fields=("batches", "in_features", "out_features", "per_channel", "has_bias"),
     param_fields=("batches", "in_features", "out_features", "input_offset", "filter_offset", "output_offset",
-                  "act_min", "act_max", "per_channel"),
+                  "act_min", "act_max", "per_channel", "has_bias"),
     bench=Bench(
         call="mn_fc_s8(p, in, w, bias, out)",
         tensors=(BenchTensor("in", "int8_t", "(uint64_t)p->batches * p->in_features", "seeded"),
                  BenchTensor("w", "int8_t", "(uint64_t)p->out_features * p->in_features", "seeded"),
                  BenchTensor("out", "int8_t", "(uint64_t)p->batches * p->out_features", output=True),
-                 BenchTensor("bias", "int32_t", "p->out_features", 0),
+                 BenchTensor("bias", "int32_t", "p->out_features", 0, when="p->has_bias"),
                  *_bench_quant("p->per_channel ? p->out_features : 1")),
         checks=(check("fc sizes must be 1..16384", dim=("batches", "in_features", "out_features")),
                 check("per_channel must be 0 or 1", flag="per_channel"),
+                check("has_bias must be 0 or 1", flag="has_bias"),
                 check(_QUANT_MESSAGE, ACT_OK, offset=("input_offset", "filter_offset", "output_offset"))),
     ),
 )
@@ -278,6 +279,7 @@ class FullyConnected(RuntimeOp):
             "batches": batches, "in_features": in_features, "out_features": out_features,
             "input_offset": -x.zero_point, "filter_offset": -w.zero_point, "output_offset": y.zero_point,
             "act_min": act_min, "act_max": act_max, "per_channel": int(len(mults) > 1),
+            "has_bias": int(len(op.inputs) > 2 and op.inputs[2] >= 0),
             "out_multiplier": cg.i32(mults), "out_shift": cg.i32(shifts),
         }
         return cg.layer(op, fields, [cg.ptr(op.inputs[0]), cg.const(w.data), _bias(op, cg), cg.ptr(op.outputs[0])])
