@@ -27,7 +27,7 @@ instruction counts on the emulated core (not cycles), latency in ms at the board
 Resumable: finished runs are kept in WORK.
 
     .venv/bin/python benchmarks/search.py [--datasets watch,vowels] [--seeds 0,1,2] [--pool 20]
-        [--work DIR]
+        [--work DIR] [--search-only]
 """
 
 from __future__ import annotations
@@ -175,6 +175,8 @@ def run_dataset(name: str, spec: dict, args, work: Path, results: dict) -> None:
                             "search_seconds": rec.get("search_seconds"), "derivation": rec.get("candidates")}
             save(work / "results.json", results)
             log(f"search: {results[key]['arch']}: int8 {r.metrics.accuracy_int8:.3f}, {results[key]['wall_seconds']:.0f} s")
+        if args.arms == ("search",):  # the search alone (e.g. comparing two versions of the space)
+            continue
         if "derivation_seconds" not in results[key]:
             rec = json.loads((base / f"search-seed{seed}" / "search.json").read_text())
             results[key]["derivation_seconds"] = rec.get("derivation_seconds") or 0.0
@@ -293,7 +295,10 @@ def main() -> int:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--pool", type=int, default=20, help="random networks trained for the ranking (first seed)")
     ap.add_argument("--work", default=str(ROOT / "runs" / "bench-search"))
+    ap.add_argument("--search-only", action="store_true",
+                    help="only the search arm (no random search, CNN or ranking)")
     args = ap.parse_args()
+    args.arms = ("search",) if args.search_only else ("search", "random", "cnn", "tau")
     args.seeds = [int(s) for s in args.seeds.split(",")]
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
