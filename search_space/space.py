@@ -22,6 +22,11 @@ from .arch import Arch, LayerSpec, validate
 from .registry import SEARCH_OPS
 
 ALL_OPS = tuple(SEARCH_OPS.names())  # every registered op, in registration order
+# What the default space offers: every op but the split form of DY-Conv (`dyconv`), which
+# computes the same function as its aggregation form (`dyagg`: the convolution is linear in its
+# kernel) at about 5x its cost on the emulated M4 (benchmarks/dyagg.py). It stays registered:
+# arch.json files and models that use it still train, export and run.
+DEFAULT_OPS = tuple(o for o in ALL_OPS if o != "dyconv")
 
 
 @dataclass(frozen=True)
@@ -169,10 +174,10 @@ DEFAULT_SPACE = SearchSpace(
     name="default",
     stem=Position(stride=1, widths=(8, 16, 24), ops=("conv",)),
     cells=(
-        Position(stride=2, widths=(16, 24, 32)),
-        Position(stride=1, widths=(16, 24, 32)),
-        Position(stride=2, widths=(24, 32, 48)),
-        Position(stride=1, widths=(24, 32, 48)),
+        Position(stride=2, widths=(16, 24, 32), ops=DEFAULT_OPS),
+        Position(stride=1, widths=(16, 24, 32), ops=DEFAULT_OPS),
+        Position(stride=2, widths=(24, 32, 48), ops=DEFAULT_OPS),
+        Position(stride=1, widths=(24, 32, 48), ops=DEFAULT_OPS),
     ),
 )
 
