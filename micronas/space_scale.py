@@ -91,12 +91,19 @@ def _reference(base: SearchSpace, table: Any, cm: Any) -> dict[str, float]:
 
 
 def largest_kernel_bytes(space: SearchSpace, channels: int, length: int) -> int:
-    """Bytes of the largest single convolution of `space` as BENCH_OP lays it out: int8 weights,
-    int32 bias, input and output (what a latency-table entry needs in the probe's scratch)."""
+    """Bytes of the largest single kernel of `space` as BENCH_OP lays it out (what a latency-table
+    entry needs in the probe's scratch): a convolution's int8 weights, int32 bias, input and
+    output, or DY-Conv's aggregation FC, whose weights are K times a convolution's."""
+    from search_space.registry import SEARCH_OPS
+
     widths_in, lengths = space.input_widths(channels), space.lengths(length)
-    return max(max(widths_in[i]) * max(p.widths) * max(p.kernels) + 4 * max(p.widths)
-               + lengths[i] * max(widths_in[i]) + lengths[i + 1] * max(p.widths)
-               for i, p in enumerate(space.positions))
+    sizes = []
+    for i, p in enumerate(space.positions):
+        cin, cout, k = max(widths_in[i]), max(p.widths), max(p.kernels)
+        experts = max([e for o in p.op_names() for e in (SEARCH_OPS.get(o).experts or ())], default=1)
+        conv = cin * cout * k + 4 * cout + lengths[i] * cin + lengths[i + 1] * cout
+        sizes += [conv, experts * cin * cout * k + cin * cout * k + experts]  # FC weights, its output, input
+    return max(sizes)
 
 
 def choose(base: SearchSpace, table: Any, cm: Any, budgets: Any, given: tuple[float, int] | None = None,

@@ -257,7 +257,9 @@ class DepthwiseConv2D(RuntimeOp):
                  BenchTensor("out", "int8_t", "(uint64_t)p->batches * p->out_features", output=True),
                  BenchTensor("bias", "int32_t", "p->out_features", 0, when="p->has_bias"),
                  *_bench_quant("p->per_channel ? p->out_features : 1")),
-        checks=(check("fc sizes must be 1..16384", dim=("batches", "in_features", "out_features")),
+        checks=(check("fc batches and in_features must be 1..16384", dim=("batches", "in_features")),
+                # dyagg's aggregation FC has out * kernel * in outputs (25,200 at 60 channels, k7)
+                check("fc out_features must be 1..16777216", elems="out_features"),
                 check("per_channel must be 0 or 1", flag="per_channel"),
                 check("has_bias must be 0 or 1", flag="has_bias"),
                 check(_QUANT_MESSAGE, ACT_OK, offset=("input_offset", "filter_offset", "output_offset"))),
