@@ -15,7 +15,7 @@ import numpy as np
 from micronas_base.errors import ExportError
 
 from ..tflite_graph import Graph, Op, Tensor
-from . import planner
+from . import fusion, planner
 from .registry import RuntimeOp, get_runtime_op, list_runtime_ops, runtime_op_names
 
 CTYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int32): "int32_t", np.dtype(np.uint8): "uint8_t",
@@ -132,15 +132,16 @@ class CodeGen:
         return ArenaRef(self.offsets[self.owner(i)])
 
     # -- constants ---------------------------------------------------------------------
-    def const(self, data: np.ndarray) -> ConstRef:
-        """A constant array holding `data`; identical contents share one array."""
+    def const(self, data: np.ndarray, shared: bool = True) -> ConstRef:
+        """A constant array holding `data`; identical contents share one array unless `shared` is
+        False (a table of kernel parameters, which counts as params do: once per layer)."""
         data = np.ascontiguousarray(data)
         ctype = CTYPES.get(data.dtype)
         if ctype is None:
             raise ExportError(f"constant of dtype {data.dtype} cannot be emitted")
         raw = data.tobytes()
         self.const_bytes_before_sharing += len(raw)
-        key = (ctype, raw)
+        key = (ctype, raw) if shared else (ctype, raw, len(self.consts))
         if key not in self._const_ids:
             self._const_ids[key] = len(self.consts)
             self.consts.append(Const(ctype, data))
@@ -445,6 +446,8 @@ def plan_model(g: Graph, tflite: bytes = b"") -> ModelPlan:
         if t.dtype != np.int8:
             raise ExportError(f"model {t.name!r} tensor is {np.dtype(t.dtype).name}; expected int8 (or float32 "
                               "through QUANTIZE / DEQUANTIZE)")
+    emitters = emitters_for(g)
+    g = fusion.fuse(g, lambda op: emitters[op.name].view)  # conv -> MUL -> ADD chains: one kernel call each
     emitters = emitters_for(g)
     cg = CodeGen(g)
     ops = schedule(g)

@@ -71,6 +71,49 @@ static inline int8_t mn_rq_out(const mn_rq *q, int32_t acc, int32_t act_min, int
     return (int8_t)mn_clamp(mn_rq_apply(q, acc), act_min, act_max);
 }
 
+/* ---- a convolution's outputs folded into a consumer (mn_fused.c) ----------------------------
+ *
+ * The fused CONV_2D -> MUL(attention) [-> ADD] kernel runs the convolution of mn_conv.c with an
+ * epilogue: each int8 output c of channel o, as the plain conv would store it, is instead
+ *     m = clamp(requantize((c + mul_conv_offset) * (att[o * att_stride] + mul_att_offset)) + z_mul)
+ * (TFLM's MUL), and for every expert after the first also folded into the running sum r that
+ * the output element holds, as TFLM's ADD of r and m (either may be ADD's first input: each
+ * side gets that input's offset and multiplier):
+ *     r' = clamp(requantize(scale(r) + scale(m)) + z_add),
+ *     scale(x) = requantize((x + offset) * 2^left_shift, multiplier_x, shift_x).
+ * Every intermediate int8 of the unfused graph is formed exactly as its kernel forms it, so the
+ * result is bit-exact; the output element is the only storage. */
+typedef struct {
+    const int8_t *att;   /* the attention tensor: att[o * att_stride] scales channel o */
+    int32_t att_stride;  /* 0: one value for every channel (DY-Conv), 1: one per channel (KernelDNA) */
+    int32_t mul_conv_offset, mul_att_offset;
+    mn_rq mul_rq; /* MUL's requantisation with its output offset */
+    int32_t mul_min, mul_max;
+    int32_t add; /* 0: the first expert (m is the running value), 1: ADD m into it */
+    int32_t add_prev_offset, add_new_offset, left_shift;
+    mn_rq add_prev_rq, add_new_rq; /* the inputs' rescaling (output offset 0) */
+    mn_rq add_out_rq;              /* the sum's requantisation with ADD's output offset */
+    int32_t add_min, add_max;
+} mn_conv_epilogue;
+
+static inline int8_t mn_epilogue_apply(const mn_conv_epilogue *e, int32_t o, int32_t c, int32_t prev) {
+    const int32_t a = (int32_t)e->att[o * e->att_stride] + e->mul_att_offset;
+    const int32_t m = mn_clamp(mn_rq_apply(&e->mul_rq, (c + e->mul_conv_offset) * a), e->mul_min, e->mul_max);
+    if (!e->add) return (int8_t)m;
+    const int32_t sp = mn_rq_apply(&e->add_prev_rq, (prev + e->add_prev_offset) * ((int32_t)1 << e->left_shift));
+    const int32_t sn = mn_rq_apply(&e->add_new_rq, (m + e->add_new_offset) * ((int32_t)1 << e->left_shift));
+    return (int8_t)mn_clamp(mn_rq_apply(&e->add_out_rq, sp + sn), e->add_min, e->add_max);
+}
+
+/* the conv's int8 output v of channel o into *dst: stored (epi NULL) or folded by the epilogue */
+static inline void mn_conv_store(const mn_conv_epilogue *epi, int8_t *dst, int32_t o, int8_t v) {
+    *dst = epi ? mn_epilogue_apply(epi, o, v, *dst) : v;
+}
+
+/* mn_conv_s8 with every output passed through `epi` (NULL: mn_conv_s8 itself) */
+void mn_conv_s8_epilogue(const mn_conv_params *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
+                         int8_t *output, const mn_conv_epilogue *epi);
+
 #if MICRONAS_SIMD
 #include <arm_acle.h>
 
