@@ -425,12 +425,14 @@ def _activation_buffers(g: Graph, ops: list[Op], views: set[int], cg: CodeGen) -
     return [planner.Buffer(o, g.tensors[o].nbytes, first[o], last.get(o, first[o])) for o in owners if o not in views]
 
 
-def plan_model(g: Graph, tflite: bytes = b"") -> ModelPlan:
+def plan_model(g: Graph, tflite: bytes = b"", fuse: bool = True) -> ModelPlan:
     """Plan the C model of a graph: schedule, views, arena, constants and every kernel call.
 
     Args:
         g: The graph (one input, one output: int8, or float32 through QUANTIZE / DEQUANTIZE).
         tflite: The flatbuffer it was read from, if any (for the provenance banner).
+        fuse: Replace conv -> MUL(attention) -> ADD chains by one fused kernel call each
+            (`fusion.fuse`); False only to measure what fusion saves.
 
     Returns:
         The plan, with the arena and constant figures the generated C will have.
@@ -447,8 +449,9 @@ def plan_model(g: Graph, tflite: bytes = b"") -> ModelPlan:
             raise ExportError(f"model {t.name!r} tensor is {np.dtype(t.dtype).name}; expected int8 (or float32 "
                               "through QUANTIZE / DEQUANTIZE)")
     emitters = emitters_for(g)
-    g = fusion.fuse(g, lambda op: emitters[op.name].view)  # conv -> MUL -> ADD chains: one kernel call each
-    emitters = emitters_for(g)
+    if fuse:  # conv -> MUL -> ADD chains: one kernel call each, none of their tensors in the arena
+        g = fusion.fuse(g, lambda op: emitters[op.name].view)
+        emitters = emitters_for(g)
     cg = CodeGen(g)
     ops = schedule(g)
     views: set[int] = set()
