@@ -83,12 +83,12 @@ _GEOMETRY = ("in_len", "in_ch", "out_len", "out_ch", "kernel", "stride", "dilati
     produced_by=("dyconv", "kdna"),
     struct="mn_conv_mul_add_params", function="mn_conv_mul_add_s8", kernel_id=21,
     cost_fields=(*_GEOMETRY, "experts", "att_stride"),
-    param_fields=(*_GEOMETRY, "experts", "att_stride", "input_offset"),
+    param_fields=(*_GEOMETRY, "experts", "att_stride", "input_offset", "filter_stride"),
     bench=Bench(
         call="mn_conv_mul_add_s8(p, in, w, bias, att, out)",
         tensors=(BenchTensor("in", "int8_t", "(uint64_t)p->in_len * p->in_ch", "seeded"),
-                 BenchTensor("w", "int8_t",
-                             "(uint64_t)p->experts * p->out_ch * p->kernel * (p->in_ch / p->groups)", "seeded"),
+                 # one filter read by every expert (filter_stride 0), so that the widest layers fit
+                 BenchTensor("w", "int8_t", "(uint64_t)p->out_ch * p->kernel * (p->in_ch / p->groups)", "seeded"),
                  BenchTensor("att", "int8_t", "(uint64_t)(p->att_stride ? p->out_ch : p->experts)", "stream"),
                  BenchTensor("out", "int8_t", "(uint64_t)p->out_len * p->out_ch", output=True),
                  BenchTensor("bias", "int32_t", "(uint64_t)p->experts * p->out_ch", 0),
@@ -102,7 +102,9 @@ _GEOMETRY = ("in_len", "in_ch", "out_len", "out_ch", "kernel", "stride", "dilati
                 check("groups must divide in_ch and out_ch", "p->in_ch % p->groups == 0 && p->out_ch % p->groups == 0"),
                 check("fused experts must be 1..16 and att_stride 0 or 1", "mn_bench_in(p->experts, 1, 16)",
                       flag="att_stride"),
-                check(_QUANT_MESSAGE, offset="input_offset")),
+                check(_QUANT_MESSAGE, offset="input_offset"),
+                check("fused filter_stride must be 0 (BENCH_OP allocates one filter for every expert)",
+                      "p->filter_stride == 0")),
         helpers=_bench_helpers(),
     ),
 )
@@ -133,7 +135,7 @@ class FusedConvMulAdd(RuntimeOp):
             "in_len": g.in_len, "in_ch": g.in_ch, "out_len": g.out_len, "out_ch": g.out_ch,
             "kernel": g.kernel, "stride": g.stride, "dilation": g.dilation, "pad_before": g.pad_before,
             "groups": g.in_ch // cf, "experts": len(convs), "att_stride": chain.branches[0].att_stride,
-            "input_offset": -x.zero_point, "quant": cg.const(np.asarray(quant, np.int32).reshape(-1), shared=False),
+            "input_offset": -x.zero_point, "filter_stride": g.out_ch * g.kernel * cf, "quant": cg.const(np.asarray(quant, np.int32).reshape(-1), shared=False),
             # per-layer tables, not shared by value: trained layers (and the lowering's synthetic
             # ones) repeat them only by chance, so sharing them would make flash figures a lottery
             "out_multiplier": cg.const(np.asarray(mults, np.int32), shared=False),
@@ -157,5 +159,6 @@ class FusedConvMulAdd(RuntimeOp):
                    for b in chain.branches)
 
     def bench_values(self, cost) -> dict[str, int]:
-        return {"input_offset": 128}  # a ReLU output's zero point -128, as every DY-Conv's input
+        # a ReLU output's zero point -128, as every DY-Conv's input; one filter for all experts
+        return {"input_offset": 128, "filter_stride": 0}
 

@@ -247,6 +247,9 @@ typedef struct {
     int32_t experts;    /* K >= 1 (1: conv -> MUL, KernelDNA's attention) */
     int32_t att_stride; /* 0: one attention value per expert (DY-Conv), 1: one per output channel */
     int32_t input_offset;
+    int32_t filter_stride; /* int8 elements from one expert's filter to the next: out_ch * kernel *
+                            * in_ch/groups (0: every expert reads the first; BENCH_OP, to time wide
+                            * layers in little memory: the cost does not depend on the weights) */
     const int32_t *quant;          /* [experts][MN_FUSED_QUANT] */
     const int32_t *out_multiplier; /* [experts][out_ch]: the convs' requantisation */
     const int32_t *out_shift;      /* [experts][out_ch] */

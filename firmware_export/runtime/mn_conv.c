@@ -141,6 +141,24 @@ typedef struct {
     int32_t o;                   /* the pair's first channel (for the epilogue) */
 } mn_blk2x2;
 
+/* A 2x2 block's four conv outputs v (bytes: [t o, t o+1, t+1 o, t+1 o+1]) through the epilogue.
+ * Out of line: the block's own code keeps its registers; the tabulated form (DY-Conv's ADD) is
+ * straight-line. */
+__attribute__((noinline)) static void conv_block_epilogue(const mn_conv_epilogue *e, int8_t *y, int32_t cout,
+                                                          int32_t o, uint32_t v) {
+    if (e->tabulated) {
+        y[0] = mn_epilogue_tab(e, (int8_t)v, y[0]);
+        y[1] = mn_epilogue_tab(e, (int8_t)(v >> 8), y[1]);
+        y[cout] = mn_epilogue_tab(e, (int8_t)(v >> 16), y[cout]);
+        y[cout + 1] = mn_epilogue_tab(e, (int8_t)(v >> 24), y[cout + 1]);
+        return;
+    }
+    mn_conv_store(e, y, o, (int8_t)v);
+    mn_conv_store(e, y + 1, o + 1, (int8_t)(v >> 8));
+    mn_conv_store(e, y + cout, o, (int8_t)(v >> 16));
+    mn_conv_store(e, y + cout + 1, o + 1, (int8_t)(v >> 24));
+}
+
 /* Output steps t, t+1 (windows at x, x + xstep) of channels o, o+1 into y[0..1], y[cout..cout+1]. */
 __attribute__((noinline)) static void conv_block_2x2(const mn_blk2x2 *k, const int8_t *x, int8_t *y) {
     const int8_t *xp = x;
@@ -183,10 +201,7 @@ __attribute__((noinline)) static void conv_block_2x2(const mn_blk2x2 *k, const i
     MN_BFI8(v, __ssat(mn_rq_fast(a11, k->m1, k->r1, k->s1), 8), 24);
     v = mn_clamp_s8x4(v, k->lo4, k->hi4);
     if (k->epi) { /* a fused consumer folds each output into what y holds */
-        mn_conv_store(k->epi, y, k->o, (int8_t)v);
-        mn_conv_store(k->epi, y + 1, k->o + 1, (int8_t)(v >> 8));
-        mn_conv_store(k->epi, y + k->cout, k->o, (int8_t)(v >> 16));
-        mn_conv_store(k->epi, y + k->cout + 1, k->o + 1, (int8_t)(v >> 24));
+        conv_block_epilogue(k->epi, y, k->cout, k->o, v);
         return;
     }
     const uint16_t v0 = (uint16_t)v, v1 = (uint16_t)(v >> 16);

@@ -6,14 +6,16 @@
  * mn_conv.c's own loops (SIMD path included) with an epilogue (mn_internal.h) instead of a
  * store: expert 0's conv output is MUL'd by its attention value and stored; each later expert's
  * is MUL'd and ADDed into what the output element holds, with the ADD's exact two-input
- * rescaling and requantisation. The output tensor is the only storage: no intermediate tensor,
- * no scratch; the stack is mn_conv_s8's plus the epilogue struct (~100 bytes). */
+ * rescaling and requantisation. The output tensor is the only storage: no intermediate tensor.
+ * With one attention value per expert (DY-Conv), the MUL and the ADD's rescaling of its output
+ * depend on the conv output alone: they are tabulated per expert for the 256 int8 values (1 KB
+ * of stack, the kernel's only scratch, filled with the same formula), so each element costs a
+ * table load, the running sum's rescaling and the ADD's requantisation. */
 #include "mn_internal.h"
 
 void mn_conv_mul_add_s8(const mn_conv_mul_add_params *p, const int8_t *input, const int8_t *filters,
                         const int32_t *biases, const int8_t *attention, int8_t *output) {
     const int32_t oc = p->out_ch;
-    const size_t filter_elems = (size_t)oc * p->kernel * (p->in_ch / p->groups);
     mn_conv_params c;
     c.in_len = p->in_len;
     c.in_ch = p->in_ch;
@@ -25,6 +27,7 @@ void mn_conv_mul_add_s8(const mn_conv_mul_add_params *p, const int8_t *input, co
     c.pad_before = p->pad_before;
     c.groups = p->groups;
     c.input_offset = p->input_offset;
+    int32_t prev_table[256], new_table[256]; /* the only scratch: 2 KB of stack */
     for (int32_t e = 0; e < p->experts; ++e) {
         const int32_t *q = p->quant + (size_t)e * MN_FUSED_QUANT;
         c.output_offset = q[1];
@@ -41,15 +44,30 @@ void mn_conv_mul_add_s8(const mn_conv_mul_add_params *p, const int8_t *input, co
         ep.mul_min = q[9];
         ep.mul_max = q[10];
         ep.add = e > 0;
+        ep.new_scaled = NULL;
+        ep.prev_scaled = NULL;
         ep.add_prev_offset = q[11];
         ep.add_new_offset = q[12];
         ep.left_shift = q[14];
-        ep.add_prev_rq = mn_rq_make(q[15], q[16], 0);
-        ep.add_new_rq = mn_rq_make(q[17], q[18], 0);
+        ep.prev_mult = q[15];
+        ep.prev_exp = -q[16];
+        ep.new_mult = q[17];
+        ep.new_exp = -q[18];
         ep.add_out_rq = mn_rq_make(q[19], q[20], q[13]);
         ep.add_min = q[21];
         ep.add_max = q[22];
-        mn_conv_s8_epilogue(&c, input, filters + (size_t)e * filter_elems, biases ? biases + (size_t)e * oc : NULL,
+        if (ep.add && (int64_t)p->out_len * oc > 256) {
+            /* the running sum's rescaling is a function of its int8 value; with one attention
+             * value, the MUL and the rescaling of its output are a function of c alone */
+            for (int32_t v = -128; v < 128; ++v) prev_table[v + 128] = mn_epilogue_prev(&ep, v);
+            ep.prev_scaled = prev_table;
+            if (p->att_stride == 0) {
+                for (int32_t v = -128; v < 128; ++v) new_table[v + 128] = mn_epilogue_new(&ep, mn_epilogue_mul(&ep, 0, v));
+                ep.new_scaled = new_table;
+            }
+        }
+        ep.tabulated = ep.prev_scaled && ep.new_scaled && ep.add_out_rq.sh >= 0;
+        mn_conv_s8_epilogue(&c, input, filters + (size_t)e * p->filter_stride, biases ? biases + (size_t)e * oc : NULL,
                             output, &ep);
     }
 }

@@ -90,19 +90,51 @@ typedef struct {
     mn_rq mul_rq; /* MUL's requantisation with its output offset */
     int32_t mul_min, mul_max;
     int32_t add; /* 0: the first expert (m is the running value), 1: ADD m into it */
+    /* [256] or NULL: scale(m(c)) of every conv output c at c + 128, for a scalar attention (m then
+     * depends on c alone; mn_fused.c fills it per expert, 256 evaluations of the formula below) */
+    const int32_t *new_scaled;
+    const int32_t *prev_scaled; /* [256] or NULL: the running sum's rescaling, at prev + 128 */
     int32_t add_prev_offset, add_new_offset, left_shift;
-    mn_rq add_prev_rq, add_new_rq; /* the inputs' rescaling (output offset 0) */
-    mn_rq add_out_rq;              /* the sum's requantisation with ADD's output offset */
+    int32_t prev_mult, prev_exp, new_mult, new_exp; /* ADD's input rescaling: multiplier, -shift >= 0 */
+    mn_rq add_out_rq; /* the sum's requantisation with ADD's output offset */
     int32_t add_min, add_max;
+    int32_t tabulated; /* both tables and the fast requantisation form: mn_epilogue_tab applies */
 } mn_conv_epilogue;
 
-static inline int8_t mn_epilogue_apply(const mn_conv_epilogue *e, int32_t o, int32_t c, int32_t prev) {
+/* TFLM's MultiplyByQuantizedMultiplierSmallerThanOneExp(v, m, -e) for |v| < 2^30 (an ADD input
+ * times 2^20): SRDHM cannot saturate there, so it is one 64-bit multiply-add and shift. */
+static inline int32_t mn_rq_below_one(int32_t v, int32_t m, int32_t e) {
+    return mn_rounding_divide_by_pot((int32_t)(((int64_t)v * m + ((int64_t)1 << 30)) >> 31), e);
+}
+
+/* MUL's int8 output for conv output c of channel o */
+static inline int32_t mn_epilogue_mul(const mn_conv_epilogue *e, int32_t o, int32_t c) {
     const int32_t a = (int32_t)e->att[o * e->att_stride] + e->mul_att_offset;
-    const int32_t m = mn_clamp(mn_rq_apply(&e->mul_rq, (c + e->mul_conv_offset) * a), e->mul_min, e->mul_max);
-    if (!e->add) return (int8_t)m;
-    const int32_t sp = mn_rq_apply(&e->add_prev_rq, (prev + e->add_prev_offset) * ((int32_t)1 << e->left_shift));
-    const int32_t sn = mn_rq_apply(&e->add_new_rq, (m + e->add_new_offset) * ((int32_t)1 << e->left_shift));
+    return mn_clamp(mn_rq_apply(&e->mul_rq, (c + e->mul_conv_offset) * a), e->mul_min, e->mul_max);
+}
+
+/* ADD's rescaled second term for MUL output m */
+static inline int32_t mn_epilogue_new(const mn_conv_epilogue *e, int32_t m) {
+    return mn_rq_below_one((m + e->add_new_offset) * ((int32_t)1 << e->left_shift), e->new_mult, e->new_exp);
+}
+
+/* ADD's rescaled running sum */
+static inline int32_t mn_epilogue_prev(const mn_conv_epilogue *e, int32_t prev) {
+    return mn_rq_below_one((prev + e->add_prev_offset) * ((int32_t)1 << e->left_shift), e->prev_mult, e->prev_exp);
+}
+
+static inline int8_t mn_epilogue_apply(const mn_conv_epilogue *e, int32_t o, int32_t c, int32_t prev) {
+    if (!e->add) return (int8_t)mn_epilogue_mul(e, o, c);
+    const int32_t sn = e->new_scaled ? e->new_scaled[c + 128] : mn_epilogue_new(e, mn_epilogue_mul(e, o, c));
+    const int32_t sp = e->prev_scaled ? e->prev_scaled[prev + 128] : mn_epilogue_prev(e, prev);
     return (int8_t)mn_clamp(mn_rq_apply(&e->add_out_rq, sp + sn), e->add_min, e->add_max);
+}
+
+/* mn_epilogue_apply when e->tabulated: two table loads, one requantisation, the clamp */
+static inline int8_t mn_epilogue_tab(const mn_conv_epilogue *e, int32_t c, int32_t prev) {
+    const int32_t sum = e->prev_scaled[prev + 128] + e->new_scaled[c + 128];
+    return (int8_t)mn_clamp(mn_rq_fast(sum, e->add_out_rq.mult, e->add_out_rq.rhi, e->add_out_rq.sh), e->add_min,
+                            e->add_max);
 }
 
 /* the conv's int8 output v of channel o into *dst: stored (epi NULL) or folded by the epilogue */
