@@ -127,8 +127,8 @@ def test_kernel_ids_and_cost_fields_cover_every_executing_runtime_op():
     # RESHAPE, EXPAND_DIMS, SQUEEZE are views; DEQUANTIZE is an edge of the float API
     executing = {op.name for op in list_runtime_ops() if not op.view and not op.edge}
     assert set(BENCH_KERNELS) == set(COST_FIELDS) == set(PARAM_FIELDS) == executing == set(PACKING)
-    # 19-20 are reserved for the aggregation-form DY-Conv's ops (issue 14)
-    assert sorted(BENCH_KERNELS.values()) == [*range(1, 19), 21]
+    # 19..22: issue 14's ids, handed out to branches built side by side
+    assert set(range(1, 19)) <= set(BENCH_KERNELS.values()) <= set(range(1, 23))
     for op, fields in COST_FIELDS.items():
         # every cost field is a params field, except ADD/MUL's fused ReLU (the exporter reports it
         # beside the struct: it changes the cost through the output quantisation, not a field)

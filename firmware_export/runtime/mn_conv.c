@@ -153,6 +153,22 @@ __attribute__((noinline)) static void conv_block_epilogue(const mn_conv_epilogue
         y[cout + 1] = mn_epilogue_tab(e, (int8_t)(v >> 24), y[cout + 1]);
         return;
     }
+    if (e->mul_table) { /* the first of several experts: its MUL's output, tabulated */
+        y[0] = e->mul_table[(int8_t)v + 128];
+        y[1] = e->mul_table[(int8_t)(v >> 8) + 128];
+        y[cout] = e->mul_table[(int8_t)(v >> 16) + 128];
+        y[cout + 1] = e->mul_table[(int8_t)(v >> 24) + 128];
+        return;
+    }
+    if (!e->add && e->mul_rq.sh >= 0) { /* a MUL alone (KernelDNA): the two channels' factors once */
+        const int32_t a0 = (int32_t)e->att[o * e->att_stride] + e->mul_att_offset;
+        const int32_t a1 = (int32_t)e->att[(o + 1) * e->att_stride] + e->mul_att_offset;
+        y[0] = mn_epilogue_mul_fast(e, (int8_t)v, a0);
+        y[1] = mn_epilogue_mul_fast(e, (int8_t)(v >> 8), a1);
+        y[cout] = mn_epilogue_mul_fast(e, (int8_t)(v >> 16), a0);
+        y[cout + 1] = mn_epilogue_mul_fast(e, (int8_t)(v >> 24), a1);
+        return;
+    }
     mn_conv_store(e, y, o, (int8_t)v);
     mn_conv_store(e, y + 1, o + 1, (int8_t)(v >> 8));
     mn_conv_store(e, y + cout, o, (int8_t)(v >> 16));

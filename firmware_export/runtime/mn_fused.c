@@ -8,9 +8,10 @@
  * is MUL'd and ADDed into what the output element holds, with the ADD's exact two-input
  * rescaling and requantisation. The output tensor is the only storage: no intermediate tensor.
  * With one attention value per expert (DY-Conv), the MUL and the ADD's rescaling of its output
- * depend on the conv output alone: they are tabulated per expert for the 256 int8 values (1 KB
- * of stack, the kernel's only scratch, filled with the same formula), so each element costs a
- * table load, the running sum's rescaling and the ADD's requantisation. */
+ * depend on the conv output alone, and the running sum's rescaling on its int8 value: they are
+ * tabulated per expert for the 256 int8 values (filled with the same formulas; with the first
+ * expert's MUL output, 2.25 KB of stack, the kernel's only scratch), so each element costs two
+ * table loads, the ADD's requantisation and the clamp. */
 #include "mn_internal.h"
 
 void mn_conv_mul_add_s8(const mn_conv_mul_add_params *p, const int8_t *input, const int8_t *filters,
@@ -27,7 +28,8 @@ void mn_conv_mul_add_s8(const mn_conv_mul_add_params *p, const int8_t *input, co
     c.pad_before = p->pad_before;
     c.groups = p->groups;
     c.input_offset = p->input_offset;
-    int32_t prev_table[256], new_table[256]; /* the only scratch: 2 KB of stack */
+    int32_t prev_table[256], new_table[256]; /* the only scratch: 2.25 KB of stack */
+    int8_t mul_table[256];
     for (int32_t e = 0; e < p->experts; ++e) {
         const int32_t *q = p->quant + (size_t)e * MN_FUSED_QUANT;
         c.output_offset = q[1];
@@ -67,6 +69,11 @@ void mn_conv_mul_add_s8(const mn_conv_mul_add_params *p, const int8_t *input, co
             }
         }
         ep.tabulated = ep.prev_scaled && ep.new_scaled && ep.add_out_rq.sh >= 0;
+        ep.mul_table = NULL;
+        if (!ep.add && p->experts > 1 && p->att_stride == 0 && (int64_t)p->out_len * oc > 256) {
+            for (int32_t v = -128; v < 128; ++v) mul_table[v + 128] = (int8_t)mn_epilogue_mul(&ep, 0, v);
+            ep.mul_table = mul_table;
+        }
         mn_conv_s8_epilogue(&c, input, filters + (size_t)e * p->filter_stride, biases ? biases + (size_t)e * oc : NULL,
                             output, &ep);
     }

@@ -99,12 +99,20 @@ typedef struct {
     mn_rq add_out_rq; /* the sum's requantisation with ADD's output offset */
     int32_t add_min, add_max;
     int32_t tabulated; /* both tables and the fast requantisation form: mn_epilogue_tab applies */
+    const int8_t *mul_table; /* [256] or NULL: the first expert's MUL output of every c, at c + 128 */
 } mn_conv_epilogue;
 
 /* TFLM's MultiplyByQuantizedMultiplierSmallerThanOneExp(v, m, -e) for |v| < 2^30 (an ADD input
  * times 2^20): SRDHM cannot saturate there, so it is one 64-bit multiply-add and shift. */
 static inline int32_t mn_rq_below_one(int32_t v, int32_t m, int32_t e) {
     return mn_rounding_divide_by_pot((int32_t)(((int64_t)v * m + ((int64_t)1 << 30)) >> 31), e);
+}
+
+/* MUL's int8 output for conv output c and attention factor a (the value plus its offset), in
+ * the fast requantisation form (mul_rq.sh >= 0) */
+static inline int8_t mn_epilogue_mul_fast(const mn_conv_epilogue *e, int32_t c, int32_t a) {
+    return (int8_t)mn_clamp(mn_rq_fast((c + e->mul_conv_offset) * a, e->mul_rq.mult, e->mul_rq.rhi, e->mul_rq.sh),
+                            e->mul_min, e->mul_max);
 }
 
 /* MUL's int8 output for conv output c of channel o */
@@ -124,7 +132,7 @@ static inline int32_t mn_epilogue_prev(const mn_conv_epilogue *e, int32_t prev) 
 }
 
 static inline int8_t mn_epilogue_apply(const mn_conv_epilogue *e, int32_t o, int32_t c, int32_t prev) {
-    if (!e->add) return (int8_t)mn_epilogue_mul(e, o, c);
+    if (!e->add) return e->mul_table ? e->mul_table[c + 128] : (int8_t)mn_epilogue_mul(e, o, c);
     const int32_t sn = e->new_scaled ? e->new_scaled[c + 128] : mn_epilogue_new(e, mn_epilogue_mul(e, o, c));
     const int32_t sp = e->prev_scaled ? e->prev_scaled[prev + 128] : mn_epilogue_prev(e, prev);
     return (int8_t)mn_clamp(mn_rq_apply(&e->add_out_rq, sp + sn), e->add_min, e->add_max);
