@@ -269,6 +269,11 @@ REQUEST_BYTES = {
     "HARD_SWISH(size=1024)": "00040000000000008bffffff44440000030000006e5b0000faffffff",
     "QUANTIZE(size=1200)": "b004000080ffffff9cffffff5555555500000000",
     "CONCATENATION(outer=64,count=2,out_row=16)": "400000000200000010000000",
+    # added with the op (issue 14): 64, 32, 64, 32, 5, 1, 1, 2, 1, experts 4, att_stride 0, input
+    # offset 128, filter_stride 0
+    "FUSED_CONV_MUL_ADD(in_len=64,in_ch=32,out_len=64,out_ch=32,kernel=5,stride=1,dilation=1,pad_before=2,groups=1,"
+    "experts=4,att_stride=0)":
+        "40000000200000004000000020000000050000000100000001000000020000000100000004000000000000008000000000000000",
 }
 
 
