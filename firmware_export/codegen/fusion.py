@@ -69,12 +69,14 @@ def _conv_signature(g: Graph, op: Op) -> tuple:
 
 def _slice_index(g: Graph, op: Op) -> int | None:
     """The flat input index of a one-element STRIDED_SLICE (None when it cannot be resolved)."""
+    from micronas_base.errors import ExportError
+
     from .ops_shape import StridedSlice
     from .plan import CodeGen
 
     try:
         f = StridedSlice()._params(op, CodeGen(g))
-    except Exception:  # an unsupported slice: leave the branch unfused, planning reports it
+    except ExportError:  # a slice the runtime refuses: left unfused, so that planning reports it
         return None
     return int(sum(b * s for b, s in zip(f["begin"], f["in_strides"])))
 
