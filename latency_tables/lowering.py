@@ -24,6 +24,11 @@ How onnx2tf 1.29.24 lowers each search op (time series are [1, T, C] or [1, 1, T
   computed filter and a constant bias.
 * skip: nothing. Head: AVERAGE_POOL_2D over [1, T, 1, C], FULLY_CONNECTED to the classes.
 
+The code generator then fuses every dyconv's CONV_2D -> MUL -> ADD chain and every kdna's
+CONV_2D -> MUL into one FUSED_CONV_MUL_ADD call (firmware_export/codegen/fusion.py), in the
+exported model and in this lowering alike: the latency tables, arena and flash figures are those
+of the fused call, and the lowering itself stays what the converter emits.
+
 No torch here: the lowering runs inside the search loop.
 """
 

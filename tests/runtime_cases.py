@@ -17,11 +17,16 @@ from .tflite_builder import ModelBuilder, bias_for, per_channel_weights
 SAME, VALID = 0, 1
 NONE, RELU, RELU6 = 0, 1, 3
 CASES: dict[str, dict[str, Callable[[], bytes]]] = {}
+# (op, case) -> why LiteRT is not held to 1 LSB there (TFLM, the reference, always is exact)
+LITERT_DIFFERS: dict[tuple[str, str], str] = {}
 
 
-def case(op: str, name: str):
+def case(op: str, name: str, litert_differs: str = ""):
+    """Register a case; `litert_differs` says why LiteRT may differ from TFLM by more than 1 LSB."""
     def register(fn):
         CASES.setdefault(op, {})[name] = fn
+        if litert_differs:
+            LITERT_DIFFERS[(op, name)] = litert_differs
         return fn
 
     return register
