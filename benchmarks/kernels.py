@@ -1,4 +1,4 @@
-"""Instructions per multiply-accumulate of the int8 conv / depthwise / FC kernels on the emulated cores.
+"""Instructions per MAC (conv / depthwise / FC) and per output element (ADD, MUL, pools) on the emulated cores.
 
 For each emulated board (Cortex-M4 nucleo-f446re -> mps2-an386, M7 nucleo-h743zi -> mps2-an500,
 M33 nucleo-l552ze-q -> mps2-an505) two profiling firmwares are built around the same model, the
@@ -7,12 +7,15 @@ shape below is timed with BENCH_OP (docs/protocol.md) under QEMU -icount shift=7
 convert exactly to guest instructions; the figure is instructions / MACs, MACs counted as
 L_out x cout x cin x k with the padded taps included (1-D NHWC, H = 1, 'same' padding, stride 1).
 The reference columns are CMSIS-NN's and a plain C kernel's figures on the M4 (the issue's table).
+ADD, MUL, AVERAGE_POOL_2D and MAX_POOL_2D are timed through their own BENCH_OP requests (the
+registry's representative quantisation) and reported per output element against a CMSIS-NN
+reference derived from issue 14's ratios (CMSIS_NOTE).
 
 The model is the BasicMotions default (`runs/demo/c`, from `make demo`; the tests' tiny reference
 model stands in when absent): it is also INVOKEd once per firmware (whole-model instructions).
 Its C model is copied with the current runtime sources (or `--runtime DIR`'s) laid over it, so the
 figures are for the runtime in this tree, not for the copy in runs/demo/c. Last, the flash cost of
-the kernels: arm-none-eabi-size of the compiled mn_conv.o / mn_fc.o of each build.
+the kernels: arm-none-eabi-size of the compiled kernel objects of each build.
 
     .venv/bin/python benchmarks/kernels.py [--boards nucleo-f446re ...] [--runtime DIR] [--demo DIR]
 """
