@@ -70,8 +70,8 @@ PACKING = {
     "DEPTHWISE_CONV_2D": ({"in_len": 40, "in_ch": 16, "out_len": 40, "depth_multiplier": 1, "kernel": 3,
                            "stride": 1, "dilation": 1, "pad_before": 1},
                           [40, 16, 40, 1, 3, 1, 1, 1, 128, -128, -128, 127]),
-    "FULLY_CONNECTED": ({"batches": 1, "in_features": 32, "out_features": 4, "per_channel": 1},
-                        [1, 32, 4, 128, 0, 0, -128, 127, 1]),
+    "FULLY_CONNECTED": ({"batches": 1, "in_features": 32, "out_features": 4, "per_channel": 1, "has_bias": 1},
+                        [1, 32, 4, 128, 0, 0, -128, 127, 1, 1]),
     # scale ratio 2 = 2^30 * 2^(2-31), 1/100 folded in: (2^30 << 6) // 100, shift 2 - 6
     "MEAN": ({"outer": 1, "reduce": 100, "inner": 16}, [1, 100, 16, -128, -128, 687194767, -4]),
     "AVERAGE_POOL_2D": ({"in_len": 50, "ch": 24, "out_len": 1, "filter": 50, "stride": 1, "pad_before": 0},
@@ -188,14 +188,14 @@ REQUEST_BYTES = {
         "28000000100000002800000001000000030000000100000001000000010000008000000080ffffff80ffffff7f000000",
     "DEPTHWISE_CONV_2D(in_len=33,in_ch=10,out_len=17,depth_multiplier=2,kernel=5,stride=2,dilation=1,pad_before=2)":
         "210000000a0000001100000002000000050000000200000001000000020000008000000080ffffff80ffffff7f000000",
-    "FULLY_CONNECTED(batches=1,in_features=12,out_features=2,per_channel=1)":
-        "010000000c0000000200000080000000000000000000000080ffffff7f00000001000000",
-    "FULLY_CONNECTED(batches=1,in_features=12,out_features=24,per_channel=1)":
-        "010000000c0000001800000080000000000000000000000080ffffff7f00000001000000",
-    "FULLY_CONNECTED(batches=1,in_features=12,out_features=32,per_channel=1)":
-        "010000000c0000002000000080000000000000000000000080ffffff7f00000001000000",
-    "FULLY_CONNECTED(batches=3,in_features=30,out_features=5,per_channel=0)":
-        "030000001e0000000500000080000000000000000000000080ffffff7f00000000000000",
+    "FULLY_CONNECTED(batches=1,in_features=12,out_features=2,per_channel=1,has_bias=1)":
+        "010000000c0000000200000080000000000000000000000080ffffff7f0000000100000001000000",
+    "FULLY_CONNECTED(batches=1,in_features=12,out_features=24,per_channel=1,has_bias=1)":
+        "010000000c0000001800000080000000000000000000000080ffffff7f0000000100000001000000",
+    "FULLY_CONNECTED(batches=1,in_features=12,out_features=32,per_channel=1,has_bias=1)":
+        "010000000c0000002000000080000000000000000000000080ffffff7f0000000100000001000000",
+    "FULLY_CONNECTED(batches=3,in_features=30,out_features=5,per_channel=0,has_bias=1)":
+        "030000001e0000000500000080000000000000000000000080ffffff7f0000000000000001000000",
     "MEAN(outer=1,reduce=1,inner=8)":
         "01000000010000000800000080ffffff80ffffff0000004002000000",
     "MEAN(outer=1,reduce=3,inner=8)":

@@ -69,7 +69,9 @@ LOWERING_ARCHS = [
                                                                        "stride": 1, "experts": 2}]},
     {"stem": {"op": "conv", "out": 8, "kernel": 7, "stride": 2},
      "cells": [{"op": "wconv", "out": 12, "kernel": 3, "stride": 2}, {"op": "skip"},
-               {"op": "conv", "out": 16, "kernel": 5, "stride": 1}]},
+               {"op": "conv", "out": 16, "kernel": 5, "stride": 1},
+               {"op": "dyagg", "out": 12, "kernel": 5, "stride": 2, "experts": 4},
+               {"op": "dyagg", "out": 12, "kernel": 3, "stride": 1, "experts": 2}]},
 ]
 
 

