@@ -61,7 +61,7 @@ def dwconv(ch: int, k: int, length: int, cmsis: float, plain: float) -> Shape:
 
 
 def fc(n_in: int, n_out: int, cmsis: float, plain: float) -> Shape:
-    p = (1, n_in, n_out, INPUT_OFFSET, 0, OUTPUT_OFFSET, -128, 127, 0)
+    p = (1, n_in, n_out, INPUT_OFFSET, 0, OUTPUT_OFFSET, -128, 127, 0, 1)  # per_channel 0, has_bias 1
     return Shape(f"fully connected {n_in}->{n_out}", K_FC, p, n_in * n_out, cmsis, plain)
 
 
