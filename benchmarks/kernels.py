@@ -1,4 +1,4 @@
-"""Instructions per multiply-accumulate of the int8 conv / depthwise / FC kernels on the emulated cores.
+"""Instructions per MAC (conv / depthwise / FC) and per output element (ADD, MUL, pools) on the emulated cores.
 
 For each emulated board (Cortex-M4 nucleo-f446re -> mps2-an386, M7 nucleo-h743zi -> mps2-an500,
 M33 nucleo-l552ze-q -> mps2-an505) two profiling firmwares are built around the same model, the
@@ -7,6 +7,9 @@ shape below is timed with BENCH_OP (docs/protocol.md) under QEMU -icount shift=7
 convert exactly to guest instructions; the figure is instructions / MACs, MACs counted as
 L_out x cout x cin x k with the padded taps included (1-D NHWC, H = 1, 'same' padding, stride 1).
 The reference columns are CMSIS-NN's and a plain C kernel's figures on the M4 (the issue's table).
+ADD, MUL, AVERAGE_POOL_2D and MAX_POOL_2D are timed through their own BENCH_OP requests (the
+registry's representative quantisation) and reported per output element against a CMSIS-NN
+reference derived from issue 14's ratios (CMSIS_NOTE).
 
 The model is the BasicMotions default (`runs/demo/c`, from `make demo`; the tests' tiny reference
 model stands in when absent): it is also INVOKEd once per firmware (whole-model instructions).
@@ -15,7 +18,7 @@ figures are for the runtime in this tree, not for the copy in runs/demo/c. Then 
 DY-Conv layer (K = 2, 4) and a KernelDNA layer, unfused and fused (FUSED_CONV_MUL_ADD), against a
 static conv of the same shape: BENCH_OP on every kernel call's latency-table key, with the
 planner's arena bytes. Last, the flash cost of the kernels: arm-none-eabi-size of the compiled
-mn_conv.o / mn_fc.o of each build.
+kernel objects of each build.
 
     .venv/bin/python benchmarks/kernels.py [--boards nucleo-f446re ...] [--runtime DIR] [--demo DIR]
 """
@@ -61,7 +64,7 @@ def dwconv(ch: int, k: int, length: int, cmsis: float, plain: float) -> Shape:
 
 
 def fc(n_in: int, n_out: int, cmsis: float, plain: float) -> Shape:
-    p = (1, n_in, n_out, INPUT_OFFSET, 0, OUTPUT_OFFSET, -128, 127, 0)
+    p = (1, n_in, n_out, INPUT_OFFSET, 0, OUTPUT_OFFSET, -128, 127, 0, 1)  # per_channel 0, has_bias 1
     return Shape(f"fully connected {n_in}->{n_out}", K_FC, p, n_in * n_out, cmsis, plain)
 
 
@@ -73,7 +76,51 @@ SHAPES = (
     dwconv(32, 5, 64, 17.42, 24.83),
     fc(64, 6, 3.03, 6.93),
 )
-KERNEL_OBJECTS = ("mn_conv.o", "mn_fc.o")
+KERNEL_OBJECTS = ("mn_conv.o", "mn_fc.o", "mn_elementwise.o", "mn_pool.o")
+
+
+@dataclass(frozen=True)
+class ElemShape:
+    """An ADD / MUL / pool row: timed through the op's own BENCH_OP request (its representative
+    quantisation, firmware_export.codegen), reported per output element."""
+
+    name: str
+    op: str
+    cost: dict
+    elements: int  # output elements
+    cmsis_nn: float  # instructions per output element on the M4 (reference, derived: see CMSIS_NOTE)
+
+
+def _row(n: int, stride2: int) -> dict:
+    """One contiguous row of n elements; the second operand walks it (1) or is one scalar (0)."""
+    return {"out_dims": (1, 1, 1, n), "in1_strides": (0, 0, 0, 1), "in2_strides": (0, 0, 0, stride2), "relu": 0}
+
+
+def _pool(in_len: int, ch: int, filt: int, stride: int, pad: int, out_len: int) -> dict:
+    return {"in_len": in_len, "ch": ch, "out_len": out_len, "filter": filt, "stride": stride, "pad_before": pad}
+
+
+# CMSIS-NN references per output element, derived from the issue's third-party DY-Conv model
+# (TFLM + CMSIS-NN vs this runtime on the emulated M4, before this change): ADD 102 instructions
+# per element = 1.19x CMSIS-NN -> 86; MUL 52 = 1.00x -> 52. The pools are given only as ratios
+# (AVERAGE_POOL_2D 1.27x, MAX_POOL_2D 1.53-1.83x), so each pool row's reference is this runtime's
+# figure before the change on that shape (SIMD build, M4, measured with this script on
+# 2026-12-05) divided by the ratio, 1.83 for MAX_POOL_2D (the stricter end).
+CMSIS_NOTE = ("CMSIS-NN reference per output element on the M4, derived: ADD 102/1.19 = 86, MUL 52/1.00 = 52 "
+              "(issue 14); pools: this runtime's M4 SIMD figure before the change / 1.27 (average) or / 1.83 (max)")
+ELEM_SHAPES = (
+    ElemShape("ADD 2048 same shape", "ADD", _row(2048, 1), 2048, 86.0),
+    ElemShape("ADD 2048 same shape, fused ReLU", "ADD", {**_row(2048, 1), "relu": 1}, 2048, 86.0),
+    ElemShape("MUL 2048 same shape", "MUL", _row(2048, 1), 2048, 52.0),
+    ElemShape("MUL 2048 by a scalar (attention weight)", "MUL", _row(2048, 0), 2048, 52.0),
+    ElemShape("MUL 2048 by a scalar, fused ReLU", "MUL", {**_row(2048, 0), "relu": 1}, 2048, 52.0),
+    ElemShape("AVERAGE_POOL_2D global L64 ch32", "AVERAGE_POOL_2D", _pool(64, 32, 64, 1, 0, 1), 32, 410.28 / 1.27),
+    ElemShape("AVERAGE_POOL_2D k2 s2 L64 ch32", "AVERAGE_POOL_2D", _pool(64, 32, 2, 2, 0, 32), 1024, 37.48 / 1.27),
+    ElemShape("AVERAGE_POOL_2D k3 s1 same L63 ch6", "AVERAGE_POOL_2D", _pool(63, 6, 3, 1, 1, 63), 378, 47.57 / 1.27),
+    ElemShape("MAX_POOL_2D k2 s2 L64 ch32", "MAX_POOL_2D", _pool(64, 32, 2, 2, 0, 32), 1024, 36.77 / 1.83),
+    ElemShape("MAX_POOL_2D k3 s1 same L64 ch16", "MAX_POOL_2D", _pool(64, 16, 3, 1, 1, 64), 1024, 45.27 / 1.83),
+    ElemShape("MAX_POOL_2D k3 s2 same L63 ch6", "MAX_POOL_2D", _pool(63, 6, 3, 2, 1, 32), 192, 47.62 / 1.83),
+)
 
 # A split-form DY-Conv layer (K experts) against a static conv of the same shape: 32 -> 32
 # channels, kernel 5, 64 steps, as the search space lowers it (latency_tables.lowering); each
@@ -173,6 +220,11 @@ def measure(board_name: str, simd: bool, c_dir: Path, work: Path, count: int) ->
             for s in SHAPES:
                 st = dev.bench_op(s.kernel, struct.pack(f"<{len(s.params)}i", *s.params), count)
                 res["instr"][s.name] = to_instr(st.min_ticks)
+            from firmware_export.codegen.bench import bench_request
+
+            for e in ELEM_SHAPES:
+                kernel, params = bench_request(e.op, e.cost)
+                res["instr"][e.name] = to_instr(dev.bench_op(kernel, params, count).min_ticks)
             if simd:
                 cache: dict = {}
                 res["dyconv"] = {k: bench_plan_layers(dev, p, count, to_instr, cache) for k, p in dyconv_plans().items()}
@@ -215,6 +267,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {s.name} | {s.macs:,} | {p:.2f} | {v:.2f} | {v / s.cmsis_nn:.2f} (ref {s.cmsis_nn:.2f}) "
                   f"| {p / s.plain_c:.2f} (ref {s.plain_c:.2f}) |")
         print()
+        print(f"## {core} ({b}): ADD, MUL and pools, instructions per output element\n")
+        print("| shape | elements | portable | SIMD | SIMD x CMSIS-NN (M4 ref) |")
+        print("|---|---:|---:|---:|---:|")
+        for e in ELEM_SHAPES:
+            p, v = port["instr"][e.name] / e.elements, simd["instr"][e.name] / e.elements
+            ref = f"{v / e.cmsis_nn:.2f} (ref {e.cmsis_nn:.2f})"
+            print(f"| {e.name} | {e.elements:,} | {p:.2f} | {v:.2f} | {ref} |")
+        print()
+    print(CMSIS_NOTE + "\n")
     print("## whole model, one INVOKE (instructions)\n")
     print("| core | portable | SIMD | SIMD x portable |")
     print("|---|---:|---:|---:|")

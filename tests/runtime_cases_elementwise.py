@@ -50,6 +50,11 @@ for _name, _args in [
     ("relu", dict(x_shape=[1, 19, 5], c_shape=[1, 19, 5], act=RELU, seed=2)),
     ("second_scale_much_larger", dict(x_shape=[1, 23, 4], c_shape=[1, 23, 4], c_scale_factor=40.0, seed=3)),
     ("const_first_broadcast", dict(x_shape=[1, 21, 7], c_shape=[1, 1, 7], const_first=True, seed=4)),
+    # the kernels' fast form (mn_sc): a per-sample scalar, results that saturate int8, an input
+    # scale far below the other (a large right shift on one input)
+    ("scalar_4d", dict(x_shape=[1, 1, 37, 7], c_shape=[1, 1, 1, 1], seed=5)),
+    ("saturating", dict(x_shape=[1, 1, 23, 6], c_shape=[1, 1, 23, 6], out_scale=0.1, seed=6)),
+    ("second_scale_3000x", dict(x_shape=[1, 1, 19, 5], c_shape=[1, 1, 19, 5], c_scale_factor=3000.0, seed=7)),
 ]:
     case("ADD", _name)(lambda a=_args: binary_model("ADD", **a))
 
@@ -64,5 +69,9 @@ for _name, _args in [
     # zero point: LiteRT's optimized int8 MUL wraps (not saturates) results beyond int16.
     ("multiplier_above_one", dict(x_shape=[1, 31, 3], c_shape=[1, 31, 3], out_scale=1 / 225, c_spread=3,
                                   seed=16)),
+    # the split DY-Conv's expert output (B, 1, T, C) times its attention weight (B, 1, 1, 1)
+    ("dyconv_split_weight_4d", dict(x_shape=[1, 1, 37, 7], c_shape=[1, 1, 1, 1], seed=17)),
+    ("saturating", dict(x_shape=[1, 1, 21, 9], c_shape=[1, 1, 21, 9], out_scale=0.05, seed=18)),
+    ("tiny_output_multiplier", dict(x_shape=[1, 1, 18, 6], c_shape=[1, 1, 18, 6], out_scale=1e4, seed=19)),
 ]:
     case("MUL", _name)(lambda a=_args: binary_model("MUL", **a))

@@ -71,6 +71,9 @@ for _op in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
         ("k3_s2_valid_time_on_H_single_channel", dict(in_len=21, ch=1, filt=3, stride=2, padding=VALID, axis="H",
                                                       seed=4)),
         ("k2_s2_same_oddlen_time_on_H", dict(in_len=15, ch=2, filt=2, stride=2, padding=SAME, axis="H", seed=5)),
+        # the SIMD kernels' halfword sums hold windows up to 256 taps; a longer one takes the scalar loop
+        ("global_300_taps_ch5", dict(in_len=300, ch=5, filt=300, stride=1, padding=VALID, seed=6)),
+        ("k4_s3_same_ch7_relu", dict(in_len=40, ch=7, filt=4, stride=3, padding=SAME, act=RELU, seed=7)),
     ]:
         case(_op, _name)(lambda o=_op, a=_args: pool_model(o, **a))
 

@@ -815,9 +815,11 @@ def test_bench_op_equals_the_layer_in_a_generated_model(comparison):
 
 @needs_arm
 def test_the_value_dependent_costs_are_what_the_docs_say(device, comparison):
-    """A fused ReLU clamps about half the outputs of an ADD/MUL, which the key must tell apart
-    (the relu = 0 figure is off by more than REL_TOL); the INFO layers: softmax of a larger input
-    scale and logistic inputs beyond the radius differ from the table."""
+    """A fused ReLU clamps about half the outputs of an ADD/MUL: the SIMD kernels clamp four
+    lanes without a branch (SSUB8/SEL), so relu = 0 and relu = 1 cost the same within REL_TOL
+    (the key still tells them apart for the portable build, whose clamp is a branch); the INFO
+    layers: softmax of a larger input scale and logistic inputs beyond the radius differ from
+    the table."""
     dev, instr = device[:2]
     relu = [(op, name, cost, m, b) for op, name, asserted, cost, m, b in comparison if cost.get("relu")]
     assert {op for op, *_ in relu} == {"ADD", "MUL"}
@@ -825,7 +827,7 @@ def test_the_value_dependent_costs_are_what_the_docs_say(device, comparison):
         b0 = instr(dev.bench_op(*bench_request(op, {**cost, "relu": 0}), count=1).min_ticks)
         print(f"{op} {name}: model {m:.1f}, bench relu=1 {b:.1f} ({100 * (b - m) / m:+.3f}%), "
               f"relu=0 {b0:.1f} ({100 * (b0 - m) / m:+.3f}%)")
-        assert abs(b0 - m) > REL_TOL * m and 0.01 < (b0 - b) / b < 0.06, (op, name, m, b, b0)
+        assert abs(b0 - m) <= REL_TOL * m and abs(b0 - b) <= REL_TOL * b, (op, name, m, b, b0)
     info = {name: (m, b) for op, name, asserted, _, m, b in comparison if not asserted}
     rel = {name: (b - m) / m for name, (m, b) in info.items()}
     assert 0.0 < rel["INFO input scale 0.00245 (the demo's) [1,4]"] < 0.01  # "0.7% less" than the table

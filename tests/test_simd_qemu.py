@@ -1,15 +1,17 @@
 """The runtime's SIMD (Armv7E-M DSP) kernels, bit-exact with TFLM on the emulated Cortex-M4.
 
 The host tests (test_runtime_ops.py) compile the portable C path; the DSP path only exists on
-Arm. Here every CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED case of tests/runtime_cases.py,
-plus shapes aimed at the SIMD code's own branches (odd channel counts, windows not a multiple of
-16 or 4 bytes and longer than the 128-byte unpacked-weight buffer, stride 2 step pairs,
-depthwise channels not a multiple of 4, scales outside the fast requantisation form), is
+Arm. Here every CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, MUL, AVERAGE_POOL_2D and
+MAX_POOL_2D case of the registry's runtime cases, plus shapes aimed at the SIMD code's own
+branches (odd channel counts, windows not a multiple of 16 or 4 bytes and longer than the
+128-byte unpacked-weight buffer, stride 2 step pairs, depthwise channels not a multiple of 4,
+scales outside the fast requantisation form; elementwise rows by a scalar with 1-3 element
+tails, saturating outputs; pool channel tails and windows at and past 256 taps), is
 generated as a C model, built into the profiling firmware for the emulated nucleo-f446re (QEMU
 mps2-an386, simd=True), and 50 random windows (25 for the extra shapes) are run on it and
 compared bit for bit with the tflite-micro host interpreter. One firmware build and one QEMU
 launch per model, two models at a time. Also on the host: the kernels' one-step requantisation
-against TFLM's two rounding steps, for random accumulators and every shift.
+(mn_rq) and ADD's and MUL's one-SMMLAR form (mn_sc) against TFLM's two rounding steps.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import pytest
 
 from .runtime_cases import CASES, NONE, RELU, RELU6, SAME, VALID, _io_quant, _out_scale, conv_model, dwconv_model, \
     fc_model
+from .runtime_cases_elementwise import binary_model
+from .runtime_cases_pool_shape import pool_model
 from .tflite_builder import ModelBuilder, bias_for, per_channel_weights
 
 importlib.import_module("tests.runtime_cases_fused")  # registers the FUSED_CONV_MUL_ADD cases in CASES
@@ -33,7 +37,8 @@ BOARD = "nucleo-f446re"
 N_WINDOWS = 50  # per registry case
 N_WINDOWS_EXTRA = 25  # per SIMD-specific extra case
 WORKERS = 2  # an emulated board busy-waits on its UART, so a QEMU run takes a core
-OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "FUSED_CONV_MUL_ADD")
+OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "AVERAGE_POOL_2D", "MAX_POOL_2D",
+       "FUSED_CONV_MUL_ADD")
 N_WINDOWS_FUSED = 1000  # the fused chains (their convs take the SIMD path with the MUL/ADD epilogue)
 
 needs_arm = pytest.mark.skipif(
@@ -44,7 +49,7 @@ needs_arm = pytest.mark.skipif(
 # The kernels' one-step requantisation (mn_internal.h, mn_rq) against TFLM's two rounding steps,
 # written out from docs/runtime-semantics.md section 1, for random int32 accumulators (edges
 # included), every multiplier class and every shift -33..31 with output offsets -256..256.
-RQ_CHECK_C = r"""
+RQ_REF_C = r"""
 #include <stdio.h>
 #include "mn_internal.h"
 static uint64_t s = 88172645463325252ull;
@@ -63,6 +68,8 @@ static int32_t ref(int32_t x, int32_t m, int32_t shift) {
     int left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
     return rdbpot(srdhm((int32_t)((uint32_t)x << left), m), right);
 }
+"""
+RQ_CHECK_C = RQ_REF_C + r"""
 static int32_t xval(void) {
     static const int32_t edge[8] = {0, 1, -1, INT32_MIN, INT32_MAX, INT32_MIN + 1, 1 << 30, -(1 << 30)};
     switch (rnd() & 3) {
@@ -96,18 +103,80 @@ int main(void) {
 def test_fast_requantisation_equals_tflm_double_rounding(tmp_path):
     """Host gcc: mn_rq_apply (fast form for shifts -22..-2, reference form otherwise) gives
     TFLM's MultiplyByQuantizedMultiplier + offset for every accumulator tried."""
+    assert _host_run(tmp_path, RQ_CHECK_C) == "1860000 checks, 0 mismatches"
+
+
+def _host_run(tmp_path: Path, source: str) -> str:
+    """Compile `source` against the runtime with the host gcc, run it: its stdout (exit 0)."""
     import subprocess
 
     gcc = shutil.which("gcc")
     if gcc is None:
         pytest.skip("host gcc not installed")
     runtime = Path(__file__).resolve().parents[1] / "firmware_export" / "runtime"
-    (tmp_path / "rq.c").write_text(RQ_CHECK_C)
+    (tmp_path / "check.c").write_text(source)
     subprocess.run([gcc, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-I", str(runtime), "-o",
-                    str(tmp_path / "rq"), str(tmp_path / "rq.c")], check=True)
-    run = subprocess.run([str(tmp_path / "rq")], capture_output=True, text=True, timeout=60)
+                    str(tmp_path / "check"), str(tmp_path / "check.c")], check=True)
+    run = subprocess.run([str(tmp_path / "check")], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stdout
-    assert "1860000 checks, 0 mismatches" in run.stdout
+    return run.stdout.strip()
+
+
+# ADD's and MUL's requantisation of a doubled value (mn_internal.h, mn_sc: one SMMLAR) against
+# TFLM's two rounding steps: every ADD input (x + offset) << 20 for every shift 0..-31 and
+# multiplier class, and random values up to ADD's largest sum and MUL's largest product (edges
+# included) with output offsets -256..256. mn_sc_make must accept the scales exported models use.
+SC_CHECK_C = RQ_REF_C + r"""
+static int32_t mval(uint32_t r) {
+    return r == 0 ? 0 : r == 1 ? (1 << 30) : r == 2 ? INT32_MAX : (int32_t)((1u << 30) | (rnd() & 0x3FFFFFFF));
+}
+int main(void) {
+    long bad = 0, n = 0, fast = 0, tried = 0;
+    static const struct { int32_t m, shift, z, xmax; } typical[] = {
+        {1 << 30, 0, 0, 255 << 20}, {1503238554, -1, 0, 255 << 20}, {1131474820, -19, -128, 2 * (255 << 20) + 2},
+        {1 << 30, -7, 10, 65025}, {1 << 30, -6, -128, 65025}, {2147483647, 0, 127, 65025}};
+    for (unsigned i = 0; i < sizeof typical / sizeof typical[0]; ++i) {
+        mn_sc q;
+        if (!mn_sc_make(&q, typical[i].m, typical[i].shift, typical[i].z, typical[i].xmax)) {
+            printf("refused m=%d shift=%d z=%d\n", typical[i].m, typical[i].shift, typical[i].z);
+            return 1;
+        }
+    }
+    for (int32_t shift = -31; shift <= 0; ++shift) {
+        for (int k = 0; k < 60; ++k) {
+            const int32_t m = mval(rnd() % 6);
+            mn_sc q;
+            ++tried;
+            if (mn_sc_make(&q, m, shift, 0, 255 << 20)) {
+                ++fast;
+                for (int32_t v = -255; v <= 255; ++v, ++n) {
+                    const int32_t x = v * (1 << 20);
+                    if (mn_sc_apply(&q, 2 * x) != ref(x, m, shift) && bad++ < 5) printf("x=%d m=%d shift=%d\n", x, m, shift);
+                }
+            }
+            const int32_t z = k < 2 ? (k ? 256 : -256) : (int32_t)(rnd() % 513) - 256;
+            const int32_t xmax = k & 1 ? 2 * (255 << 20) + 2 : 65025;
+            ++tried;
+            if (mn_sc_make(&q, m, shift, z, xmax)) {
+                ++fast;
+                for (int j = 0; j < 500; ++j, ++n) {
+                    const int32_t x = j < 3 ? (j - 1) * xmax : (int32_t)(rnd() % (2u * (uint32_t)xmax + 1)) - xmax;
+                    if (mn_sc_apply(&q, 2 * x) != ref(x, m, shift) + z && bad++ < 5)
+                        printf("x=%d m=%d shift=%d z=%d\n", x, m, shift, z);
+                }
+            }
+        }
+    }
+    printf("%ld checks, %ld mismatches, fast form for %ld of %ld scales", n, bad, fast, tried);
+    return bad != 0;
+}
+"""
+
+
+def test_elementwise_requantisation_equals_tflm_double_rounding(tmp_path):
+    """Host gcc: mn_sc_apply (ADD's and MUL's one-SMMLAR requantisation) gives TFLM's
+    MultiplyByQuantizedMultiplier + offset wherever mn_sc_make accepts the scale."""
+    assert _host_run(tmp_path, SC_CHECK_C) == "1717620 checks, 0 mismatches, fast form for 3393 of 3840 scales"
 
 
 def conv_scaled(in_len, in_ch, out_ch, kernel, stride, padding, scale_factor, seed) -> bytes:
@@ -146,6 +215,40 @@ EXTRA = {
     "FULLY_CONNECTED": {
         "simd_64_to_7": lambda: fc_model(1, 64, 7, seed=29),
         "simd_batched_per_channel": lambda: fc_model(3, 30, 5, per_channel=True, act=RELU, seed=30),
+    },
+    # ADD / MUL (beyond the registry's cases, which include a per-sample scalar, saturation and far
+    # shifts): swapped-operand scalar rows, short rows with 1-3 element tails, clamps
+    "ADD": {
+        "simd_const_first_scalar_relu": lambda: binary_model("ADD", [1, 29, 3], [1, 1, 1], act=RELU,
+                                                             const_first=True, seed=32),
+        "simd_tail1_relu": lambda: binary_model("ADD", [1, 1, 9, 5], [1, 1, 9, 5], act=RELU, seed=35),
+        "simd_rows_of_7_small_second_scale": lambda: binary_model("ADD", [1, 11, 7], [1, 1, 7], c_scale_factor=0.02,
+                                                                  seed=34),
+        "simd_column_broadcast": lambda: binary_model("ADD", [1, 1, 12, 6], [1, 1, 12, 1], seed=49),
+    },
+    "MUL": {
+        "simd_const_first_scalar_relu": lambda: binary_model("MUL", [1, 1, 30, 5], [1, 1, 1, 1], act=RELU,
+                                                             const_first=True, seed=37),
+        "simd_tail2_relu": lambda: binary_model("MUL", [1, 1, 10, 3], [1, 1, 10, 3], act=RELU, seed=40),
+        "simd_rows_of_7_relu": lambda: binary_model("MUL", [1, 13, 7], [1, 1, 7], act=RELU, seed=39),
+        "simd_column_broadcast_const_first": lambda: binary_model("MUL", [1, 1, 12, 6], [1, 1, 12, 1],
+                                                                  const_first=True, seed=50),
+        # the attention weight is the activation, the expert output the constant
+        "simd_activation_is_the_weight": lambda: binary_model("MUL", [1, 1, 1, 1], [1, 1, 16, 9], seed=51),
+    },
+    # pools: 1-3 channel tails, a 256-tap window (the halfword sums' limit, with the -128 corner;
+    # the registry's cases hold a longer one, the scalar path), clamps
+    "AVERAGE_POOL_2D": {
+        "simd_global_256_ch9": lambda: pool_model("AVERAGE_POOL_2D", 256, 9, 256, 1, VALID, seed=41),
+        "simd_k5_s1_same_ch2": lambda: pool_model("AVERAGE_POOL_2D", 33, 2, 5, 1, SAME, seed=44),
+        "simd_k3_s2_same_ch11_relu6": lambda: pool_model("AVERAGE_POOL_2D", 35, 11, 3, 2, SAME, act=RELU6, seed=43),
+        "simd_k1_s1_ch4": lambda: pool_model("AVERAGE_POOL_2D", 12, 4, 1, 1, VALID, seed=42),
+    },
+    "MAX_POOL_2D": {
+        "simd_k3_s1_same_ch7_relu": lambda: pool_model("MAX_POOL_2D", 31, 7, 3, 1, SAME, act=RELU, seed=45),
+        "simd_k5_s2_valid_ch13": lambda: pool_model("MAX_POOL_2D", 41, 13, 5, 2, VALID, seed=46),
+        "simd_k2_s2_same_ch3": lambda: pool_model("MAX_POOL_2D", 27, 3, 2, 2, SAME, seed=47),
+        "simd_k4_s1_same_ch16_relu6": lambda: pool_model("MAX_POOL_2D", 24, 16, 4, 1, SAME, act=RELU6, seed=48),
     },
 }
 
@@ -212,6 +315,7 @@ def outcomes(tmp_path_factory):
 def test_the_cases_reach_the_simd_code():
     assert {op for op, _, _ in ALL} == set(OPS)
     assert sum(op == "CONV_2D" for op, _, _ in ALL) >= len(CASES["CONV_2D"]) + 4
+    assert all(len(EXTRA[op]) >= 4 for op in ("ADD", "MUL", "AVERAGE_POOL_2D", "MAX_POOL_2D"))
 
 
 @needs_arm

@@ -79,7 +79,7 @@ def _smaller_than_one(op_name: str, what: str, m: float) -> tuple[int, int]:
 
 def _relu(op: Op) -> dict:
     """Latency-table cost field: a fused ReLU clamps about half the outputs, which changes the
-    kernel's cost by a few percent (the clamp is a branch)."""
+    portable kernel's cost by a few percent (its clamp is a branch; the SIMD one is not)."""
     return {"relu": int(op.options.get("fusedActivationFunction", 0) != 0)}
 
 

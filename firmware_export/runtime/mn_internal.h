@@ -154,6 +154,54 @@ static inline void mn_conv_store(const mn_conv_epilogue *epi, int8_t *dst, int32
 void mn_conv_s8_epilogue(const mn_conv_params *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
                          int8_t *output, const mn_conv_epilogue *epi);
 
+
+/* ---- requantisation of a doubled value, for ADD and MUL ------------------------------------
+ *
+ * mn_sc_apply(s, t), t = 2x, is mn_requantize(x, m, -e) + z for TFLM shifts -e <= 0, m >= 0:
+ *   e = 0:  SRDHM(x, m) + z = floor((x*m + 2^30) / 2^31) + z = floor((t*m + 2^31 + z*2^32) / 2^32)
+ *   e >= 1: mn_rq's one-floor form, floor((x*m + 2^30 + 2^(30+e) - [x<0]*2^31 + z*2^(31+e)) / 2^(31+e)),
+ *           is floor(floor((t*m + 2^31 + (2^(e-1) + z*2^e - [t<0]) * 2^32) / 2^32) / 2^e)
+ * (nested floors of integers merge; t and x have the same sign). Both are one SMMLAR, the high word
+ * of c*2^32 + t*m + 2^31, then an arithmetic shift by e, with c = c0 + ([t < 0] ? cneg : 0):
+ * c0 = 2^(e-1) + z*2^e and cneg = -1 for e >= 1, c0 = z and cneg = 0 for e = 0. Four
+ * instructions on Armv7E-M (AND with ASR #31, ADD, SMMLAR, ASR) where the reference takes SMULL
+ * and two rounding steps. Valid while t and the high word fit in int32: mn_sc_make checks it for
+ * the largest |x| the caller can produce (xmax), and refuses otherwise (the caller then takes
+ * mn_requantize). tests/test_simd_qemu.py checks it against the two rounding steps on the host. */
+typedef struct {
+    int32_t m, c0, cneg, e;
+} mn_sc;
+
+/* 1 and *s filled when mn_sc_apply(s, 2x) equals mn_requantize(x, m, shift) + z for |x| <= xmax */
+static inline int mn_sc_make(mn_sc *s, int32_t m, int32_t shift, int32_t z, int32_t xmax) {
+    if (m < 0 || shift > 0 || shift < -31 || xmax < 0 || xmax > 0x3FFFFFFF) return 0;
+    const int32_t e = -shift;
+    const int64_t c0 = e == 0 ? (int64_t)z : ((int64_t)1 << (e - 1)) + (int64_t)z * ((int64_t)1 << e);
+    /* |high word| <= |c| + |t*m| / 2^32 + 1 < |c0| + 1 + xmax + 1 */
+    if ((c0 < 0 ? -c0 : c0) + (int64_t)xmax + 2 > (int64_t)INT32_MAX) return 0;
+    s->m = m;
+    s->c0 = (int32_t)c0;
+    s->cneg = e == 0 ? 0 : -1;
+    s->e = e;
+    return 1;
+}
+
+/* (c * 2^32 + a * b + 2^31) >> 32, the high word (SMMLAR) */
+static inline int32_t mn_smmlar(int32_t a, int32_t b, int32_t c) {
+#if MICRONAS_SIMD
+    int32_t r;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
+#else
+    const uint64_t v = ((uint64_t)(uint32_t)c << 32) + (uint64_t)((int64_t)a * b) + 0x80000000u;
+    return (int32_t)(uint32_t)(v >> 32);
+#endif
+}
+
+static inline int32_t mn_sc_apply(const mn_sc *s, int32_t t) {
+    return mn_smmlar(t, s->m, s->c0 + ((t >> 31) & s->cneg)) >> s->e;
+}
+
 #if MICRONAS_SIMD
 #include <arm_acle.h>
 
@@ -189,6 +237,19 @@ static inline uint32_t mn_clamp_s8x4(uint32_t v, uint32_t lo4, uint32_t hi4) {
     v = __sel(v, lo4);
     (void)__ssub8(hi4, v); /* GE per byte: hi >= v */
     return __sel(v, hi4);
+}
+
+/* act_min / act_max in every byte */
+static inline uint32_t mn_bytes4(int32_t v) { return 0x01010101u * (uint8_t)v; }
+
+/* four results (each within int32) saturated to int8, packed little-endian, clamped lane-wise */
+static inline uint32_t mn_pack4(int32_t r0, int32_t r1, int32_t r2, int32_t r3, uint32_t lo4, uint32_t hi4) {
+    uint32_t v = (uint32_t)__ssat(r0, 8);
+    const uint32_t b1 = (uint32_t)__ssat(r1, 8), b2 = (uint32_t)__ssat(r2, 8), b3 = (uint32_t)__ssat(r3, 8);
+    MN_BFI8(v, b1, 8);
+    MN_BFI8(v, b2, 16);
+    MN_BFI8(v, b3, 24);
+    return mn_clamp_s8x4(v, lo4, hi4);
 }
 
 /* Word loads in program order. Volatile asm: GCC's pre-allocation scheduler would otherwise
