@@ -267,7 +267,11 @@ class DyAggBlock(nn.Module):
         stack = torch.empty(experts, out, in_channels, kernel)  # (K, O, C, k): torch's conv layout
         for e in range(experts):  # each expert initialised as a Conv1d would be
             nn.init.kaiming_uniform_(stack[e], a=5 ** 0.5)
-        self.stack = nn.Parameter(stack)
+        # kept flat, (K, O*C*k): a reshape of a constant in the exported graph is not always folded by
+        # the ONNX exporter, and onnx2tf 1.29.24 then fails on it ("Output tensors of a Functional
+        # model must be the output of a TensorFlow Layer", seen with the second of four dyagg cells)
+        self.stack = nn.Parameter(stack.flatten(1))
+        self.experts_shape = (experts, out, in_channels, kernel)
         self.register_buffer("bias", torch.zeros(out))  # the folded BN shift (zero while training)
         self.fc1 = nn.Linear(in_channels, hidden)
         self.fc2 = nn.Linear(hidden, experts)
@@ -278,7 +282,7 @@ class DyAggBlock(nn.Module):
         bn = self.bn
         with torch.no_grad():
             scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (O,)
-            self.stack.mul_(scale[None, :, None, None])
+            self.stack.view(self.experts_shape).mul_(scale[None, :, None, None])
             self.bias.copy_(bn.bias - bn.running_mean * scale)  # the same for every expert
         self.bn = nn.Identity()
         self.folded = True
@@ -289,7 +293,7 @@ class DyAggBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, T) -> (B, out, T')
         b, c, t = x.shape
         pi = self.attention(x)  # (B, K)
-        w = pi @ self.stack.flatten(1)  # (B, O*C*k): the FULLY_CONNECTED of the export
+        w = pi @ self.stack  # (B, O*C*k): the FULLY_CONNECTED of the export
         if b == 1:  # the export: one plain conv with the aggregated kernel
             y = F.conv1d(x, w.reshape(self.out, c, self.kernel), self.bias, self.stride, self.pad)
         else:  # every sample's own kernel: one grouped conv over the batch folded into channels
