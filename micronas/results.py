@@ -330,10 +330,12 @@ class SearchRecord(Record):
     # None in older files
     candidates: list[dict[str, Any]] | None = None
     derivation_seconds: float | None = None
+    # where each part ran: {"search", "candidates", "final_training"} -> "cpu" | "cuda"; None in older files
+    device: dict[str, str] | None = None
 
     _nested: ClassVar[dict[str, Any]] = {"budgets": Budgets, "minimum_costs": MinimumCosts,
                                          "predicted": PredictionRecord}
-    _omit_none: ClassVar[tuple[str, ...]] = ("candidates", "derivation_seconds")
+    _omit_none: ClassVar[tuple[str, ...]] = ("candidates", "derivation_seconds", "device")
 
 
 @dataclass(frozen=True)
