@@ -35,7 +35,10 @@ TOOLCHAIN_RESOURCE = "micronas_toolchain"  # a node with QEMU and arm-none-eabi-
 
 def ray_installed() -> bool:
     """Ray can be imported (without importing it: that takes a second)."""
-    return importlib.util.find_spec("ray") is not None
+    try:
+        return importlib.util.find_spec("ray") is not None
+    except ValueError:  # sys.modules["ray"] is None: an import of it fails
+        return False
 
 
 def require_ray(what: str):
