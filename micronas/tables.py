@@ -415,12 +415,13 @@ class BoardBuild:
     exit_code: int = 0
 
 
-def _build_one(board: str, shape: tuple[int, int, int], out_dir: Path | None) -> BoardBuild:
+def _build_one(board: str, shape: tuple[int, int, int], out_dir: Path | None,
+               space: str | SearchSpace = "default") -> BoardBuild:
     """A whole table build for one board; a MicronasError is returned, not raised, so the other
     boards of `build_tables_for` finish (each build keeps its own journal and resumes)."""
     out_file = (out_dir or Path(USER_TABLES_DIR)) / default_table_name(board, *shape)
     try:
-        build_table(resolve_board(board), *shape, out_file)
+        build_table(resolve_board(board), *shape, out_file, space_name=space)
     except MicronasError as e:
         return BoardBuild(board, str(out_file), e.message, e.hint, e.exit_code)
     return BoardBuild(board, str(out_file))
@@ -428,7 +429,7 @@ def _build_one(board: str, shape: tuple[int, int, int], out_dir: Path | None) ->
 
 def build_tables_for(targets: list[str], data: str, channels: int | None = None, length: int | None = None,
                      classes: int | None = None, out_dir: Path | None = None, executor: str | None = None,
-                     workers: int | None = None) -> list[BoardBuild]:
+                     workers: int | None = None, space: str | SearchSpace = "default") -> list[BoardBuild]:
     """`micronas tables build --target B,C,...`: one emulated build per board, in parallel.
 
     Ray tasks when Ray is installed (a local Ray is started for the call), else a process pool
@@ -440,6 +441,7 @@ def build_tables_for(targets: list[str], data: str, channels: int | None = None,
         out_dir: Folder of the table files (default ./micronas-tables).
         executor: Override `map_tasks`'s executor (None: "ray" if installed, else "process").
         workers: Builds at once (default: CPUs available, at most one per board).
+        space: The search space whose ops are measured (a name of SPACES, or a SearchSpace).
 
     Returns:
         One `BoardBuild` per board, in the order given.
@@ -460,7 +462,8 @@ def build_tables_for(targets: list[str], data: str, channels: int | None = None,
     n = min(len(boards), workers or len(os.sched_getaffinity(0)))
     import functools
 
-    return map_tasks(functools.partial(_build_one, shape=shape, out_dir=out_dir), boards, executor=how, workers=n)
+    return map_tasks(functools.partial(_build_one, shape=shape, out_dir=out_dir, space=space), boards, executor=how,
+                     workers=n)
 
 
 @dataclass(frozen=True)

@@ -136,8 +136,9 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
     stage = on_stage or no_stage
     n_threads, why = set_torch_threads(threads)  # first: a shared machine is oversubscribed by torch's default
     dev, dev_why = torch_device(device)
-    stage(f"torch: {n_threads} intra-op thread{'s' if n_threads > 1 else ''} ({why}), 1 inter-op; final training "
-          f"on {dev} ({dev_why})")
+    stage(f"torch: {n_threads} intra-op thread{'s' if n_threads > 1 else ''} ({why}), 1 inter-op")
+    if dev != "cpu" or device != "cpu":
+        stage(f"final training on {dev} ({dev_why}); the DNAS and the candidates' scoring on the CPU")
     cfg = cfg or dnas.SearchConfig()
     board = budget_mod.resolve_board(target)
     budgets = budget_mod.for_board(budgets, board)
