@@ -27,6 +27,8 @@ import json
 import logging
 import os
 import re
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -35,7 +37,7 @@ from typing import Any
 
 from micronas.parallel import TOOLCHAIN_RESOURCE, require_ray
 from micronas_base import __version__, locks
-from micronas_base.errors import BudgetError, ConfigError, MicronasError, ToolchainError, UsageError
+from micronas_base.errors import BudgetError, ConfigError, MicronasError, Terminated, ToolchainError, UsageError
 from micronas_base.files import atomic_write_json, unwritable
 
 log = logging.getLogger(__name__)
@@ -299,6 +301,8 @@ def _start_ray(address: str | None, workers: int | None, device: str, stage: Eve
     from micronas.stages.common import have_emulator
 
     env = {"OMP_NUM_THREADS": "1", "MICRONAS_THREADS": "1"}
+    main = threading.current_thread() is threading.main_thread()
+    on_term = signal.getsignal(signal.SIGTERM) if main else None  # ray.init replaces it with its own
     if address:
         try:
             ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False, configure_logging=False)
@@ -311,6 +315,12 @@ def _start_ray(address: str | None, workers: int | None, device: str, stage: Eve
         os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # keep CUDA_VISIBLE_DEVICES as set
         ray.init(num_cpus=n, resources=res, include_dashboard=False, log_to_driver=False, configure_logging=False,
                  runtime_env={"env_vars": env})
+    if main and callable(on_term):
+        def term(signum: int, frame: Any) -> None:  # the CLI's handler (clean-up, exit 143), remembered:
+            _TERMINATED.append(signum)  # Ray's wait turns an exception raised in it into KeyboardInterrupt
+            on_term(signum, frame)
+
+        signal.signal(signal.SIGTERM, term)
     have = ray.cluster_resources()
     where = f"the Ray cluster at {address}" if address else "this machine"
     stage(f"Ray: {where}, {have.get('CPU', 0):g} CPUs, {have.get('GPU', 0):g} GPUs, "
@@ -375,6 +385,9 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike[str], address: str | None
                            str(rep["html"]), str(rep["md"]), str(rep["plot"]) if rep["plot"] else None)
 
 
+_TERMINATED: list[int] = []  # SIGTERM seen while Ray ran: report it as such, not as Ctrl-C
+
+
 def _run_jobs(journal: Journal, cfg: SweepConfig, out: Path, todo: list[str], address: str | None,
               workers: int | None, stage: EventCallback) -> None:
     ray = _start_ray(address, workers, cfg.device, stage)
@@ -393,7 +406,9 @@ def _run_jobs(journal: Journal, cfg: SweepConfig, out: Path, todo: list[str], ad
         journal.save()
         total, done = len(todo), 0
         while running:
-            ready, _ = ray.wait(list(running), num_returns=1)
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)  # short: Ctrl-C/SIGTERM get through
+            if not ready:
+                continue
             name = running.pop(ready[0])
             try:
                 r = ray.get(ready[0])
@@ -404,5 +419,9 @@ def _run_jobs(journal: Journal, cfg: SweepConfig, out: Path, todo: list[str], ad
             journal.record(name, finished=_now(), **r)
             stage(f"[{done}/{total}] {name}: {r['status']}" + (f" ({r['message']})" if r["message"] else "")
                   + (f", {r['wall_s']:.0f} s" if r.get("wall_s") is not None else ""))
+    except KeyboardInterrupt as e:
+        if _TERMINATED and not isinstance(e, Terminated):
+            raise Terminated() from None
+        raise
     finally:
         ray.shutdown()

@@ -249,6 +249,6 @@ def torch_device(requested: str = "cpu") -> tuple[str, str]:
     if not seen:
         raise ToolchainError(f"--device cuda: torch {torch.__version__} sees no GPU "
                              f"(built for CUDA: {torch.version.cuda or 'no, a CPU-only build'})",
-                             "use --device cpu (or auto); for a GPU install a CUDA build of torch "
-                             "(pip install 'micronas[gpu]' style: see docs/commands/sweep.md) on a machine with one")
+                             "use --device cpu (or auto); for a GPU, install a CUDA build of the same torch version "
+                             "over the CPU one, on a machine with a GPU (docs/commands/sweep.md, GPU)")
     return "cuda", "--device cuda"
