@@ -401,7 +401,8 @@ def _run_jobs(journal: Journal, cfg: SweepConfig, out: Path, todo: list[str], ad
             job = SweepJob(**rec["job"])
             run_dir = out / "jobs" / name
             running[task.remote(job, cfg_ref, str(run_dir.resolve()))] = name
-            journal.data["jobs"][name].update(status="running", started=_now(), attempts=rec.get("attempts", 0) + 1,
+            # "submitted": handed to Ray, which starts it when a CPU (and the toolchain) is free
+            journal.data["jobs"][name].update(status="submitted", started=_now(), attempts=rec.get("attempts", 0) + 1,
                                                run_dir=str(Path("jobs") / name))
         journal.save()
         total, done = len(todo), 0

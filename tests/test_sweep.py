@@ -95,7 +95,7 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_jobs(tmp_path, need_r
         proc.wait()
     first = done[0]
     before = _journal(out)["jobs"]
-    assert [r["status"] for n, r in before.items() if n != first] == ["running"]
+    assert [r["status"] for n, r in before.items() if n != first] == ["submitted"]
     model = out / "jobs" / first / "model_int8.tflite"
     mtime = model.stat().st_mtime_ns
 
@@ -108,6 +108,30 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_jobs(tmp_path, need_r
     (second,) = [n for n in after if n != first]
     assert after[second]["status"] == "ok" and after[second]["attempts"] == 2
     assert after[second]["started"] > before[second]["started"]
+
+
+def test_sigterm_stops_the_sweep_and_its_local_ray_with_exit_143(tmp_path, need_ray_and_toolchain):
+    out = tmp_path / "sweep"
+    proc = subprocess.Popen([*MICRONAS, "sweep", "--latency", "50ms", "--ram", "256k", *TINY, "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not ((out / "sweep.json").exists() and "submitted" in (out / "sweep.json").read_text()):
+            assert proc.poll() is None and time.monotonic() < deadline, "the sweep never started its job"
+            time.sleep(0.5)
+        time.sleep(3)  # the job is inside its search
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143, (stdout, stderr)
+    assert "terminated (SIGTERM)" in stderr and "Traceback" not in stderr
+    time.sleep(2)
+    with pytest.raises(ProcessLookupError):  # nothing of its session is left: Ray, the job, QEMU
+        os.killpg(proc.pid, 0)
+    assert [r["status"] for r in _journal(out)["jobs"].values()] == ["submitted"]  # resumable, not "failed"
 
 
 def test_sweep_without_ray_exits_2_and_says_how_to_get_it(tmp_path, monkeypatch):
