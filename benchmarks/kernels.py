@@ -11,8 +11,11 @@ The reference columns are CMSIS-NN's and a plain C kernel's figures on the M4 (t
 The model is the BasicMotions default (`runs/demo/c`, from `make demo`; the tests' tiny reference
 model stands in when absent): it is also INVOKEd once per firmware (whole-model instructions).
 Its C model is copied with the current runtime sources (or `--runtime DIR`'s) laid over it, so the
-figures are for the runtime in this tree, not for the copy in runs/demo/c. Last, the flash cost of
-the kernels: arm-none-eabi-size of the compiled mn_conv.o / mn_fc.o of each build.
+figures are for the runtime in this tree, not for the copy in runs/demo/c. Then a split-form
+DY-Conv layer (K = 2, 4) and a KernelDNA layer, unfused and fused (FUSED_CONV_MUL_ADD), against a
+static conv of the same shape: BENCH_OP on every kernel call's latency-table key, with the
+planner's arena bytes. Last, the flash cost of the kernels: arm-none-eabi-size of the compiled
+mn_conv.o / mn_fc.o of each build.
 
     .venv/bin/python benchmarks/kernels.py [--boards nucleo-f446re ...] [--runtime DIR] [--demo DIR]
 """
@@ -72,6 +75,45 @@ SHAPES = (
 )
 KERNEL_OBJECTS = ("mn_conv.o", "mn_fc.o")
 
+# A split-form DY-Conv layer (K experts) against a static conv of the same shape: 32 -> 32
+# channels, kernel 5, 64 steps, as the search space lowers it (latency_tables.lowering); each
+# variant's kernel calls are timed with BENCH_OP for their latency-table keys, as the predictor
+# sums them. "unfused": K CONV_2D, K STRIDED_SLICE, K MUL, K-1 ADD; "fused": one
+# FUSED_CONV_MUL_ADD. Both also run the attention (AVERAGE_POOL_2D, 2 FULLY_CONNECTED, SOFTMAX).
+DYCONV_LAYERS = (("static conv", "conv", None), ("dyconv K=2", "dyconv", 2), ("dyconv K=4", "dyconv", 4),
+                 ("kdna", "kdna", None))
+DYCONV_SHAPE = dict(out=32, kernel=5, in_ch=32, length=64)
+
+
+def dyconv_plans() -> dict[tuple[str, bool], object]:
+    """(row name, fused) -> the code generator's plan of that one layer."""
+    from firmware_export.codegen.plan import plan_model
+    from latency_tables.lowering import lower_layer
+    from search_space.arch import LayerSpec
+
+    plans = {}
+    for name, op, k in DYCONV_LAYERS:
+        g = lower_layer(LayerSpec(op, DYCONV_SHAPE["out"], DYCONV_SHAPE["kernel"], 1, k), DYCONV_SHAPE["in_ch"],
+                        DYCONV_SHAPE["length"])
+        for fused in (False, True):
+            plans[(name, fused)] = plan_model(g, fuse=fused)
+    return plans
+
+
+def bench_plan_layers(dev, plan, count: int, to_instr, cache: dict) -> list[tuple[str, float]]:
+    """(op, instructions) of every kernel call of `plan`, by BENCH_OP on its latency-table key."""
+    from firmware_export.codegen.bench import bench_request
+    from latency_tables.keys import cost_params, op_key
+
+    out = []
+    for la in plan.layers:
+        key = op_key(la.op, la.key_fields)
+        if key not in cache:
+            kernel, params = bench_request(la.op, cost_params(la.op, la.key_fields))
+            cache[key] = to_instr(dev.bench_op(kernel, params, count).min_ticks)
+        out.append((la.op, cache[key]))
+    return out
+
 
 def model_dir(demo: Path, runtime: Path, dest: Path) -> tuple[Path, str]:
     """A C model directory: the demo's model (or the reference model) with `runtime` laid over it."""
@@ -116,7 +158,10 @@ def measure(board_name: str, simd: bool, c_dir: Path, work: Path, count: int) ->
 
     board = boards.get(board_name)
     tag = f"{board_name}-{'simd' if simd else 'portable'}"
-    image = build_image(board, c_dir, work / tag, emulated=True, simd=simd)
+    from micronas.tables import BENCH_SCRATCH_BYTES
+
+    # BENCH_OP's scratch as the latency tables have it (a K = 4 layer's tensors)
+    image = build_image(board, c_dir, work / tag, emulated=True, simd=simd, bench_scratch_bytes=BENCH_SCRATCH_BYTES)
     res: dict = {"sizes": object_sizes(work / tag / "obj" / "model"), "instr": {}}
     with EmulatedBoard(board.qemu.machine, image.elf, work / tag / "qemu") as emu:
         with DeviceClient.open(emu.url, timeout_s=30.0, retries=1) as dev:
@@ -128,6 +173,9 @@ def measure(board_name: str, simd: bool, c_dir: Path, work: Path, count: int) ->
             for s in SHAPES:
                 st = dev.bench_op(s.kernel, struct.pack(f"<{len(s.params)}i", *s.params), count)
                 res["instr"][s.name] = to_instr(st.min_ticks)
+            if simd:
+                cache: dict = {}
+                res["dyconv"] = {k: bench_plan_layers(dev, p, count, to_instr, cache) for k, p in dyconv_plans().items()}
             dev.set_input(bytes(hello.input_bytes))
             res["model"] = to_instr(dev.invoke(1).min_ticks)
     return res
@@ -173,6 +221,25 @@ def main(argv: list[str] | None = None) -> int:
     for b in args.boards:
         p, v = results[(b, False)]["model"], results[(b, True)]["model"]
         print(f"| {boards.get(b).core} | {p:,.0f} | {v:,.0f} | {v / p:.3f} |")
+    print(f"\n## split DY-Conv layer, fused and unfused, vs a static conv ({DYCONV_SHAPE['in_ch']} -> "
+          f"{DYCONV_SHAPE['out']} channels, kernel {DYCONV_SHAPE['kernel']}, L{DYCONV_SHAPE['length']}; SIMD build, "
+          "BENCH_OP instructions of each kernel call summed; arena: the planner's bytes for the layer alone)\n")
+    print("| core | layer | calls unfused | instructions unfused | calls fused | instructions fused | fused x unfused "
+          "| fused x static conv | conv+MUL+ADD part unfused | fused call | arena unfused | arena fused |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    plans = dyconv_plans()
+    chain_ops = ("CONV_2D", "STRIDED_SLICE", "MUL", "ADD", "FUSED_CONV_MUL_ADD")
+    for b in args.boards:
+        dy = results[(b, True)]["dyconv"]
+        static = sum(v for _, v in dy[("static conv", True)])
+        for name, _, _ in DYCONV_LAYERS:
+            u, f = dy[(name, False)], dy[(name, True)]
+            tu, tf = sum(v for _, v in u), sum(v for _, v in f)
+            cu = sum(v for o, v in u if o in chain_ops)
+            cf = sum(v for o, v in f if o in chain_ops)
+            print(f"| {boards.get(b).core} | {name} | {len(u)} | {tu:,.0f} | {len(f)} | {tf:,.0f} | {tf / tu:.3f} "
+                  f"| {tf / static:.2f} | {cu:,.0f} | {cf:,.0f} | {plans[(name, False)].arena_bytes:,} "
+                  f"| {plans[(name, True)].arena_bytes:,} |")
     print("\n## flash of the kernel objects (text + data bytes, arm-none-eabi-size)\n")
     print("| core | build | " + " | ".join(KERNEL_OBJECTS) + " |")
     print("|---|---|" + "---:|" * len(KERNEL_OBJECTS))

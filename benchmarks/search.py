@@ -27,7 +27,7 @@ instruction counts on the emulated core (not cycles), latency in ms at the board
 Resumable: finished runs are kept in WORK.
 
     .venv/bin/python benchmarks/search.py [--datasets watch,vowels] [--seeds 0,1,2] [--pool 20]
-        [--work DIR]
+        [--work DIR] [--search-only]
 """
 
 from __future__ import annotations
@@ -96,17 +96,26 @@ def figures(done) -> dict:
             "arena_bytes": p.arena_bytes_measured, "elf_flash_bytes": p.flash_bytes, "fits": not p.over_budget}
 
 
-def random_pool(n: int, seed: int, shape, table, budgets) -> list[dict]:
-    """n architectures of the default space at 80-99 % of the latency budget that fit RAM and flash."""
+def searched_space(search_json: dict):
+    """The space the search ran over (search.json's `space`; older files: the default space)."""
+    from search_space.space import DEFAULT_SPACE, resolve_space
+
+    name = (search_json.get("space") or {}).get("name", DEFAULT_SPACE.name)
+    return resolve_space(name)
+
+
+def random_pool(n: int, seed: int, shape, table, budgets, space) -> list[dict]:
+    """n architectures of `space` (the search's) at 80-99 % of the latency budget that fit RAM and
+    flash (entries of a scaled space missing from the table are measured on the emulated core)."""
     from latency_tables import predict as predictor
-    from search_space.space import DEFAULT_SPACE
+    from micronas import tables
 
     rng, out, tries = random.Random(1000 + seed), [], 0
     lo, hi = 0.80 * budgets.latency_s * 1e3, 0.99 * budgets.latency_s * 1e3
     while len(out) < n and tries < 200_000:
         tries += 1
-        a = DEFAULT_SPACE.sample(rng, *shape)
-        p = predictor.predict(a, table)
+        a = space.sample(rng, *shape)
+        p = predictor.predict(a, table, measure_missing=lambda keys: tables.measure_into(table, keys))
         if lo <= p.latency_ms <= hi and p.arena_bytes <= budgets.ram_bytes and \
                 (budgets.flash_bytes is None or p.flash_bytes <= budgets.flash_bytes):
             out.append(a.to_json())
@@ -160,7 +169,7 @@ def run_dataset(name: str, spec: dict, args, work: Path, results: dict) -> None:
     from micronas.train import TrainConfig
     from micronas.units import Budgets
     from search_space.arch import from_json as arch_from_json
-    from search_space.space import DEFAULT_SPACE, position_choices
+    from search_space.space import position_choices
     from search_space.supernet import SuperNet
     from targets import boards
 
@@ -190,6 +199,8 @@ def run_dataset(name: str, spec: dict, args, work: Path, results: dict) -> None:
                             "search_seconds": rec.get("search_seconds"), "derivation": rec.get("candidates")}
             save(work / "results.json", results)
             log(f"search: {results[key]['arch']}: int8 {r.metrics.accuracy_int8:.3f}, {results[key]['wall_seconds']:.0f} s")
+        if args.arms == ("search",):  # the search alone (e.g. comparing two versions of the space)
+            continue
         if "derivation_seconds" not in results[key]:
             rec = json.loads((base / f"search-seed{seed}" / "search.json").read_text())
             results[key]["derivation_seconds"] = rec.get("derivation_seconds") or 0.0
@@ -200,7 +211,11 @@ def run_dataset(name: str, spec: dict, args, work: Path, results: dict) -> None:
         table = predictor.find_table(board.name, *shape)
         pool_n = args.pool if seed == args.seeds[0] else 0
         pkey = f"{name}/pool/seed{seed}"
-        pool = results.setdefault(pkey, {"archs": random_pool(max(pool_n, 12), seed, shape, table, budgets), "runs": {}})
+        space = searched_space(json.loads((base / f"search-seed{seed}" / "search.json").read_text()))
+        if pkey not in results:
+            results[pkey] = {"archs": random_pool(max(pool_n, 12), seed, shape, table, budgets, space), "runs": {},
+                             "space": space.name}
+        pool = results[pkey]
         data = splits(spec["data"], seed, spec["val"])
 
         def record(i: int, r: dict) -> dict:
@@ -234,9 +249,8 @@ def run_dataset(name: str, spec: dict, args, work: Path, results: dict) -> None:
         # supernet ranking (the pool of the first seed)
         tkey = f"{name}/tau/seed{seed}"
         if pool_n and tkey not in results:
-            choices = [position_choices(DEFAULT_SPACE, i) for i in range(len(DEFAULT_SPACE.positions))]
-            net = dnas.load_supernet(RunDir(base / f"search-seed{seed}"),
-                                     lambda: SuperNet(DEFAULT_SPACE, choices, *shape))
+            choices = [position_choices(space, i) for i in range(len(space.positions))]
+            net = dnas.load_supernet(RunDir(base / f"search-seed{seed}"), lambda: SuperNet(space, choices, *shape))
             inh = [dnas.inherited_accuracy(net, arch_from_json(a), data["train"][0], *data["val"], seed=seed)
                    for a in pool["archs"][:pool_n]]
             raw = [dnas.inherited_accuracy(net, arch_from_json(a), data["train"][0], *data["val"], recalibrate=0)
@@ -301,10 +315,13 @@ def main() -> int:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--pool", type=int, default=20, help="random networks trained for the ranking (first seed)")
     ap.add_argument("--work", default=str(ROOT / "runs" / "bench-search"))
+    ap.add_argument("--search-only", action="store_true",
+                    help="only the search arm (no random search, CNN or ranking)")
     ap.add_argument("--ray", type=int, default=0, metavar="N",
                     help="train the random networks (and score the candidates) as tasks of a local Ray of N CPUs "
                          "(the scale extra); 0: in this process")
     args = ap.parse_args()
+    args.arms = ("search",) if args.search_only else ("search", "random", "cnn", "tau")
     if args.ray:
         from micronas.parallel import require_ray
 

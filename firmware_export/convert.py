@@ -53,6 +53,41 @@ def export_onnx(model, input_shape: tuple[int, int], path: Path, log_path: Path 
         tmp.unlink(missing_ok=True)
 
 
+def _computed_filter_layouts(onnx_path: Path, json_path: Path) -> Path | None:
+    """onnx2tf's parameter-replacement file for convolutions whose filter is computed (dyagg).
+
+    onnx2tf 1.29.24 hands a Conv's non-constant weight to TensorFlow unchanged, i.e. in ONNX's
+    (O, C, k) order where TensorFlow expects (k, C, O), and the conversion fails on shapes. The
+    documented fix is a transpose after the Reshape that produces the weight: one entry per such
+    Conv. Returns None when the model has none.
+
+    Raises:
+        ExportError: a computed conv weight that is not produced by a Reshape of rank 3 (1-D).
+    """
+    import json
+
+    import onnx
+
+    m = onnx.load(str(onnx_path))
+    consts = {i.name for i in m.graph.initializer}
+    consts |= {o for n in m.graph.node if n.op_type == "Constant" for o in n.output}
+    producers = {o: n for n in m.graph.node for o in n.output}
+    ops = []
+    for n in m.graph.node:
+        if n.op_type != "Conv" or n.input[1] in consts:
+            continue
+        src = producers.get(n.input[1])
+        if src is None or src.op_type != "Reshape":
+            raise ExportError(f"ONNX Conv {n.name!r} has a computed weight {n.input[1]!r} not produced by a Reshape",
+                              "computed conv filters are exported only by the dyagg layer")
+        ops.append({"op_name": src.name, "param_target": "outputs", "param_name": src.output[0],
+                    "post_process_transpose_perm": [2, 1, 0]})  # (O, C, k) -> TensorFlow's (k, C, O)
+    if not ops:
+        return None
+    json_path.write_text(json.dumps({"format_version": 1, "operations": ops}, indent=1))
+    return json_path
+
+
 def onnx_to_int8_tflite(onnx_path: Path, calibration_ntc: np.ndarray, out_path: Path,
                         log_path: Path | None = None) -> None:
     """Convert an ONNX model to a full-integer int8 TFLite flatbuffer with 16-aligned buffers.
@@ -80,8 +115,10 @@ def onnx_to_int8_tflite(onnx_path: Path, calibration_ntc: np.ndarray, out_path: 
                 import onnx2tf
                 import tensorflow as tf
 
+                replacements = _computed_filter_layouts(onnx_copy, work / "param_replacement.json")
                 onnx2tf.convert(input_onnx_file_path=str(onnx_copy), output_folder_path=str(saved_model),
-                                not_use_onnxsim=True, non_verbose=True)
+                                not_use_onnxsim=True, non_verbose=True,
+                                param_replacement_file=str(replacements) if replacements else "")
                 converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
                 converter.optimizations = [tf.lite.Optimize.DEFAULT]
                 converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -98,6 +135,9 @@ def onnx_to_int8_tflite(onnx_path: Path, calibration_ntc: np.ndarray, out_path: 
         except Exception as e:  # TF raises ConverterError, ValueError, RuntimeError...
             raise ExportError(f"int8 TFLite conversion failed: {type(e).__name__}: {str(e)[:500]}",
                               f"see {log_path}" if log_path else None) from e
+        from . import dyagg
+
+        flatbuffer, _ = dyagg.finalize(flatbuffer)  # computed (dyagg) conv filters: symmetric, OHWI
         unaligned = work / "unaligned.tflite"
         unaligned.write_bytes(flatbuffer)
         aligned = work / "aligned.tflite"

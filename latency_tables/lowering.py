@@ -18,7 +18,16 @@ How onnx2tf 1.29.24 lowers each search op (time series are [1, T, C] or [1, 1, T
   last one with the ReLU).
 * kdna: the same attention with LOGISTIC instead of SOFTMAX over O filters, one CONV_2D of the
   shared parent (one constant per (in, out, kernel) shape), MUL [1, T', O] x [1, O] with ReLU.
+* dyagg: the same attention as dyconv, then (firmware_export.dyagg's form) FULLY_CONNECTED
+  [1, K] -> [1, O*k*C] over the stacked experts (per-tensor weights, no bias, output symmetric
+  at the weights' scale), RESHAPE to the OHWI filter [O, 1, k, C], one CONV_2D (ReLU) with that
+  computed filter and a constant bias.
 * skip: nothing. Head: AVERAGE_POOL_2D over [1, T, 1, C], FULLY_CONNECTED to the classes.
+
+The code generator then fuses every dyconv's CONV_2D -> MUL -> ADD chain and every kdna's
+CONV_2D -> MUL into one FUSED_CONV_MUL_ADD call (firmware_export/codegen/fusion.py), in the
+exported model and in this lowering alike: the latency tables, arena and flash figures are those
+of the fused call, and the lowering itself stays what the converter emits.
 
 No torch here: the lowering runs inside the search loop.
 """
@@ -199,6 +208,21 @@ def _dyconv(b: _Builder, x: int, layer: LayerSpec, c: int) -> int:
         scaled = b.elementwise("MUL", y, b.reshape(w, (1, 1, 1)), NONE)
         total = scaled if total is None else b.elementwise("ADD", total, scaled, RELU if e == k - 1 else NONE)
     return total
+
+
+@lowers("dyagg")
+def _dyagg(b: _Builder, x: int, layer: LayerSpec, c: int) -> int:
+    k = layer.experts
+    pi = b.attention(x, attention_hidden(c), k, "SOFTMAX")  # [1, K]
+    n = layer.out * layer.kernel * c
+    stack = b.weights((n, k), False)  # per tensor: the aggregated filter's scale is the stack's
+    s_w = float(b.tensors[stack].scales[0])
+    agg = b._tensor((1, n), scales=(s_w,))
+    b.op("FULLY_CONNECTED", [pi, stack, -1], agg, fusedActivationFunction=NONE, weightsFormat=0, keepNumDims=False)
+    filt = b._tensor((layer.out, 1, layer.kernel, c), scales=(s_w,))
+    b.op("RESHAPE", [agg, b.i32((layer.out, 1, layer.kernel, c))], filt)
+    xin = b.conv_input(x, layer.kernel, layer.stride)
+    return b.conv(xin, layer.out, layer.kernel, layer.stride, RELU, filter_tensor=filt)
 
 
 @lowers("kdna")

@@ -506,6 +506,17 @@ def data(
               + (" by subject" if split.by_subject else ", stratified by class"), markup=False)
 
 
+def _scale(text: str) -> str:
+    """--scale checked up front: a bad value is a usage error before anything runs."""
+    from micronas import space_scale
+
+    try:
+        space_scale.parse(text)
+    except ValueError as e:
+        raise UsageError(str(e), "leave it out: auto sizes the space to the latency budget") from None
+    return text
+
+
 @app.command()
 @_handled
 def search(
@@ -524,6 +535,9 @@ def search(
     candidates: Annotated[int, typer.Option(min=1, max=64, help=(
         "Networks scored on validation at derivation: the most likely one and others drawn from the "
         "learned distribution (1: the most likely only)."))] = 8,
+    scale: Annotated[str, typer.Option(help=(
+        "Width multiplier of the search space, optionally +N extra cells (e.g. 2, 0.5, 4+1); 'auto' sizes "
+        "it to the latency budget on the board (see docs/search.md)."))] = "auto",
     augment: Annotated[Optional[str], typer.Option(help=AUGMENT_HELP)] = None,
     port: Annotated[Optional[str], typer.Option(
         help="pyserial URL of a real board for the final profile (and missing table entries); default: emulated.")]
@@ -554,6 +568,7 @@ def search(
                          "start one with --out")
     from micronas.progress import Progress
 
+    scale = _scale(scale)
     link = _link(timeout, retries)
     plan = api.plan_budgets(Budgets.parse(latency=latency, ram=ram, flash=flash), target)
     show = Progress.for_cli(quiet, to_stderr=json_out)
@@ -568,7 +583,8 @@ def search(
     with show:
         r = api.search(data, run, plan.budgets, target=plan.board, port=port,
                        cfg=dnas.SearchConfig(epochs=epochs, warmup_epochs=epochs // 4, seed=seed,
-                                             val_subjects=_subjects(val_subjects), candidates=candidates),
+                                             val_subjects=_subjects(val_subjects), candidates=candidates,
+                                             scale=scale),
                        final_epochs=final_epochs, train_overrides=_augment(augment), on_stage=show.stage,
                        on_epoch=epoch, resume=resume is not None,
                        on_train_epoch=_train_counter(show), on_window=_window_counter(show), threads=threads,

@@ -354,6 +354,8 @@ def _document(run, config, metrics, profile, search, arch, train_log, budgets, p
              ("micronas", metrics.micronas_version)]
     if search is not None:
         facts.append(("search", f"{len(search.trajectory)} epochs, {search.search_seconds} s"))
+        if search.space:
+            facts.append(("search space", f"{search.space['name']}: {search.space['reason']}"))
     acc = [["fp32", f"{100 * metrics.accuracy_fp32:.1f} %", "torch, folded network"],
            ["int8", f"{100 * metrics.accuracy_int8:.1f} %",
             f"{metrics.weights}; TFLite Micro; int8 loss {100 * (metrics.accuracy_fp32 - metrics.accuracy_int8):+.1f} "

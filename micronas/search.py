@@ -74,6 +74,8 @@ class SearchConfig:
     # short fine-tune (`finetune_epochs` over the training split); the best is trained from scratch
     candidates: int = 8
     finetune_epochs: float = 1.0
+    # the space's widths (and depth) for the budget: "auto" (`micronas.space_scale`) or "M" / "M+E"
+    scale: str = "auto"
 
     def digest(self, extra: dict[str, Any]) -> str:
         blob = json.dumps({"search": asdict(self), **extra}, sort_keys=True).encode()

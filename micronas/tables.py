@@ -42,10 +42,17 @@ from micronas.device import Counter, build_image, counter, open_device
 from micronas_base import __version__, locks, tempdirs
 from micronas_base.errors import ConfigError, MicronasError
 from micronas_base.files import atomic_write_text
-from search_space.space import SPACES, SearchSpace
+from search_space.space import SPACES, SearchSpace, resolve_space
 
 BENCH_CALLS = 2  # calls per entry: the count is data-independent for these synthetic inputs
 BENCH_SCRATCH_BYTES = 64 * 1024  # fits the largest layer of the default space at 9 x 128
+
+
+def bench_scratch_bytes(board) -> int:
+    """BENCH_OP's scratch buffer in the probe firmware: 64 KiB, or three quarters of the board's
+    SRAM when that is more (a scaled search space's widest layers; the rest holds the probe's
+    arena, stack and frame buffers). A kernel whose tensors do not fit cannot be measured."""
+    return max(min(BENCH_SCRATCH_BYTES, board.sram_bytes // 2), board.sram_bytes * 3 // 4 // 16 * 16)
 PROBE_SEEDS = (0, 1)  # probe 0's firmware measures every entry (and is the real board's image)
 FLASH_PROBE_SEEDS = (2, 3, 4, 5, 6, 7)  # more probe networks for the overhead and flash model
 
@@ -94,7 +101,7 @@ def build_probe(board, space: SearchSpace, channels: int, length: int, classes: 
     c_dir = work / f"probe{seed}" / "c"
     write(gen, c_dir)
     image = build_image(board, c_dir, work / f"probe{seed}" / ("emulated" if emulated else "board"),
-                           emulated=emulated, bench_scratch_bytes=min(BENCH_SCRATCH_BYTES, board.sram_bytes // 2))
+                           emulated=emulated, bench_scratch_bytes=bench_scratch_bytes(board))
     return Probe(arch, [op_key(la.op, la.fields) for la in gen.layers], gen.flash_bytes_weights, len(gen.layers),
                  gen.arena_bytes, image)
 
@@ -150,8 +157,9 @@ ProgressCallback = Callable[[int, int, str, float], None]  # done, total, what, 
 def _space(space_name: str | SearchSpace) -> SearchSpace:
     if isinstance(space_name, SearchSpace):
         return space_name
-    if space_name in SPACES:
-        return SPACES[space_name]
+    space = resolve_space(space_name)
+    if space is not None:
+        return space
     raise ConfigError(f"search space {space_name!r} is unknown; known: {', '.join(SPACES)}")
 
 
@@ -281,7 +289,7 @@ def measure_into(table: Table, keys: list[str], port: str | None = None, save_to
     bench_current = m.get("bench_hash") == bench_hash(table.entries)
     (on_stage or (lambda _s: None))(f"measuring {len(keys)} missing latency-table entries on {m['where']}")
     board = resolve_board(m["board"])
-    space = space or SPACES.get(m["space"])
+    space = space or resolve_space(m["space"])
     if space is None:
         raise ConfigError(f"{table.describe()} is for search space {m['space']!r}, which this micronas does not know")
     with tempdirs.temp_dir("measure") as td:

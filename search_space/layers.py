@@ -243,3 +243,57 @@ class KernelDNABlock(nn.Module):
         w = self.folded_weight if self.folded else self.weight()
         y = F.conv1d(x, w, self.bias, self.stride, self.pad)  # (B, out, T')
         return F.relu(y * self.attention(x).unsqueeze(2))
+
+
+class DyAggBlock(nn.Module):
+    """dyagg: dynamic convolution in aggregation form (DY-Conv, Chen et al. 2020).
+
+    pi(x) = softmax(FC2(ReLU(FC1(mean_t(x))))), W(x) = sum_k pi_k(x) W_k,
+    y = ReLU(BN(conv(x, W(x)))): one convolution with the attention-weighted kernel instead of K
+    convolutions (the `dyconv` split form). The experts carry no bias of their own: the batch
+    norm's shift is then the same for every expert and, the attention summing to one, it folds
+    into one constant conv bias exactly (as its scale folds into every expert).
+
+    Training runs every sample's own kernel in one grouped convolution (groups = batch). The
+    export (batch 1) is `FC(pi) -> reshape -> conv`: the converter's aggregation FULLY_CONNECTED
+    and a CONV_2D whose filter is that FC's output (firmware_export.dyagg fixes its layout and
+    its quantisation: symmetric, per tensor).
+    """
+
+    def __init__(self, in_channels: int, out: int, kernel: int, stride: int = 1, experts: int = 4):
+        super().__init__()
+        hidden = max(4, in_channels // 4)  # as dyconv: DY-Conv's reduction ratio 4, floored
+        self.stride, self.pad, self.out, self.kernel = stride, kernel // 2, out, kernel
+        stack = torch.empty(experts, out, in_channels, kernel)  # (K, O, C, k): torch's conv layout
+        for e in range(experts):  # each expert initialised as a Conv1d would be
+            nn.init.kaiming_uniform_(stack[e], a=5 ** 0.5)
+        self.stack = nn.Parameter(stack)
+        self.register_buffer("bias", torch.zeros(out))  # the folded BN shift (zero while training)
+        self.fc1 = nn.Linear(in_channels, hidden)
+        self.fc2 = nn.Linear(hidden, experts)
+        self.bn = nn.BatchNorm1d(out)
+        self.folded = False
+
+    def fold_batchnorm(self) -> None:
+        bn = self.bn
+        with torch.no_grad():
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (O,)
+            self.stack.mul_(scale[None, :, None, None])
+            self.bias.copy_(bn.bias - bn.running_mean * scale)  # the same for every expert
+        self.bn = nn.Identity()
+        self.folded = True
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, T) -> (B, K)
+        return torch.softmax(self.fc2(F.relu(self.fc1(global_average(x)))), dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, T) -> (B, out, T')
+        b, c, t = x.shape
+        pi = self.attention(x)  # (B, K)
+        w = pi @ self.stack.flatten(1)  # (B, O*C*k): the FULLY_CONNECTED of the export
+        if b == 1:  # the export: one plain conv with the aggregated kernel
+            y = F.conv1d(x, w.reshape(self.out, c, self.kernel), self.bias, self.stride, self.pad)
+        else:  # every sample's own kernel: one grouped conv over the batch folded into channels
+            y = F.conv1d(x.reshape(1, b * c, t), w.reshape(b * self.out, c, self.kernel), self.bias.repeat(b),
+                         self.stride, self.pad, groups=b)  # (1, B*O, T')
+            y = y.reshape(b, self.out, -1)
+        return F.relu(self.bn(y))

@@ -187,3 +187,10 @@ register_search_op(SearchOp(
     strides=(1,),
     keeps_width=True,
 ))
+
+register_search_op(SearchOp(
+    name="dyagg",
+    summary="dynamic convolution (DY-Conv), K experts aggregated by input attention into one kernel, one conv",
+    module="search_space.layers:DyAggBlock",
+    experts=(2, 4),
+))

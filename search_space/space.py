@@ -14,13 +14,19 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .arch import Arch, LayerSpec, validate
 from .registry import SEARCH_OPS
 
 ALL_OPS = tuple(SEARCH_OPS.names())  # every registered op, in registration order
+# What the default space offers: every op but the split form of DY-Conv (`dyconv`), which
+# computes the same function as its aggregation form (`dyagg`: the convolution is linear in its
+# kernel) at about 5x its cost on the emulated M4 (benchmarks/dyagg.py). It stays registered:
+# arch.json files and models that use it still train, export and run.
+DEFAULT_OPS = tuple(o for o in ALL_OPS if o != "dyconv")
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,27 @@ class SearchSpace:
     @property
     def positions(self) -> tuple[Position, ...]:
         return (self.stem, *self.cells)
+
+    def scaled(self, multiplier: float, extra_cells: int = 0) -> SearchSpace:
+        """This space with every candidate width times `multiplier` (rounded to a multiple of 4,
+        at least 4: the SIMD kernels take channels four at a time) and `extra_cells` more cells
+        like the last one (stride 1; skip among their ops, so the search may leave them out).
+
+        Its name, e.g. `default-w1.5+1`, is what `resolve_space` reads back.
+        """
+        if multiplier not in WIDTH_MULTIPLIERS:
+            raise ValueError(f"width multiplier {multiplier!r}; expected one of {WIDTH_MULTIPLIERS}")
+        if not 0 <= extra_cells <= MAX_EXTRA_CELLS:
+            raise ValueError(f"extra cells {extra_cells!r}; expected 0..{MAX_EXTRA_CELLS}")
+        if multiplier == 1 and extra_cells == 0:
+            return self
+
+        def scale(p: Position) -> Position:
+            return replace(p, widths=tuple(sorted({max(4, 4 * round(w * multiplier / 4)) for w in p.widths})))
+
+        last = replace(scale(self.cells[-1]), stride=1)
+        name = f"{self.name}-w{multiplier:g}" + (f"+{extra_cells}" if extra_cells else "")
+        return SearchSpace(name, scale(self.stem), tuple(scale(p) for p in self.cells) + (last,) * extra_cells)
 
     def lengths(self, input_length: int) -> list[int]:
         """Time steps at the input of each position, then after the last one."""
@@ -147,11 +174,28 @@ DEFAULT_SPACE = SearchSpace(
     name="default",
     stem=Position(stride=1, widths=(8, 16, 24), ops=("conv",)),
     cells=(
-        Position(stride=2, widths=(16, 24, 32)),
-        Position(stride=1, widths=(16, 24, 32)),
-        Position(stride=2, widths=(24, 32, 48)),
-        Position(stride=1, widths=(24, 32, 48)),
+        Position(stride=2, widths=(16, 24, 32), ops=DEFAULT_OPS),
+        Position(stride=1, widths=(16, 24, 32), ops=DEFAULT_OPS),
+        Position(stride=2, widths=(24, 32, 48), ops=DEFAULT_OPS),
+        Position(stride=1, widths=(24, 32, 48), ops=DEFAULT_OPS),
     ),
 )
 
 SPACES = {DEFAULT_SPACE.name: DEFAULT_SPACE}
+
+# The widths a search can scale a space by (see `micronas.space_scale`), and how many cells it may add.
+WIDTH_MULTIPLIERS = (0.25, 0.375, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
+MAX_EXTRA_CELLS = 2
+_SCALED = re.compile(r"^(?P<base>[A-Za-z0-9_]+)(?:-w(?P<m>[0-9.]+))?(?:\+(?P<extra>[0-9]+))?$")
+
+
+def resolve_space(name: str) -> SearchSpace | None:
+    """The space called `name`: a registered one, or one scaled from it (`default-w2+1`);
+    None when no such space can be made."""
+    match = _SCALED.match(name)
+    if match is None or match["base"] not in SPACES:
+        return None
+    try:
+        return SPACES[match["base"]].scaled(float(match["m"] or 1), int(match["extra"] or 0))
+    except ValueError:
+        return None

@@ -17,11 +17,16 @@ from .tflite_builder import ModelBuilder, bias_for, per_channel_weights
 SAME, VALID = 0, 1
 NONE, RELU, RELU6 = 0, 1, 3
 CASES: dict[str, dict[str, Callable[[], bytes]]] = {}
+# (op, case) -> why LiteRT is not held to 1 LSB there (TFLM, the reference, always is exact)
+LITERT_DIFFERS: dict[tuple[str, str], str] = {}
 
 
-def case(op: str, name: str):
+def case(op: str, name: str, litert_differs: str = ""):
+    """Register a case; `litert_differs` says why LiteRT may differ from TFLM by more than 1 LSB."""
     def register(fn):
         CASES.setdefault(op, {})[name] = fn
+        if litert_differs:
+            LITERT_DIFFERS[(op, name)] = litert_differs
         return fn
 
     return register
@@ -75,6 +80,58 @@ for _args in [
     case("CONV_2D", _args[0])(lambda a=_args[1]: conv_model(**a))
 
 
+def dyagg_model(in_len, in_ch, out_ch, kernel, experts, stride=1, seed=0) -> bytes:
+    """A dyagg layer as firmware_export.dyagg leaves it: attention (AVERAGE_POOL_2D, FC + ReLU,
+    FC, SOFTMAX), the aggregation FC over the stacked experts (per-tensor weights at s_w, no bias,
+    output symmetric at s_w), RESHAPE to the OHWI filter, CONV_2D with that computed filter."""
+    rng = np.random.default_rng(seed)
+    b = ModelBuilder()
+    s_in, z_in = _io_quant(rng)
+    x = b.tensor([1, in_len, in_ch], scale=s_in, zero_point=z_in)
+    x_pool = b.tensor([1, in_len, 1, in_ch], scale=s_in, zero_point=z_in)
+    b.op("RESHAPE", [x, b.const_i32([1, in_len, 1, in_ch])], [x_pool])
+    pooled = b.tensor([1, 1, 1, in_ch], scale=s_in, zero_point=z_in)
+    b.op("AVERAGE_POOL_2D", [x_pool], [pooled], padding=VALID, strideW=1, strideH=in_len, filterWidth=1,
+         filterHeight=in_len, fusedActivationFunction=NONE)
+    hidden = max(4, in_ch // 4)
+    h = b.tensor([1, hidden], scale=0.05, zero_point=-128)
+    w1, s1 = per_channel_weights(rng, (hidden, in_ch))
+    b.op("FULLY_CONNECTED", [pooled, b.tensor(w1.shape, data=w1, scale=s1, zero_point=np.zeros(hidden, int)),
+                             b.tensor([hidden], np.int32, scale=s_in * s1, data=bias_for(rng, hidden))],
+         [h], fusedActivationFunction=RELU)
+    logits = b.tensor([1, experts], scale=0.02, zero_point=3)
+    w2, s2 = per_channel_weights(rng, (experts, hidden))
+    b.op("FULLY_CONNECTED", [h, b.tensor(w2.shape, data=w2, scale=s2, zero_point=np.zeros(experts, int)), -1],
+         [logits], fusedActivationFunction=NONE)
+    pi = b.tensor([1, experts], scale=1 / 256, zero_point=-128)
+    b.op("SOFTMAX", [logits], [pi], beta=1.0)
+    n = out_ch * kernel * in_ch
+    s_w = float(rng.uniform(0.002, 0.02))
+    stack = rng.integers(-127, 128, size=(n, experts), dtype=np.int64).astype(np.int8)
+    agg = b.tensor([1, n], scale=s_w, zero_point=0)
+    b.op("FULLY_CONNECTED", [pi, b.tensor(stack.shape, data=stack, scale=s_w, zero_point=0), -1], [agg],
+         fusedActivationFunction=NONE)
+    filt = b.tensor([out_ch, 1, kernel, in_ch], scale=s_w, zero_point=0)
+    b.op("RESHAPE", [agg, b.const_i32([out_ch, 1, kernel, in_ch])], [filt])
+    x_conv = b.tensor([1, 1, in_len, in_ch], scale=s_in, zero_point=z_in)
+    b.op("RESHAPE", [x, b.const_i32([1, 1, in_len, in_ch])], [x_conv])
+    out_len = -(-in_len // stride)
+    y = b.tensor([1, 1, out_len, out_ch], scale=_out_scale(s_in, s_w, kernel * in_ch) / 2, zero_point=-128)
+    bias = b.tensor([out_ch], np.int32, scale=s_in * s_w, data=bias_for(rng, out_ch) // 8)
+    b.op("CONV_2D", [x_conv, filt, bias], [y], padding=SAME, strideW=stride, strideH=1, dilationWFactor=1,
+         dilationHFactor=1, fusedActivationFunction=RELU)
+    return b.build([x], [y])
+
+
+for _args in [
+    ("dyagg_k4_c32_k5", dict(in_len=64, in_ch=32, out_ch=32, kernel=5, experts=4, seed=40)),
+    ("dyagg_k2_c6_o10_k3", dict(in_len=40, in_ch=6, out_ch=10, kernel=3, experts=2, seed=41)),
+    ("dyagg_k4_c5_o7_k5_s2", dict(in_len=33, in_ch=5, out_ch=7, kernel=5, experts=4, stride=2, seed=42)),
+    ("dyagg_k2_c8_o3_k7", dict(in_len=24, in_ch=8, out_ch=3, kernel=7, experts=2, seed=43)),
+]:
+    case("CONV_2D", _args[0])(lambda a=_args[1]: dyagg_model(**a))
+
+
 def dwconv_model(in_len, in_ch, mult, kernel, stride, padding, act=NONE, seed=0) -> bytes:
     rng = np.random.default_rng(seed)
     b = ModelBuilder()
@@ -119,6 +176,10 @@ case("FULLY_CONNECTED", "32_to_4")(lambda: fc_model(1, 32, 4))
 case("FULLY_CONNECTED", "single_input_relu")(lambda: fc_model(1, 1, 3, act=RELU, seed=1))
 case("FULLY_CONNECTED", "batched_5x17_to_9")(lambda: fc_model(5, 17, 9, seed=2))
 case("FULLY_CONNECTED", "per_channel")(lambda: fc_model(1, 24, 6, per_channel=True, seed=3))
+# 2 or 4 inputs, per tensor: the aggregation path of mn_fc.c (here with a bias, as BENCH_OP calls it;
+# the dyagg cases of CONV_2D run it without), four outputs per word and an odd tail
+case("FULLY_CONNECTED", "aggregation_4_to_37_bias_relu")(lambda: fc_model(2, 4, 37, act=RELU, seed=4))
+case("FULLY_CONNECTED", "aggregation_2_to_22_bias")(lambda: fc_model(1, 2, 22, seed=5))
 
 
 def reshape_model(shape_in, shape_out, seed=0) -> bytes:

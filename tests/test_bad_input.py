@@ -335,6 +335,9 @@ CASES = [
                  id="search-ram-more-than-the-board-has"),
     pytest.param(Case(["profile", "run", "--ram", "4M"], 2, ("4,194,304 bytes", "more than nucleo-l552ze-q has"),
                       run=True), id="profile-ram-more-than-the-board-has"),
+    pytest.param(Case([*SEARCH, "--latency", "50ms", "--scale", "7"], 2,
+                      ("--scale '7'", "width multiplier from 0.25, 0.375", "auto sizes the space")),
+                 id="search-scale-not-on-the-ladder"),
     # -- boards -------------------------------------------------------------------------------
     pytest.param(Case([*SEARCH, "--target", "nucleo-f44re", "--latency", "50ms"], 2,
                       ("unknown board 'nucleo-f44re'", DID_YOU_MEAN)), id="search-unknown-board"),

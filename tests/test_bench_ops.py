@@ -70,8 +70,8 @@ PACKING = {
     "DEPTHWISE_CONV_2D": ({"in_len": 40, "in_ch": 16, "out_len": 40, "depth_multiplier": 1, "kernel": 3,
                            "stride": 1, "dilation": 1, "pad_before": 1},
                           [40, 16, 40, 1, 3, 1, 1, 1, 128, -128, -128, 127]),
-    "FULLY_CONNECTED": ({"batches": 1, "in_features": 32, "out_features": 4, "per_channel": 1},
-                        [1, 32, 4, 128, 0, 0, -128, 127, 1]),
+    "FULLY_CONNECTED": ({"batches": 1, "in_features": 32, "out_features": 4, "per_channel": 1, "has_bias": 1},
+                        [1, 32, 4, 128, 0, 0, -128, 127, 1, 1]),
     # scale ratio 2 = 2^30 * 2^(2-31), 1/100 folded in: (2^30 << 6) // 100, shift 2 - 6
     "MEAN": ({"outer": 1, "reduce": 100, "inner": 16}, [1, 100, 16, -128, -128, 687194767, -4]),
     "AVERAGE_POOL_2D": ({"in_len": 50, "ch": 24, "out_len": 1, "filter": 50, "stride": 1, "pad_before": 0},
@@ -99,6 +99,11 @@ PACKING = {
     # 0.05/128/0.035 = 23406 * 2^(-6-15) (Q15), 0.05/128/(3/32768) = 17476 * 2^(3-15)
     "HARD_SWISH": ({"size": 1024}, [1024, 0, -117, 17476, 3, 23406, -6]),
     "QUANTIZE": ({"size": 1200}, [1200, -128, -100, 1431655765, 0]),  # 1/1.5 = 1431655765 * 2^-31
+    # geometry, experts, att_stride, then the input offset of a ReLU output and filter_stride 0
+    # (BENCH_OP gives every expert the same filter: the cost does not depend on the weights)
+    "FUSED_CONV_MUL_ADD": ({"in_len": 64, "in_ch": 32, "out_len": 64, "out_ch": 32, "kernel": 5, "stride": 1,
+                            "dilation": 1, "pad_before": 2, "groups": 1, "experts": 4, "att_stride": 0},
+                           [64, 32, 64, 32, 5, 1, 1, 2, 1, 4, 0, 128, 0]),
     "CONCATENATION": ({"outer": 64, "count": 2, "out_row": 16}, [64, 2, 16]),
 }
 
@@ -122,7 +127,8 @@ def test_kernel_ids_and_cost_fields_cover_every_executing_runtime_op():
     # RESHAPE, EXPAND_DIMS, SQUEEZE are views; DEQUANTIZE is an edge of the float API
     executing = {op.name for op in list_runtime_ops() if not op.view and not op.edge}
     assert set(BENCH_KERNELS) == set(COST_FIELDS) == set(PARAM_FIELDS) == executing == set(PACKING)
-    assert sorted(BENCH_KERNELS.values()) == list(range(1, 19))
+    # 19..22: issue 14's ids, handed out to branches built side by side
+    assert set(range(1, 19)) <= set(BENCH_KERNELS.values()) <= set(range(1, 23))
     for op, fields in COST_FIELDS.items():
         # every cost field is a params field, except ADD/MUL's fused ReLU (the exporter reports it
         # beside the struct: it changes the cost through the output quantisation, not a field)
@@ -142,7 +148,7 @@ def test_params_layout_matches_the_runtime_header():
                "SOFTMAX": "mn_softmax_params", "LOGISTIC": "mn_logistic_params", "PAD": "mn_pad_params",
                "STRIDED_SLICE": "mn_slice_params", "RELU": "mn_relu_params", "RELU6": "mn_relu_params",
                "TANH": "mn_tanh_params", "HARD_SWISH": "mn_hard_swish_params", "QUANTIZE": "mn_quantize_params",
-               "CONCATENATION": "mn_concat_params"}
+               "CONCATENATION": "mn_concat_params", "FUSED_CONV_MUL_ADD": "mn_conv_mul_add_params"}
 
     def fields(name: str) -> list[str]:
         body = re.search(r"typedef struct \{([^{}]*)\} " + name + ";", header).group(1)
@@ -188,14 +194,14 @@ REQUEST_BYTES = {
         "28000000100000002800000001000000030000000100000001000000010000008000000080ffffff80ffffff7f000000",
     "DEPTHWISE_CONV_2D(in_len=33,in_ch=10,out_len=17,depth_multiplier=2,kernel=5,stride=2,dilation=1,pad_before=2)":
         "210000000a0000001100000002000000050000000200000001000000020000008000000080ffffff80ffffff7f000000",
-    "FULLY_CONNECTED(batches=1,in_features=12,out_features=2,per_channel=1)":
-        "010000000c0000000200000080000000000000000000000080ffffff7f00000001000000",
-    "FULLY_CONNECTED(batches=1,in_features=12,out_features=24,per_channel=1)":
-        "010000000c0000001800000080000000000000000000000080ffffff7f00000001000000",
-    "FULLY_CONNECTED(batches=1,in_features=12,out_features=32,per_channel=1)":
-        "010000000c0000002000000080000000000000000000000080ffffff7f00000001000000",
-    "FULLY_CONNECTED(batches=3,in_features=30,out_features=5,per_channel=0)":
-        "030000001e0000000500000080000000000000000000000080ffffff7f00000000000000",
+    "FULLY_CONNECTED(batches=1,in_features=12,out_features=2,per_channel=1,has_bias=1)":
+        "010000000c0000000200000080000000000000000000000080ffffff7f0000000100000001000000",
+    "FULLY_CONNECTED(batches=1,in_features=12,out_features=24,per_channel=1,has_bias=1)":
+        "010000000c0000001800000080000000000000000000000080ffffff7f0000000100000001000000",
+    "FULLY_CONNECTED(batches=1,in_features=12,out_features=32,per_channel=1,has_bias=1)":
+        "010000000c0000002000000080000000000000000000000080ffffff7f0000000100000001000000",
+    "FULLY_CONNECTED(batches=3,in_features=30,out_features=5,per_channel=0,has_bias=1)":
+        "030000001e0000000500000080000000000000000000000080ffffff7f0000000000000001000000",
     "MEAN(outer=1,reduce=1,inner=8)":
         "01000000010000000800000080ffffff80ffffff0000004002000000",
     "MEAN(outer=1,reduce=3,inner=8)":
@@ -263,6 +269,11 @@ REQUEST_BYTES = {
     "HARD_SWISH(size=1024)": "00040000000000008bffffff44440000030000006e5b0000faffffff",
     "QUANTIZE(size=1200)": "b004000080ffffff9cffffff5555555500000000",
     "CONCATENATION(outer=64,count=2,out_row=16)": "400000000200000010000000",
+    # added with the op (issue 14): 64, 32, 64, 32, 5, 1, 1, 2, 1, experts 4, att_stride 0, input
+    # offset 128, filter_stride 0
+    "FUSED_CONV_MUL_ADD(in_len=64,in_ch=32,out_len=64,out_ch=32,kernel=5,stride=1,dilation=1,pad_before=2,groups=1,"
+    "experts=4,att_stride=0)":
+        "40000000200000004000000020000000050000000100000001000000020000000100000004000000000000008000000000000000",
 }
 
 
@@ -561,6 +572,55 @@ class Net:
         out[axis] = sum(s[axis] for s in shapes)
         self._op("CONCATENATION", name, asserted, xs, [self.out(out, *q)], axis=axis, fusedActivationFunction=NONE)
 
+    def dyconv(self, name, t, c, o, k, experts, kdna=False):
+        """A split-form DY-Conv (kdna: KernelDNA's conv -> MUL) over X[0:t*c], its attention X[0:n]:
+        the code generator fuses it into one FUSED_CONV_MUL_ADD layer (the index of its last op)."""
+        from .tflite_builder import per_channel_weights
+
+        b, s_in = self.b, 0.04
+        x = self.feed([1, 1, t, c], s_in, -128)
+        att = self.feed([1, o if kdna else experts], 1 / 256, -128)
+        total = None
+        for e in range(experts):
+            w, ws = per_channel_weights(self.rng, (o, 1, k, c))
+            s_c = float(3 * 74 * 73 * math.sqrt(k * c) * s_in * ws.mean() / 128)
+            y4 = self.out([1, 1, t, o], s_c, 0)
+            b.op("CONV_2D", [x, b.tensor(w.shape, data=w, scale=ws, zero_point=np.zeros(o, int)),
+                             b.tensor([o], np.int32, scale=s_in * ws, zero_point=np.zeros(o, int),
+                                      data=self.rng.integers(-2000, 2000, o).astype(np.int32))],
+                 [y4], padding=SAME, strideW=1, strideH=1, dilationWFactor=1, dilationHFactor=1,
+                 fusedActivationFunction=NONE)
+            y = self.out([1, t, o], s_c, 0)
+            b.op("RESHAPE", [y4, b.const_i32([1, t, o])], [y], newShape=np.asarray([1, t, o], np.int32))
+            if kdna:
+                a = att
+            else:
+                a1 = self.out([1, 1], 1 / 256, -128)
+                b.op("STRIDED_SLICE", [att, b.const_i32([0, e]), b.const_i32([1, e + 1]), b.const_i32([1, 1])],
+                     [a1], beginMask=0, endMask=0, shrinkAxisMask=0, ellipsisMask=0, newAxisMask=0)
+                a = self.out([1, 1, 1], 1 / 256, -128)
+                b.op("RESHAPE", [a1, b.const_i32([1, 1, 1])], [a], newShape=np.asarray([1, 1, 1], np.int32))
+            m = self.out([1, t, o], s_c * 0.5, -128 if kdna else 0)
+            args = dict(fusedActivationFunction=RELU if kdna else NONE)
+            if experts == 1:
+                self._op("MUL", name, True, [y, a], [m], **args)
+                self.layers[-1].op = "FUSED_CONV_MUL_ADD"
+                return
+            b.op("MUL", [y, a], [m], **args)
+            if total is None:
+                total = (m, s_c * 0.5)
+                continue
+            last = e == experts - 1
+            s_sum = total[1] * 1.2
+            out = self.out([1, t, o], s_sum, -128 if last else 0)
+            act = RELU if last else NONE
+            if last:
+                self._op("ADD", name, True, [total[0], m], [out], fusedActivationFunction=act)
+                self.layers[-1].op, self.layers[-1].relu = "FUSED_CONV_MUL_ADD", 0
+            else:
+                b.op("ADD", [total[0], m], [out], fusedActivationFunction=act)
+            total = (out, s_sum)
+
     def build(self) -> bytes:
         return self.b.build([self.x], [self.last])
 
@@ -642,6 +702,10 @@ def the_model() -> Net:
     n.concat("channels 2 x [1,64,8]", [[1, 64, 8], [1, 64, 8]], 2)
     n.concat("channels 4 x [1,1,32,8]", [[1, 1, 32, 8]] * 4, 3)
     n.concat("time 2 x [1,20,6]", [[1, 20, 6], [1, 20, 6]], 1)
+    # split-form DY-Conv and KernelDNA chains, fused by the code generator into one call
+    n.dyconv("dyconv K=4 [1,1,64,32]->32 k5", 64, 32, 32, 5, 4)
+    n.dyconv("dyconv K=2 [1,1,50,24]->24 k3", 50, 24, 24, 3, 2)
+    n.dyconv("kdna [1,1,64,32]->32 k5", 64, 32, 32, 5, 1, kdna=True)
     # for information only: costs the table does not model (value-dependent paths)
     n.softmax("INFO input scale 0.00245 (the demo's) [1,4]", [1, 4], 0.00245, 3, asserted=False)
     n.softmax("INFO input scale 0.05 [1,4]", [1, 4], 0.05, 0, asserted=False)

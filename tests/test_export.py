@@ -383,3 +383,35 @@ def test_report_shows_the_int8_loss_and_the_per_layer_error(exported_run, tmp_pa
     text = (run / "report" / "report.md").read_text()
     assert "int8 loss" in text and "int8 vs fp32 output error (validation)" in text
     assert "| head | global average" in text and " LSB) |" in text
+
+
+def test_trained_dyagg_network_exports_bit_exact_and_symmetric(tmp_path, tiny_npz):
+    """A trained network of aggregation-form DY-Conv cells (K = 2 and 4, stride 1 and 2) exports
+    to the graph LiteRT accepts and TFLM runs (no TRANSPOSE; the computed filter symmetric, per
+    tensor), and the C runtime equals TFLM on the test split and on 1,000 random windows."""
+    from firmware_export import verify
+    from firmware_export.tflite_graph import read
+    from micronas.train import TrainConfig
+
+    from .runtime_harness import compare
+
+    toolchain("gcc")
+    arch = {"format": "micronas.arch/1", "input_channels": 4, "input_length": 37, "num_classes": 3,
+            "stem": {"op": "conv", "out": 8, "kernel": 5, "stride": 2},
+            "cells": [{"op": "dyagg", "out": 12, "kernel": 5, "stride": 1, "experts": 4},
+                      {"op": "dyagg", "out": 12, "kernel": 3, "stride": 2, "experts": 2}]}
+    (tmp_path / "arch.json").write_text(json.dumps(arch))
+    run = tmp_path / "run"
+    api.train(tiny_npz, run, arch=tmp_path / "arch.json", cfg=TrainConfig(epochs=8, seed=0))
+    api.export(run)
+    tflite = run / "model_int8.tflite"
+    ops = verify.list_ops(tflite)
+    assert "TRANSPOSE" not in ops and ops.count("CONV_2D") == 3 and ops.count("SOFTMAX") == 2
+    g = read(tflite.read_bytes())
+    computed = [g.tensors[op.inputs[1]] for op in g.ops if op.name == "CONV_2D" and not g.tensors[op.inputs[1]].is_const]
+    assert [t.shape for t in computed] == [(12, 1, 5, 8), (12, 1, 3, 12)]
+    assert all(len(t.scales) == 1 and t.zero_point == 0 for t in computed)
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["runtime_vs_tflm"]["exact_match_rate"] == 1.0 and m["runtime_vs_tflm"]["windows"] == 12
+    r = compare(tflite.read_bytes(), n=1000, seed=3)
+    assert r.tflm_exact_rate == 1.0

@@ -69,7 +69,9 @@ LOWERING_ARCHS = [
                                                                        "stride": 1, "experts": 2}]},
     {"stem": {"op": "conv", "out": 8, "kernel": 7, "stride": 2},
      "cells": [{"op": "wconv", "out": 12, "kernel": 3, "stride": 2}, {"op": "skip"},
-               {"op": "conv", "out": 16, "kernel": 5, "stride": 1}]},
+               {"op": "conv", "out": 16, "kernel": 5, "stride": 1},
+               {"op": "dyagg", "out": 12, "kernel": 5, "stride": 2, "experts": 4},
+               {"op": "dyagg", "out": 12, "kernel": 3, "stride": 1, "experts": 2}]},
 ]
 
 
@@ -150,10 +152,14 @@ def test_lowering_equals_the_exported_model_op_by_op(index, tmp_path):
     assert [(la.op, op_key(la.op, la.fields)) for la in lowered.layers] == \
         [(la.op, op_key(la.op, la.fields)) for la in exported.layers]
     assert lowered.arena_bytes == exported.arena_bytes
+    # every dyconv / kdna chain of the export is one fused call; no MUL or ADD is left over
+    ops = [la.op for la in exported.layers]
+    chains = sum(1 for layer in arch.layers if layer.op in ("dyconv", "kdna"))
+    assert ops.count("FUSED_CONV_MUL_ADD") == chains and "MUL" not in ops and "ADD" not in ops
     # constants: an upper bound, exact but for small tables a model happens to repeat by value
     assert exported.flash_bytes_weights <= lowered.flash_bytes_weights <= 1.03 * exported.flash_bytes_weights
     if index == 0:  # two kdna children of one shape: the parent's int8 weights are emitted once
-        w = [la.call.split(", ")[2] for la in exported.layers if la.op == "CONV_2D"]
+        w = [la.call.split(", ")[2] for la in exported.layers if la.op in ("CONV_2D", "FUSED_CONV_MUL_ADD")]
         assert len(w) - len(set(w)) == 1
 
 

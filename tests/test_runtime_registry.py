@@ -33,7 +33,8 @@ def test_unknown_name_lists_known_and_closest():
 def test_names_and_kernel_ids_are_unique():
     assert len(set(runtime_op_names())) == len(OPS)
     ids = [op.kernel_id for op in bench_ops()]
-    assert ids == list(range(1, len(ids) + 1))  # 1..n, no gaps; 1..12 as before the registry
+    # 1..n, no gaps (1..12 as before the registry)
+    assert ids == list(range(1, len(ids) + 1))
     assert {op.name: op.kernel_id for op in bench_ops() if op.kernel_id <= 12} == {
         "CONV_2D": 1, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 3, "MEAN": 4, "AVERAGE_POOL_2D": 5,
         "MAX_POOL_2D": 6, "ADD": 7, "MUL": 8, "SOFTMAX": 9, "LOGISTIC": 10, "PAD": 11, "STRIDED_SLICE": 12}

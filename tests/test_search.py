@@ -182,7 +182,7 @@ def _peaked(net, pick):
 
 def test_derivation_repairs_an_over_budget_network_then_fills_the_latency_budget(cost_model):
     table, _ = cost_model
-    net = _peaked(_factory(), lambda pos: max(range(len(pos.choices)), key=lambda i: pos.choices[i].op == "dyconv"))
+    net = _peaked(_factory(), lambda pos: max(range(len(pos.choices)), key=lambda i: pos.choices[i].op == "dyagg"))
     biggest = predictor.predict(net.derive(), table)
     budget_ms = biggest.latency_ms / 3
     budgets = Budgets.parse(latency=f"{budget_ms}ms")

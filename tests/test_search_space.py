@@ -62,12 +62,13 @@ def test_batchnorm_folding_preserves_outputs(op):
     torch.testing.assert_close(folded(x), net(x), rtol=1e-5, atol=1e-5)
 
 
-def test_the_space_offers_every_registered_op():
-    from search_space.space import ALL_OPS, DEFAULT_SPACE, position_choices
+def test_the_space_offers_every_registered_op_but_the_split_dyconv():
+    from search_space.space import ALL_OPS, DEFAULT_OPS, DEFAULT_SPACE, position_choices
 
-    assert ALL_OPS == tuple(SEARCH_OPS.names()) == ("conv", "wconv", "dwsep", "dyconv", "kdna", "skip")
+    assert ALL_OPS == tuple(SEARCH_OPS.names()) == ("conv", "wconv", "dwsep", "dyconv", "kdna", "skip", "dyagg")
+    assert DEFAULT_OPS == ("conv", "wconv", "dwsep", "kdna", "skip", "dyagg")
     # conv is trained as wconv where both are offered (its registry entry says so)
-    assert {c.op for c in position_choices(DEFAULT_SPACE, 2)} == {"wconv", "dwsep", "dyconv", "kdna", "skip"}
+    assert {c.op for c in position_choices(DEFAULT_SPACE, 2)} == {"wconv", "dwsep", "kdna", "skip", "dyagg"}
     assert {c.op for c in position_choices(DEFAULT_SPACE, 0)} == {"conv"}
 
 

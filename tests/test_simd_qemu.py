@@ -14,6 +14,7 @@ against TFLM's two rounding steps, for random accumulators and every shift.
 
 from __future__ import annotations
 
+import importlib
 import math
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -26,11 +27,14 @@ from .runtime_cases import CASES, NONE, RELU, RELU6, SAME, VALID, _io_quant, _ou
     fc_model
 from .tflite_builder import ModelBuilder, bias_for, per_channel_weights
 
+importlib.import_module("tests.runtime_cases_fused")  # registers the FUSED_CONV_MUL_ADD cases in CASES
+
 BOARD = "nucleo-f446re"
 N_WINDOWS = 50  # per registry case
 N_WINDOWS_EXTRA = 25  # per SIMD-specific extra case
 WORKERS = 2  # an emulated board busy-waits on its UART, so a QEMU run takes a core
-OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "FUSED_CONV_MUL_ADD")
+N_WINDOWS_FUSED = 1000  # the fused chains (their convs take the SIMD path with the MUL/ADD epilogue)
 
 needs_arm = pytest.mark.skipif(
     shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
@@ -146,7 +150,8 @@ EXTRA = {
 }
 
 ALL = [(op, name, fn) for op in OPS for table in (CASES, EXTRA) for name, fn in table.get(op, {}).items()]
-WINDOWS = {name: N_WINDOWS_EXTRA if name in EXTRA.get(op, {}) else N_WINDOWS for op, name, _ in ALL}
+WINDOWS = {name: N_WINDOWS_EXTRA if name in EXTRA.get(op, {}) else N_WINDOWS_FUSED if op == "FUSED_CONV_MUL_ADD"
+           else N_WINDOWS for op, name, _ in ALL}
 
 
 def _run_case(root: Path, op: str, name: str, fn) -> tuple[np.ndarray, np.ndarray]:

@@ -55,12 +55,14 @@ class Generated:
     timeline: list[dict] = field(default_factory=list)
 
 
-def plan(tflite: Path | bytes | Graph) -> ModelPlan:
+def plan(tflite: Path | bytes | Graph, fuse: bool = True) -> ModelPlan:
     """Plan the C model of a TFLite flatbuffer or graph without rendering any C.
 
     Args:
         tflite: Path or bytes of the int8 model (one int8 input, one int8 output), or a graph
             already read (the search-space lowering builds one without a flatbuffer).
+        fuse: Fuse conv -> MUL -> ADD chains (codegen/fusion.py); False only to measure what
+            fusion saves.
 
     Returns:
         The plan: layers with their params fields and MACs, arena and constant figures.
@@ -69,13 +71,14 @@ def plan(tflite: Path | bytes | Graph) -> ModelPlan:
         ExportError: an op without an emitter, or a shape the runtime does not support.
     """
     if isinstance(tflite, Graph):
-        return plan_model(tflite)
+        return plan_model(tflite, fuse=fuse)
     buf = tflite if isinstance(tflite, bytes) else Path(tflite).read_bytes()
-    return plan_model(read(buf), buf)
+    return plan_model(read(buf), buf, fuse=fuse)
 
 
 def generate(tflite: Path | bytes | Graph, labels: tuple[str, ...] | None, input_mean: tuple[float, ...] | None,
-             input_std: tuple[float, ...] | None, source_name: str = "model_int8.tflite") -> Generated:
+             input_std: tuple[float, ...] | None, source_name: str = "model_int8.tflite",
+             fuse: bool = True) -> Generated:
     """Generate the C model for a TFLite flatbuffer: `plan`, then render it.
 
     Args:
@@ -86,6 +89,7 @@ def generate(tflite: Path | bytes | Graph, labels: tuple[str, ...] | None, input
             None (with `input_std`): not known (mean 0, std 1; the header says so).
         input_std: Per-channel std.
         source_name: The flatbuffer's file name, named in the provenance banner.
+        fuse: Fuse conv -> MUL -> ADD chains (False: only to measure what fusion saves).
 
     Returns:
         The header and source text and the measured figures.
@@ -93,7 +97,7 @@ def generate(tflite: Path | bytes | Graph, labels: tuple[str, ...] | None, input
     Raises:
         ExportError: an op without an emitter, or a shape the runtime does not support.
     """
-    p = plan(tflite)
+    p = plan(tflite, fuse=fuse)
     header, source, calls = render(p, labels, input_mean, input_std, source_name)
     layers = [Layer(la.index, la.op, call, la.macs, la.key_fields) for la, call in zip(p.layers, calls)]
     return Generated(header, source, p.arena_bytes, p.arena_naive_bytes, p.flash_bytes_weights,

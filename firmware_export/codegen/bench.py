@@ -163,19 +163,22 @@ def _render_op(op: RuntimeOp) -> str:
         lines += [f"    if (!({cond}))", f"        MN_BENCH_FAIL({_c_string(chk.message)});"]
     lines.append("    mn_bench_reset();")
     lines += [f"    const uint64_t n_{t.name} = {t.count};" for t in b.tensors]
-    lines += [f"    j.{t.name} = mn_bench_take(n_{t.name}, sizeof *j.{t.name});" for t in b.tensors]
-    lines += [f"    if ({' || '.join(f'!j.{t.name}' for t in b.tensors)}) MN_BENCH_FAIL(MN_BENCH_NO_ROOM);"]
+    lines += [f"    j.{t.name} = {f'!({t.when}) ? 0 : ' if t.when else ''}mn_bench_take(n_{t.name}, sizeof *j.{t.name});"
+              for t in b.tensors]
+    missing = [f"(({t.when}) && !j.{t.name})" if t.when else f"!j.{t.name}" for t in b.tensors]
+    lines += [f"    if ({' || '.join(missing)}) MN_BENCH_FAIL(MN_BENCH_NO_ROOM);"]
     if any(t.fill == "stream" for t in b.tensors):
         lines.append("    uint32_t stream = MN_BENCH_SEED;")
     for t in b.tensors:
+        guard = f"if (j.{t.name}) " if t.when else ""
         if t.fill == "stream":
-            lines.append(f"    mn_bench_fill(j.{t.name}, n_{t.name}, &stream);")
+            lines.append(f"    {guard}mn_bench_fill(j.{t.name}, n_{t.name}, &stream);")
         elif t.fill == "seeded":
-            lines.append(f"    mn_bench_fill_seeded(j.{t.name}, n_{t.name});")
+            lines.append(f"    {guard}mn_bench_fill_seeded(j.{t.name}, n_{t.name});")
         elif isinstance(t.fill, int) and not isinstance(t.fill, bool):
-            lines.append(f"    mn_bench_set_i32(j.{t.name}, n_{t.name}, {t.fill});")
+            lines.append(f"    {guard}mn_bench_set_i32(j.{t.name}, n_{t.name}, {t.fill});")
         elif isinstance(t.fill, str) and t.fill.startswith("helper:"):
-            lines.append(f"    {t.fill.split(':', 1)[1]}(p, j.{t.name}, n_{t.name});")
+            lines.append(f"    {guard}{t.fill.split(':', 1)[1]}(p, j.{t.name}, n_{t.name});")
         elif t.fill != "":
             raise ValueError(f"{op.name} tensor {t.name}: fill {t.fill!r} is not 'stream', 'seeded', '', an int "
                              "or 'helper:NAME'")

@@ -110,6 +110,8 @@ def _conv_quant_fields(op: Op, cg: CodeGen, w: Tensor) -> dict[str, object]:
     """Offsets, clamps and per-channel requantisation shared by both convolutions."""
     x, y = cg.t(op.inputs[0]), cg.t(op.outputs[0])
     mults, shifts = per_channel_multipliers(x, w, y)
+    if len(mults) == 1 and w.shape[0] > 1:  # a per-tensor filter: every channel the same (as TFLM)
+        mults, shifts = mults * w.shape[0], shifts * w.shape[0]
     act_min, act_max = activation_range(op.options["fusedActivationFunction"], y.scale, y.zero_point)
     return {"input_offset": -x.zero_point, "output_offset": y.zero_point, "act_min": act_min,
             "act_max": act_max, "out_multiplier": cg.i32(mults), "out_shift": cg.i32(shifts)}
@@ -142,7 +144,7 @@ def _relu_conv_values() -> dict[str, int]:
     # onnx2tf 1.29.24 lowers a depthwise Conv1d to a grouped CONV_2D (filter [C, 1, K, 1]), which
     # TFLM runs; DEPTHWISE_CONV_2D stays registered for models converted other ways.
     summary="1-D convolution as a [1, 1, T, C] x [O, 1, K, C/groups] conv, per-channel int8",
-    produced_by=("conv", "wconv", "dwsep", "dyconv", "kdna"),
+    produced_by=("conv", "wconv", "dwsep", "dyconv", "kdna", "dyagg"),
     struct="mn_conv_params", function="mn_conv_s8", kernel_id=1,
     cost_fields=("in_len", "in_ch", "out_len", "out_ch", "kernel", "stride", "dilation", "pad_before", "groups"),
     param_fields=("in_len", "in_ch", "out_len", "out_ch", "kernel", "stride", "dilation", "pad_before", "groups",
@@ -165,7 +167,12 @@ class Conv2D(RuntimeOp):
     """CONV_2D as a 1-D (optionally grouped) convolution: filter [O, 1, K, C/groups]."""
 
     def plan(self, op: Op, cg: CodeGen) -> PlannedLayer:
-        w = _require_const(op, cg, 1, "filter")
+        w = cg.t(op.inputs[1])
+        if not w.is_const and (len(w.scales) != 1 or w.zero_point != 0):
+            # a computed filter (dyagg's aggregated kernel): TFLM's int8 conv ignores a filter
+            # zero point and LiteRT refuses one, so only a symmetric per-tensor one is exact
+            raise ExportError(f"CONV_2D computed filter {w.name!r} has {len(w.scales)} scale(s) and zero point "
+                              f"{w.zero_point}; expected one scale and zero point 0 (firmware_export.dyagg)")
         o_ch, kh, kw, cf = w.shape
         g = conv_1d(op, cg, kh, kw)
         if o_ch != g.out_ch or g.in_ch % cf:
@@ -175,7 +182,9 @@ class Conv2D(RuntimeOp):
             "kernel": g.kernel, "stride": g.stride, "dilation": g.dilation, "pad_before": g.pad_before,
             "groups": g.in_ch // cf, **_conv_quant_fields(op, cg, w),
         }
-        return cg.layer(op, fields, [cg.ptr(op.inputs[0]), cg.const(w.data), _bias(op, cg), cg.ptr(op.outputs[0])])
+        # a constant filter lives in flash; a computed one (dyagg) in the arena, where its FC put it
+        filt = cg.const(w.data) if w.is_const else cg.ptr(op.inputs[1])
+        return cg.layer(op, fields, [cg.ptr(op.inputs[0]), filt, _bias(op, cg), cg.ptr(op.outputs[0])])
 
     def macs(self, op: Op, cg: CodeGen) -> int:
         w = cg.t(op.inputs[1])
@@ -236,20 +245,23 @@ class DepthwiseConv2D(RuntimeOp):
 @runtime_op(
     "FULLY_CONNECTED",
     summary="classifier and attention MLPs",
-    produced_by=("dyconv", "kdna"),
+    produced_by=("dyconv", "kdna", "dyagg"),
     struct="mn_fc_params", function="mn_fc_s8", kernel_id=3,
-    cost_fields=("batches", "in_features", "out_features", "per_channel"),
+    cost_fields=("batches", "in_features", "out_features", "per_channel", "has_bias"),
     param_fields=("batches", "in_features", "out_features", "input_offset", "filter_offset", "output_offset",
-                  "act_min", "act_max", "per_channel"),
+                  "act_min", "act_max", "per_channel", "has_bias"),
     bench=Bench(
         call="mn_fc_s8(p, in, w, bias, out)",
         tensors=(BenchTensor("in", "int8_t", "(uint64_t)p->batches * p->in_features", "seeded"),
                  BenchTensor("w", "int8_t", "(uint64_t)p->out_features * p->in_features", "seeded"),
                  BenchTensor("out", "int8_t", "(uint64_t)p->batches * p->out_features", output=True),
-                 BenchTensor("bias", "int32_t", "p->out_features", 0),
+                 BenchTensor("bias", "int32_t", "p->out_features", 0, when="p->has_bias"),
                  *_bench_quant("p->per_channel ? p->out_features : 1")),
-        checks=(check("fc sizes must be 1..16384", dim=("batches", "in_features", "out_features")),
+        checks=(check("fc batches and in_features must be 1..16384", dim=("batches", "in_features")),
+                # dyagg's aggregation FC has out * kernel * in outputs (25,200 at 60 channels, k7)
+                check("fc out_features must be 1..16777216", elems="out_features"),
                 check("per_channel must be 0 or 1", flag="per_channel"),
+                check("has_bias must be 0 or 1", flag="has_bias"),
                 check(_QUANT_MESSAGE, ACT_OK, offset=("input_offset", "filter_offset", "output_offset"))),
     ),
 )
@@ -269,6 +281,7 @@ class FullyConnected(RuntimeOp):
             "batches": batches, "in_features": in_features, "out_features": out_features,
             "input_offset": -x.zero_point, "filter_offset": -w.zero_point, "output_offset": y.zero_point,
             "act_min": act_min, "act_max": act_max, "per_channel": int(len(mults) > 1),
+            "has_bias": int(len(op.inputs) > 2 and op.inputs[2] >= 0),
             "out_multiplier": cg.i32(mults), "out_shift": cg.i32(shifts),
         }
         return cg.layer(op, fields, [cg.ptr(op.inputs[0]), cg.const(w.data), _bias(op, cg), cg.ptr(op.outputs[0])])
@@ -286,7 +299,7 @@ class FullyConnected(RuntimeOp):
 
 
 @runtime_op("RESHAPE", summary="1-D <-> 2-D views around convolutions",
-            produced_by=("conv", "wconv", "dwsep", "dyconv", "kdna"))
+            produced_by=("conv", "wconv", "dwsep", "dyconv", "kdna", "dyagg"))
 class Reshape(RuntimeOp):
     """RESHAPE: a view; the output shares the input's buffer (int8 data is unchanged)."""
 

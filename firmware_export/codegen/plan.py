@@ -15,7 +15,7 @@ import numpy as np
 from micronas_base.errors import ExportError
 
 from ..tflite_graph import Graph, Op, Tensor
-from . import planner
+from . import fusion, planner
 from .registry import RuntimeOp, get_runtime_op, list_runtime_ops, runtime_op_names
 
 CTYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int32): "int32_t", np.dtype(np.uint8): "uint8_t",
@@ -132,15 +132,16 @@ class CodeGen:
         return ArenaRef(self.offsets[self.owner(i)])
 
     # -- constants ---------------------------------------------------------------------
-    def const(self, data: np.ndarray) -> ConstRef:
-        """A constant array holding `data`; identical contents share one array."""
+    def const(self, data: np.ndarray, shared: bool = True) -> ConstRef:
+        """A constant array holding `data`; identical contents share one array unless `shared` is
+        False (a table of kernel parameters, which counts as params do: once per layer)."""
         data = np.ascontiguousarray(data)
         ctype = CTYPES.get(data.dtype)
         if ctype is None:
             raise ExportError(f"constant of dtype {data.dtype} cannot be emitted")
         raw = data.tobytes()
         self.const_bytes_before_sharing += len(raw)
-        key = (ctype, raw)
+        key = (ctype, raw) if shared else (ctype, raw, len(self.consts))
         if key not in self._const_ids:
             self._const_ids[key] = len(self.consts)
             self.consts.append(Const(ctype, data))
@@ -424,12 +425,14 @@ def _activation_buffers(g: Graph, ops: list[Op], views: set[int], cg: CodeGen) -
     return [planner.Buffer(o, g.tensors[o].nbytes, first[o], last.get(o, first[o])) for o in owners if o not in views]
 
 
-def plan_model(g: Graph, tflite: bytes = b"") -> ModelPlan:
+def plan_model(g: Graph, tflite: bytes = b"", fuse: bool = True) -> ModelPlan:
     """Plan the C model of a graph: schedule, views, arena, constants and every kernel call.
 
     Args:
         g: The graph (one input, one output: int8, or float32 through QUANTIZE / DEQUANTIZE).
         tflite: The flatbuffer it was read from, if any (for the provenance banner).
+        fuse: Replace conv -> MUL(attention) -> ADD chains by one fused kernel call each
+            (`fusion.fuse`); False only to measure what fusion saves.
 
     Returns:
         The plan, with the arena and constant figures the generated C will have.
@@ -446,6 +449,9 @@ def plan_model(g: Graph, tflite: bytes = b"") -> ModelPlan:
             raise ExportError(f"model {t.name!r} tensor is {np.dtype(t.dtype).name}; expected int8 (or float32 "
                               "through QUANTIZE / DEQUANTIZE)")
     emitters = emitters_for(g)
+    if fuse:  # conv -> MUL -> ADD chains: one kernel call each, none of their tensors in the arena
+        g = fusion.fuse(g, lambda op: emitters[op.name].view)
+        emitters = emitters_for(g)
     cg = CodeGen(g)
     ops = schedule(g)
     views: set[int] = set()

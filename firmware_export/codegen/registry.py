@@ -91,6 +91,8 @@ class BenchTensor:
             before the timed window (values that depend on the fields, such as row sizes).
         output: Written by the kernel (passed as a non-const pointer).
         into: The params struct's pointer field that points at it ("" : passed to the call).
+        when: A C condition over `p`; when false the tensor is not allocated and the call gets a
+            null pointer (an optional operand such as a bias the model does not have).
     """
 
     name: str
@@ -99,6 +101,7 @@ class BenchTensor:
     fill: str | int = ""
     output: bool = False
     into: str = ""
+    when: str = ""
 
 
 @dataclass(frozen=True)

@@ -92,12 +92,14 @@ void mn_dwconv_s8(const mn_dwconv_params *p, const int8_t *input, const int8_t *
                   int8_t *output);
 
 /* FULLY_CONNECTED: input [batches][in_features], weights [out_features][in_features].
- * per_channel != 0: out_multiplier/out_shift have out_features entries, else one. */
+ * per_channel != 0: out_multiplier/out_shift have out_features entries, else one.
+ * has_bias: whether the call passes a bias (the kernel reads the pointer; the field keys the
+ * latency table: dyagg's aggregation FC has none, and BENCH_OP then passes none either). */
 typedef struct {
     int32_t batches, in_features, out_features;
     int32_t input_offset, filter_offset, output_offset;
     int32_t act_min, act_max;
-    int32_t per_channel;
+    int32_t per_channel, has_bias;
     const int32_t *out_multiplier, *out_shift;
 } mn_fc_params;
 void mn_fc_s8(const mn_fc_params *p, const int8_t *input, const int8_t *weights, const int32_t *bias,
@@ -229,6 +231,33 @@ typedef struct {
 } mn_concat_params;
 void mn_concat_s8(const mn_concat_params *p, const int8_t *const *inputs, int8_t *output);
 
+/* A fused DY-Conv / KernelDNA chain (the code generator recognises it; no TFLite builtin):
+ * `experts` CONV_2D of one input and one geometry, each output scaled by an attention value
+ * (MUL), summed by a chain of experts - 1 ADD, computed as those ops compute it, every
+ * intermediate int8 rounding included, without their intermediate tensors (mn_fused.c).
+ * filters [experts][out_ch][kernel][in_ch/groups], biases [experts][out_ch] (or NULL),
+ * attention: expert e scales channel o by attention[quant[e][0] + o * att_stride],
+ * output [out_len][out_ch]. quant[e]: MN_FUSED_QUANT int32 per expert, in this order: attention
+ * index; conv output offset, act_min, act_max; MUL conv-side offset, attention-side offset,
+ * output offset, multiplier, shift, act_min, act_max; ADD (experts after the first) running-sum
+ * offset, this expert's offset, output offset, left shift, running-sum multiplier and shift,
+ * this expert's multiplier and shift, output multiplier and shift, act_min, act_max. */
+#define MN_FUSED_QUANT 23
+typedef struct {
+    int32_t in_len, in_ch, out_len, out_ch;
+    int32_t kernel, stride, dilation, pad_before, groups;
+    int32_t experts;    /* K >= 1 (1: conv -> MUL, KernelDNA's attention) */
+    int32_t att_stride; /* 0: one attention value per expert (DY-Conv), 1: one per output channel */
+    int32_t input_offset;
+    int32_t filter_stride; /* int8 elements from one expert's filter to the next: out_ch * kernel *
+                            * in_ch/groups (0: every expert reads the first; BENCH_OP, to time wide
+                            * layers in little memory: the cost does not depend on the weights) */
+    const int32_t *quant;          /* [experts][MN_FUSED_QUANT] */
+    const int32_t *out_multiplier; /* [experts][out_ch]: the convs' requantisation */
+    const int32_t *out_shift;      /* [experts][out_ch] */
+} mn_conv_mul_add_params;
+void mn_conv_mul_add_s8(const mn_conv_mul_add_params *p, const int8_t *input, const int8_t *filters,
+                        const int32_t *biases, const int8_t *attention, int8_t *output);
 /* QUANTIZE float32 -> int8 and DEQUANTIZE int8 -> float32 at the model's edges (TFLM's
  * AffineQuantize and Dequantize): q = clamp(round(x / scale) + zero_point), halves away from
  * zero, x / scale in float; x = scale * (q - zero_point) in float. */

@@ -29,7 +29,7 @@ static inline void mn_valid_taps(int32_t start, int32_t kernel, int32_t dilation
 
 /* output channel o of any geometry (groups, dilation, stride) */
 static void conv_channel(const mn_conv_params *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
-                         int8_t *output, int32_t o) {
+                         int8_t *output, int32_t o, const mn_conv_epilogue *epi) {
     const int32_t in_per_group = p->in_ch / p->groups;
     const int32_t out_per_group = p->out_ch / p->groups;
     const int32_t taps = p->kernel * in_per_group; /* filter elements per output channel */
@@ -52,7 +52,7 @@ static void conv_channel(const mn_conv_params *p, const int8_t *input, const int
                                  in_per_group, p->input_offset);
             }
         }
-        output[(size_t)t * p->out_ch + o] = mn_rq_out(&rq, acc, p->act_min, p->act_max);
+        mn_conv_store(epi, output + (size_t)t * p->out_ch + o, o, mn_rq_out(&rq, acc, p->act_min, p->act_max));
     }
 }
 
@@ -137,7 +137,43 @@ typedef struct {
     uint32_t lo4, hi4; /* activation clamp in every byte */
     int32_t cout;
     int32_t nb; /* 4-byte steps in wbuf */
+    const mn_conv_epilogue *epi; /* NULL: store the outputs (a plain conv) */
+    int32_t o;                   /* the pair's first channel (for the epilogue) */
 } mn_blk2x2;
+
+/* A 2x2 block's four conv outputs v (bytes: [t o, t o+1, t+1 o, t+1 o+1]) through the epilogue.
+ * Out of line: the block's own code keeps its registers; the tabulated form (DY-Conv's ADD) is
+ * straight-line. */
+__attribute__((noinline)) static void conv_block_epilogue(const mn_conv_epilogue *e, int8_t *y, int32_t cout,
+                                                          int32_t o, uint32_t v) {
+    if (e->tabulated) {
+        y[0] = mn_epilogue_tab(e, (int8_t)v, y[0]);
+        y[1] = mn_epilogue_tab(e, (int8_t)(v >> 8), y[1]);
+        y[cout] = mn_epilogue_tab(e, (int8_t)(v >> 16), y[cout]);
+        y[cout + 1] = mn_epilogue_tab(e, (int8_t)(v >> 24), y[cout + 1]);
+        return;
+    }
+    if (e->mul_table) { /* the first of several experts: its MUL's output, tabulated */
+        y[0] = e->mul_table[(int8_t)v + 128];
+        y[1] = e->mul_table[(int8_t)(v >> 8) + 128];
+        y[cout] = e->mul_table[(int8_t)(v >> 16) + 128];
+        y[cout + 1] = e->mul_table[(int8_t)(v >> 24) + 128];
+        return;
+    }
+    if (!e->add && e->mul_rq.sh >= 0) { /* a MUL alone (KernelDNA): the two channels' factors once */
+        const int32_t a0 = (int32_t)e->att[o * e->att_stride] + e->mul_att_offset;
+        const int32_t a1 = (int32_t)e->att[(o + 1) * e->att_stride] + e->mul_att_offset;
+        y[0] = mn_epilogue_mul_fast(e, (int8_t)v, a0);
+        y[1] = mn_epilogue_mul_fast(e, (int8_t)(v >> 8), a1);
+        y[cout] = mn_epilogue_mul_fast(e, (int8_t)(v >> 16), a0);
+        y[cout + 1] = mn_epilogue_mul_fast(e, (int8_t)(v >> 24), a1);
+        return;
+    }
+    mn_conv_store(e, y, o, (int8_t)v);
+    mn_conv_store(e, y + 1, o + 1, (int8_t)(v >> 8));
+    mn_conv_store(e, y + cout, o, (int8_t)(v >> 16));
+    mn_conv_store(e, y + cout + 1, o + 1, (int8_t)(v >> 24));
+}
 
 /* Output steps t, t+1 (windows at x, x + xstep) of channels o, o+1 into y[0..1], y[cout..cout+1]. */
 __attribute__((noinline)) static void conv_block_2x2(const mn_blk2x2 *k, const int8_t *x, int8_t *y) {
@@ -180,6 +216,10 @@ __attribute__((noinline)) static void conv_block_2x2(const mn_blk2x2 *k, const i
     MN_BFI8(v, __ssat(mn_rq_fast(a10, k->m0, k->r0, k->s0), 8), 16);
     MN_BFI8(v, __ssat(mn_rq_fast(a11, k->m1, k->r1, k->s1), 8), 24);
     v = mn_clamp_s8x4(v, k->lo4, k->hi4);
+    if (k->epi) { /* a fused consumer folds each output into what y holds */
+        conv_block_epilogue(k->epi, y, k->cout, k->o, v);
+        return;
+    }
     const uint16_t v0 = (uint16_t)v, v1 = (uint16_t)(v >> 16);
     memcpy(y, &v0, 2);
     memcpy(y + k->cout, &v1, 2);
@@ -188,7 +228,8 @@ __attribute__((noinline)) static void conv_block_2x2(const mn_blk2x2 *k, const i
 /* Channels o, o+1 (filter rows w, w + n), interior steps t0 .. t1-1 in pairs (t1 - t0 even),
  * both channels in the fast requantisation form. */
 static void conv_pair_interior(const mn_conv_params *p, const int8_t *input, const int8_t *w, int32_t b0,
-                               int32_t b1, const mn_rq *q0, const mn_rq *q1, int8_t *out, int32_t t0, int32_t t1) {
+                               int32_t b1, const mn_rq *q0, const mn_rq *q1, int8_t *out, int32_t t0, int32_t t1,
+                               const mn_conv_epilogue *epi, int32_t o) {
     uint32_t wbuf[4 * MN_WBUF_STEPS];
     const int32_t n = p->kernel * p->in_ch;
     mn_blk2x2 k;
@@ -227,6 +268,8 @@ static void conv_pair_interior(const mn_conv_params *p, const int8_t *input, con
     k.lo4 = 0x01010101u * (uint8_t)p->act_min;
     k.hi4 = 0x01010101u * (uint8_t)p->act_max;
     k.cout = p->out_ch;
+    k.epi = epi;
+    k.o = o;
     const int8_t *x = input + (size_t)(t0 * p->stride - p->pad_before) * p->in_ch;
     int8_t *y = out + (size_t)t0 * p->out_ch;
     int8_t *const yend = out + (size_t)t1 * p->out_ch;
@@ -237,7 +280,8 @@ static void conv_pair_interior(const mn_conv_params *p, const int8_t *input, con
 /* Channels o, o+1, steps t_from .. t_to-1 one at a time, from the valid part of each window:
  * the border steps, an odd interior step, and channel pairs not in the fast form. */
 static void conv_pair_edge(const mn_conv_params *p, const int8_t *input, const int8_t *w, int32_t b0, int32_t b1,
-                           const mn_rq *q0, const mn_rq *q1, int8_t *out, int32_t t_from, int32_t t_to) {
+                           const mn_rq *q0, const mn_rq *q1, int8_t *out, int32_t t_from, int32_t t_to,
+                           const mn_conv_epilogue *epi, int32_t o) {
     const int32_t cin = p->in_ch, n = p->kernel * cin;
     for (int32_t t = t_from; t < t_to; ++t) {
         const int32_t start = t * p->stride - p->pad_before;
@@ -246,14 +290,14 @@ static void conv_pair_edge(const mn_conv_params *p, const int8_t *input, const i
         int32_t a0 = b0, a1 = b1;
         mn_dot_1x2_off(input + (size_t)(start + klo) * cin, w + (size_t)klo * cin, n, (khi - klo) * cin,
                        p->input_offset, &a0, &a1);
-        out[(size_t)t * p->out_ch] = mn_rq_out(q0, a0, p->act_min, p->act_max);
-        out[(size_t)t * p->out_ch + 1] = mn_rq_out(q1, a1, p->act_min, p->act_max);
+        mn_conv_store(epi, out + (size_t)t * p->out_ch, o, mn_rq_out(q0, a0, p->act_min, p->act_max));
+        mn_conv_store(epi, out + (size_t)t * p->out_ch + 1, o + 1, mn_rq_out(q1, a1, p->act_min, p->act_max));
     }
 }
 
 /* groups 1, dilation 1 */
 static void conv_dense_simd(const mn_conv_params *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
-                            int8_t *output) {
+                            int8_t *output, const mn_conv_epilogue *epi) {
     const int32_t stride = p->stride, pad = p->pad_before, n = p->kernel * p->in_ch;
     /* interior steps [t0, t1): the whole window inside the input */
     int32_t t0 = (pad + stride - 1) / stride;
@@ -268,26 +312,31 @@ static void conv_dense_simd(const mn_conv_params *p, const int8_t *input, const 
         const mn_rq q1 = mn_rq_make(p->out_multiplier[o + 1], p->out_shift[o + 1], p->output_offset);
         const int32_t b0 = bias ? bias[o] : 0, b1 = bias ? bias[o + 1] : 0;
         if (q0.sh < 0 || q1.sh < 0) { /* a scale outside the fast form: all steps one at a time */
-            conv_pair_edge(p, input, w, b0, b1, &q0, &q1, output + o, 0, p->out_len);
+            conv_pair_edge(p, input, w, b0, b1, &q0, &q1, output + o, 0, p->out_len, epi, o);
             continue;
         }
-        conv_pair_edge(p, input, w, b0, b1, &q0, &q1, output + o, 0, t0);
-        if (t2 > t0) conv_pair_interior(p, input, w, b0, b1, &q0, &q1, output + o, t0, t2);
-        conv_pair_edge(p, input, w, b0, b1, &q0, &q1, output + o, t2, p->out_len);
+        conv_pair_edge(p, input, w, b0, b1, &q0, &q1, output + o, 0, t0, epi, o);
+        if (t2 > t0) conv_pair_interior(p, input, w, b0, b1, &q0, &q1, output + o, t0, t2, epi, o);
+        conv_pair_edge(p, input, w, b0, b1, &q0, &q1, output + o, t2, p->out_len, epi, o);
     }
-    if (o < p->out_ch) conv_channel(p, input, filter, bias, output, o); /* an odd last channel */
+    if (o < p->out_ch) conv_channel(p, input, filter, bias, output, o, epi); /* an odd last channel */
 }
 #endif /* MICRONAS_SIMD */
 
-void mn_conv_s8(const mn_conv_params *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
-                int8_t *output) {
+void mn_conv_s8_epilogue(const mn_conv_params *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
+                         int8_t *output, const mn_conv_epilogue *epi) {
 #if MICRONAS_SIMD
     if (p->groups == 1 && p->dilation == 1) {
-        conv_dense_simd(p, input, filter, bias, output);
+        conv_dense_simd(p, input, filter, bias, output, epi);
         return;
     }
 #endif
-    for (int32_t o = 0; o < p->out_ch; ++o) conv_channel(p, input, filter, bias, output, o);
+    for (int32_t o = 0; o < p->out_ch; ++o) conv_channel(p, input, filter, bias, output, o, epi);
+}
+
+void mn_conv_s8(const mn_conv_params *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
+                int8_t *output) {
+    mn_conv_s8_epilogue(p, input, filter, bias, output, NULL);
 }
 
 #if MICRONAS_SIMD

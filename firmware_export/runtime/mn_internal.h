@@ -71,6 +71,89 @@ static inline int8_t mn_rq_out(const mn_rq *q, int32_t acc, int32_t act_min, int
     return (int8_t)mn_clamp(mn_rq_apply(q, acc), act_min, act_max);
 }
 
+/* ---- a convolution's outputs folded into a consumer (mn_fused.c) ----------------------------
+ *
+ * The fused CONV_2D -> MUL(attention) [-> ADD] kernel runs the convolution of mn_conv.c with an
+ * epilogue: each int8 output c of channel o, as the plain conv would store it, is instead
+ *     m = clamp(requantize((c + mul_conv_offset) * (att[o * att_stride] + mul_att_offset)) + z_mul)
+ * (TFLM's MUL), and for every expert after the first also folded into the running sum r that
+ * the output element holds, as TFLM's ADD of r and m (either may be ADD's first input: each
+ * side gets that input's offset and multiplier):
+ *     r' = clamp(requantize(scale(r) + scale(m)) + z_add),
+ *     scale(x) = requantize((x + offset) * 2^left_shift, multiplier_x, shift_x).
+ * Every intermediate int8 of the unfused graph is formed exactly as its kernel forms it, so the
+ * result is bit-exact; the output element is the only storage. */
+typedef struct {
+    const int8_t *att;   /* the attention tensor: att[o * att_stride] scales channel o */
+    int32_t att_stride;  /* 0: one value for every channel (DY-Conv), 1: one per channel (KernelDNA) */
+    int32_t mul_conv_offset, mul_att_offset;
+    mn_rq mul_rq; /* MUL's requantisation with its output offset */
+    int32_t mul_min, mul_max;
+    int32_t add; /* 0: the first expert (m is the running value), 1: ADD m into it */
+    /* [256] or NULL: scale(m(c)) of every conv output c at c + 128, for a scalar attention (m then
+     * depends on c alone; mn_fused.c fills it per expert, 256 evaluations of the formula below) */
+    const int32_t *new_scaled;
+    const int32_t *prev_scaled; /* [256] or NULL: the running sum's rescaling, at prev + 128 */
+    int32_t add_prev_offset, add_new_offset, left_shift;
+    int32_t prev_mult, prev_exp, new_mult, new_exp; /* ADD's input rescaling: multiplier, -shift >= 0 */
+    mn_rq add_out_rq; /* the sum's requantisation with ADD's output offset */
+    int32_t add_min, add_max;
+    int32_t tabulated; /* both tables and the fast requantisation form: mn_epilogue_tab applies */
+    const int8_t *mul_table; /* [256] or NULL: the first expert's MUL output of every c, at c + 128 */
+} mn_conv_epilogue;
+
+/* TFLM's MultiplyByQuantizedMultiplierSmallerThanOneExp(v, m, -e) for |v| < 2^30 (an ADD input
+ * times 2^20): SRDHM cannot saturate there, so it is one 64-bit multiply-add and shift. */
+static inline int32_t mn_rq_below_one(int32_t v, int32_t m, int32_t e) {
+    return mn_rounding_divide_by_pot((int32_t)(((int64_t)v * m + ((int64_t)1 << 30)) >> 31), e);
+}
+
+/* MUL's int8 output for conv output c and attention factor a (the value plus its offset), in
+ * the fast requantisation form (mul_rq.sh >= 0) */
+static inline int8_t mn_epilogue_mul_fast(const mn_conv_epilogue *e, int32_t c, int32_t a) {
+    return (int8_t)mn_clamp(mn_rq_fast((c + e->mul_conv_offset) * a, e->mul_rq.mult, e->mul_rq.rhi, e->mul_rq.sh),
+                            e->mul_min, e->mul_max);
+}
+
+/* MUL's int8 output for conv output c of channel o */
+static inline int32_t mn_epilogue_mul(const mn_conv_epilogue *e, int32_t o, int32_t c) {
+    const int32_t a = (int32_t)e->att[o * e->att_stride] + e->mul_att_offset;
+    return mn_clamp(mn_rq_apply(&e->mul_rq, (c + e->mul_conv_offset) * a), e->mul_min, e->mul_max);
+}
+
+/* ADD's rescaled second term for MUL output m */
+static inline int32_t mn_epilogue_new(const mn_conv_epilogue *e, int32_t m) {
+    return mn_rq_below_one((m + e->add_new_offset) * ((int32_t)1 << e->left_shift), e->new_mult, e->new_exp);
+}
+
+/* ADD's rescaled running sum */
+static inline int32_t mn_epilogue_prev(const mn_conv_epilogue *e, int32_t prev) {
+    return mn_rq_below_one((prev + e->add_prev_offset) * ((int32_t)1 << e->left_shift), e->prev_mult, e->prev_exp);
+}
+
+static inline int8_t mn_epilogue_apply(const mn_conv_epilogue *e, int32_t o, int32_t c, int32_t prev) {
+    if (!e->add) return e->mul_table ? e->mul_table[c + 128] : (int8_t)mn_epilogue_mul(e, o, c);
+    const int32_t sn = e->new_scaled ? e->new_scaled[c + 128] : mn_epilogue_new(e, mn_epilogue_mul(e, o, c));
+    const int32_t sp = e->prev_scaled ? e->prev_scaled[prev + 128] : mn_epilogue_prev(e, prev);
+    return (int8_t)mn_clamp(mn_rq_apply(&e->add_out_rq, sp + sn), e->add_min, e->add_max);
+}
+
+/* mn_epilogue_apply when e->tabulated: two table loads, one requantisation, the clamp */
+static inline int8_t mn_epilogue_tab(const mn_conv_epilogue *e, int32_t c, int32_t prev) {
+    const int32_t sum = e->prev_scaled[prev + 128] + e->new_scaled[c + 128];
+    return (int8_t)mn_clamp(mn_rq_fast(sum, e->add_out_rq.mult, e->add_out_rq.rhi, e->add_out_rq.sh), e->add_min,
+                            e->add_max);
+}
+
+/* the conv's int8 output v of channel o into *dst: stored (epi NULL) or folded by the epilogue */
+static inline void mn_conv_store(const mn_conv_epilogue *epi, int8_t *dst, int32_t o, int8_t v) {
+    *dst = epi ? mn_epilogue_apply(epi, o, v, *dst) : v;
+}
+
+/* mn_conv_s8 with every output passed through `epi` (NULL: mn_conv_s8 itself) */
+void mn_conv_s8_epilogue(const mn_conv_params *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
+                         int8_t *output, const mn_conv_epilogue *epi);
+
 #if MICRONAS_SIMD
 #include <arm_acle.h>
 

@@ -130,7 +130,7 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
     from latency_tables import predict as predictor
     from micronas import search as dnas
     from micronas import tables
-    from search_space.space import DEFAULT_SPACE, position_choices
+    from search_space.space import position_choices
     from search_space.supernet import SuperNet
 
     stage = on_stage or no_stage
@@ -162,20 +162,18 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
         table = tables.build_table(board, *shape, out_table, on_stage=stage)
     measure = ((lambda keys: tables.measure_into(table, keys, port=port, on_stage=stage))
                if port is not None or have_emulator() else None)
-    cm = costs_mod.build_costs(DEFAULT_SPACE, table, measure_missing=measure)
-    mins = minimum_costs(cm, table)
-    check_feasible(budgets, mins, board)
+    space, scale, cm, mins = _sized_space(table, budgets, board, cfg, measure, stage)
     run = RunDir.create(out)  # only now: an infeasible budget leaves nothing behind
     with run.locked("search"):
 
-        choices = [position_choices(DEFAULT_SPACE, i) for i in range(len(DEFAULT_SPACE.positions))]
+        choices = [position_choices(space, i) for i in range(len(space.positions))]
 
         def factory():
-            return SuperNet(DEFAULT_SPACE, choices, *shape)
+            return SuperNet(space, choices, *shape)
 
         digest = cfg.digest({"data": data_fingerprint(ds), "budgets": budgets.to_json(), "board": board.name,
-                             "table": table.metadata["runtime_hash"], "space": DEFAULT_SPACE.name})
-        stage(f"DNAS over the {DEFAULT_SPACE.name} space ({cfg.epochs} epochs; supernet checkpointed every epoch)")
+                             "table": table.metadata["runtime_hash"], "space": space.name})
+        stage(f"DNAS over the {space.name} space ({cfg.epochs} epochs; supernet checkpointed every epoch)")
         trajectory = dnas.search(run, factory, cm, scaled, budgets, cfg, digest, on_epoch, must_resume=resume)
         net = dnas.load_supernet(run, factory)
         d = dnas.derive_journaled(run, table, budgets, digest, lambda: _derive(net, table, budgets, cfg, scaled, stage))
@@ -189,6 +187,8 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
                               derived=the_arch.to_json(), repairs=repairs,
                               predicted=PredictionRecord.from_json(d["predicted"]), candidates=d["candidates"],
                               derivation_seconds=d["derivation_seconds"],
+                              space={"name": space.name, "widths": [list(p.widths) for p in space.positions],
+                                     **scale.to_json()},
                               device={"search": "cpu", "candidates": "cpu", "final_training": dev})
         run.write_json("search.json", record.to_json())
         arch_path = run.file("searched_arch.json")
@@ -210,6 +210,63 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
         return SearchResult(run=str(run.path), arch=the_arch.to_json(), repairs=repairs, minimum_costs=mins,
                             predicted=record.predicted, train=done.train, metrics=done.metrics, profile=done.profile,
                             report=report.build(run.path))
+
+
+def shape_of(table: Any) -> tuple[int, int]:
+    """(channels, length) a latency table was built for."""
+    return table.metadata["input_channels"], table.metadata["input_length"]
+
+
+def _sized_space(table: Any, budgets: Budgets, board: Any, cfg: Any, measure: Any, stage: StageCallback) -> tuple:
+    """The search space scaled to the budget (`micronas.space_scale`), its cost model and minimum
+    costs. An automatic scale whose cheapest network misses a budget steps down; one whose table
+    entries cannot be measured here (no emulator or board) falls back to the space as defined.
+
+    Raises:
+        BudgetError: even the space's smallest scale cannot meet a budget (naming the minimum).
+        ConfigError: a bad --scale.
+    """
+    from latency_tables import costs as costs_mod
+    from latency_tables.predict import MissingEntriesError
+    from micronas import space_scale
+    from search_space.space import DEFAULT_SPACE
+
+    try:
+        given = space_scale.parse(cfg.scale)
+    except ValueError as e:
+        raise ConfigError(str(e), "leave it out (auto sizes the space to the budget)") from None
+    base_cm = costs_mod.build_costs(DEFAULT_SPACE, table, measure_missing=measure)
+    from micronas.tables import bench_scratch_bytes
+
+    scratch = bench_scratch_bytes(board)
+    scale = space_scale.choose(DEFAULT_SPACE, table, base_cm, budgets, given, scratch)
+    while True:
+        space = DEFAULT_SPACE.scaled(scale.multiplier, scale.extra_cells)
+        widest = space_scale.largest_kernel_bytes(space, *shape_of(table))
+        if given is not None and widest > scratch:
+            raise ConfigError(f"--scale {cfg.scale}: the widest layer of the {space.name} space needs {widest:,} bytes "
+                              f"to be measured on {board.name}, whose probe firmware has {scratch:,}",
+                              "choose a smaller --scale, or leave it out (auto stays within the board)")
+        try:
+            cm = base_cm if space is DEFAULT_SPACE else costs_mod.build_costs(space, table, measure_missing=measure)
+        except MissingEntriesError as e:
+            if given is not None:
+                raise
+            stage(f"search space: {space.name} needs latency-table entries this machine cannot measure "
+                  f"({e}); searching the {DEFAULT_SPACE.name} space as defined")
+            scale, space, cm = space_scale.Scale(1.0, 0, "the scaled space's entries could not be measured"), \
+                DEFAULT_SPACE, base_cm
+        mins = minimum_costs(cm, table)
+        try:
+            check_feasible(budgets, mins, board)
+            break
+        except BudgetError:
+            lower = None if given is not None else space_scale.smaller(scale)
+            if lower is None:
+                raise
+            scale = lower
+    stage(f"search space {space.name}: {scale.reason}")
+    return space, scale, cm, mins
 
 
 def _derive(net: Any, table: Any, budgets: Budgets, cfg: Any, scaled: dict, stage: StageCallback) -> tuple:

@@ -118,6 +118,7 @@ static const mn_fc_params mn_p2 = {
     .act_min = -128,
     .act_max = 127,
     .per_channel = 0,
+    .has_bias = 1,
     .out_multiplier = mn_c8,
     .out_shift = mn_c9,
 };
