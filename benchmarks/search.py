@@ -33,6 +33,7 @@ Resumable: finished runs are kept in WORK.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -133,12 +134,35 @@ def splits(data: str, seed: int, val: tuple[str, ...]):
     return {k: (std.apply(X), y.astype(np.int64)) for k, (X, y) in arrays_for(ds, split).items()}
 
 
+def train_random(data: str, folder: Path, archs: list[dict], tcfg, test: tuple, i: int) -> dict:
+    """Train random architecture `i` stand-alone (one thread); its validation and fp32 test
+    accuracy. A pure task of `map_tasks`: what it returns depends on its inputs only."""
+    import torch
+
+    from micronas import api
+    from micronas.rundir import RunDir
+    from micronas.stages.common import folded_model
+    from search_space.arch import from_json as arch_from_json
+
+    out = folder / f"arch{i:02d}"
+    out.mkdir(parents=True, exist_ok=True)
+    (folder / f"arch{i:02d}.json").write_text(json.dumps(archs[i]))
+    t0 = time.monotonic()
+    s = api.train(data, out, arch=folder / f"arch{i:02d}.json", cfg=tcfg, threads=1)
+    model = folded_model(RunDir(out), arch_from_json(archs[i]))
+    with torch.no_grad():
+        acc = float((model(torch.from_numpy(test[0])).argmax(1).numpy() == test[1]).mean())
+    return {"val_acc": s.best["val_acc"], "test_acc_fp32": acc, "seconds": round(time.monotonic() - t0, 1),
+            "run": str(out)}
+
+
 def run_dataset(name: str, spec: dict, args, work: Path, results: dict) -> None:
     import torch
 
     from latency_tables import predict as predictor
     from micronas import api
     from micronas import search as dnas
+    from micronas.parallel import map_tasks
     from micronas.report import arch_summary
     from micronas.rundir import RunDir
     from micronas.stages.common import folded_model
@@ -194,26 +218,22 @@ def run_dataset(name: str, spec: dict, args, work: Path, results: dict) -> None:
         pool = results[pkey]
         data = splits(spec["data"], seed, spec["val"])
 
-        def train_one(i: int) -> dict:
-            if str(i) in pool["runs"]:
-                return pool["runs"][str(i)]
-            out = base / f"random-seed{seed}" / f"arch{i:02d}"
-            out.mkdir(parents=True, exist_ok=True)
-            (out.parent / f"arch{i:02d}.json").write_text(json.dumps(pool["archs"][i]))
-            t0 = time.monotonic()
-            s = api.train(spec["data"], out, arch=out.parent / f"arch{i:02d}.json", cfg=tcfg, threads=1)
-            model = folded_model(RunDir(out), arch_from_json(pool["archs"][i]))
-            with torch.no_grad():
-                test = float((model(torch.from_numpy(data["test"][0])).argmax(1).numpy() == data["test"][1]).mean())
-            pool["runs"][str(i)] = {"val_acc": s.best["val_acc"], "test_acc_fp32": test,
-                                    "seconds": round(time.monotonic() - t0, 1), "run": str(out)}
+        def record(i: int, r: dict) -> dict:
+            pool["runs"][str(i)] = r
             save(work / "results.json", results)
-            log(f"random arch {i} ({arch_summary(pool['archs'][i])}): val {s.best['val_acc']:.3f}, test fp32 {test:.3f}")
-            return pool["runs"][str(i)]
+            log(f"random arch {i} ({arch_summary(pool['archs'][i])}): val {r['val_acc']:.3f}, "
+                f"test fp32 {r['test_acc_fp32']:.3f}")
+            return r
 
-        first = train_one(0)
+        task = functools.partial(train_random, spec["data"], base / f"random-seed{seed}", pool["archs"], tcfg,
+                                 data["test"])
+        first = pool["runs"].get("0") or record(0, task(0))  # alone: its time sets k (equal compute)
         k = 1 + round(search_s / max(first["seconds"], 1e-3))
-        runs = [train_one(i) for i in range(max(k, pool_n))]
+        todo = [i for i in range(1, max(k, pool_n)) if str(i) not in pool["runs"]]
+        # independent trainings: Ray tasks with --ray (one thread each), else one after another
+        for i, r in zip(todo, map_tasks(task, todo)):
+            record(i, r)
+        runs = [pool["runs"][str(i)] for i in range(max(k, pool_n))]
         rkey = f"{name}/random/seed{seed}"
         if rkey not in results or results[rkey]["k"] != k:
             best = max(range(k), key=lambda i: (runs[i]["val_acc"], -i))
@@ -297,8 +317,15 @@ def main() -> int:
     ap.add_argument("--work", default=str(ROOT / "runs" / "bench-search"))
     ap.add_argument("--search-only", action="store_true",
                     help="only the search arm (no random search, CNN or ranking)")
+    ap.add_argument("--ray", type=int, default=0, metavar="N",
+                    help="train the random networks (and score the candidates) as tasks of a local Ray of N CPUs "
+                         "(the scale extra); 0: in this process")
     args = ap.parse_args()
     args.arms = ("search",) if args.search_only else ("search", "random", "cnn", "tau")
+    if args.ray:
+        from micronas.parallel import require_ray
+
+        require_ray("--ray").init(num_cpus=args.ray, include_dashboard=False, log_to_driver=False)
     args.seeds = [int(s) for s in args.seeds.split(",")]
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)

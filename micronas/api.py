@@ -40,7 +40,7 @@ from micronas.data import Dataset, load_dataset
 from micronas.results import (CompileResult, ExportResult, MinimumCosts, PipelineResult, ProfileResult, ReportResult, SearchRecord,
                               SearchResult, TrainResult)
 from micronas.stages.common import (QAT_MODEL, StageCallback, data_fingerprint, folded_model as _folded_model,
-                                    load_run as _load_run, resolve_arch, torch_threads)
+                                    load_run as _load_run, resolve_arch, torch_device, torch_threads)
 from micronas.stages.compile import compile_model, default_out as default_compile_out, is_compiled, \
     profile_compiled
 from micronas.stages.export import MAX_INTERPRETER_LSB_DIFF, QAT_TRIGGER, export, export_int8
@@ -58,5 +58,5 @@ __all__ = [
     "ReportResult", "SearchRecord", "SearchResult", "StageCallback", "TableListing", "TrainResult", "arch_mod",
     "board_budgets", "build_table", "check_board_has", "check_feasible", "compile_model", "default_compile_out", "data_fingerprint", "effective_budgets",
     "export", "export_int8", "is_compiled", "list_tables", "load_dataset", "minimum_costs", "plan_budgets", "profile", "profile_compiled",
-    "resolve_arch", "resolve_board", "search", "torch_threads", "train", "train_export_profile", "verify",
+    "resolve_arch", "resolve_board", "search", "torch_device", "torch_threads", "train", "train_export_profile", "verify",
 ]

@@ -129,6 +129,8 @@ def _handled(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 QUIET = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or result lines (errors only).")]
+DEVICE = Annotated[str, typer.Option(
+    "--device", help="Where torch trains: cpu (default, the tested path), cuda, or auto (cuda when torch sees a GPU).")]
 TIMEOUT = Annotated[float, typer.Option(
     "--timeout", help="Least seconds to wait for a reply before resending; the wait adapts above it (the link's "
     "reply times, the work asked for) and doubles with each resend.")]
@@ -207,6 +209,7 @@ def train(
     force: Annotated[bool, typer.Option(help="Retrain even if the run already holds a model.")] = False,
     augment: Annotated[Optional[str], typer.Option(help=AUGMENT_HELP)] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help=THREADS_HELP)] = None,
+    device: DEVICE = "cpu",
     quiet: QUIET = False,
 ) -> None:
     """Train an architecture on a dataset (fp32); resumes an interrupted run."""
@@ -222,9 +225,11 @@ def train(
     show = Progress.for_cli(quiet)
     show.line(f"training on {data} into {out_dir}")
     n, why = api.torch_threads(threads)
-    show.line(f"torch: {n} intra-op thread{'s' if n > 1 else ''} ({why}), 1 inter-op")
+    dev, dev_why = api.torch_device(device)
+    show.line(f"torch: {n} intra-op thread{'s' if n > 1 else ''} ({why}), 1 inter-op; on {dev} ({dev_why})")
     with show:
-        s = api.train(data, out_dir, arch=arch, cfg=cfg, force=force, on_epoch=_train_counter(show), threads=n)
+        s = api.train(data, out_dir, arch=arch, cfg=cfg, force=force, on_epoch=_train_counter(show), threads=n,
+                      device=dev)
     sp = s.split
     show.line(f"split: {sp.train} train / {sp.val} val / {sp.test} test windows"
               + (" (by subject)" if sp.by_subject else ""))
@@ -538,6 +543,9 @@ def search(
         help="pyserial URL of a real board for the final profile (and missing table entries); default: emulated.")]
     = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help=THREADS_HELP)] = None,
+    device: Annotated[str, typer.Option(
+        "--device", help="Where the final training runs: cpu (default, the tested path), cuda, or auto (cuda when "
+                         "torch sees a GPU); the DNAS runs on the CPU.")] = "cpu",
     timeout: TIMEOUT = DEFAULT_TIMEOUT_S,
     retries: RETRIES = DEFAULT_RETRIES,
     quiet: QUIET = False,
@@ -580,7 +588,7 @@ def search(
                        final_epochs=final_epochs, train_overrides=_augment(augment), on_stage=show.stage,
                        on_epoch=epoch, resume=resume is not None,
                        on_train_epoch=_train_counter(show), on_window=_window_counter(show), threads=threads,
-                       link=link)
+                       link=link, device=device)
     if json_out:
         print(json.dumps(r.to_json(), indent=1))
         return
@@ -601,6 +609,76 @@ def search(
               f"flash: predicted {p.flash_bytes:,} B, ELF {pr.flash_bytes:,} B")
     show.line(f"run: {r.run} (search.json, arch.json, model_int8.tflite, c/, profile.json)")
     show.line(f"report: {r.report.html}")
+
+
+@app.command()
+@_handled
+def sweep(
+    latency: Annotated[str, typer.Option(help="Latency budgets, comma-separated, e.g. 5ms,10ms,20ms,50ms.")],
+    ram: Annotated[str, typer.Option(help="RAM budgets, comma-separated, e.g. 64k,256k. " + SIZE_UNITS_HELP + ".")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Sweep folder: sweep.json, jobs/<name>/, report/ (re-run "
+                                                        "the same command to resume).")],
+    target: Annotated[Optional[str], typer.Option(help="Boards, comma-separated (see `micronas boards`); default "
+                                                       "nucleo-l552ze-q.")] = None,
+    seeds: Annotated[str, typer.Option(help="Seeds, comma-separated, e.g. 0,1,2.")] = "0",
+    data: Annotated[str, typer.Option(help="'basicmotions' (embedded) or a .npz, .ts or .csv file.")] = "basicmotions",
+    epochs: Annotated[int, typer.Option(min=1, max=10000, help="Search epochs of every job.")] = 40,
+    final_epochs: Annotated[int, typer.Option(min=1, max=10000, help="Final-training epochs of every job.")] = 120,
+    candidates: Annotated[int, typer.Option(min=1, max=64, help="Candidates scored at derivation (as search).")] = 8,
+    val_subjects: Annotated[Optional[str], typer.Option(help=VAL_SUBJECTS_HELP)] = None,
+    augment: Annotated[Optional[str], typer.Option(help=AUGMENT_HELP)] = None,
+    address: Annotated[Optional[str], typer.Option(help="An existing Ray cluster (ray://HOST:10001 or auto); "
+                                                        "default: a local Ray started for the sweep.")] = None,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="CPUs of the local Ray: jobs at once (default: CPUs "
+                                                               "available).")] = None,
+    device: DEVICE = "cpu",
+    quiet: QUIET = False,
+) -> None:
+    """Run one search per board x latency budget x RAM budget x seed on Ray; one report with a Pareto plot.
+
+    Needs the scale extra (pip install 'micronas\\[scale]'). Exits 0 when every job met its budgets,
+    1 when some budget cannot be met (reported, the others complete), 2 when a job failed.
+    """
+    from micronas import sweep as sweep_mod
+    from micronas.progress import Progress
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"--device {device!r} is not a device", "use one of auto, cpu, cuda")
+    try:
+        seed_list = tuple(int(v) for v in sweep_mod.parse_list(seeds, "--seeds", "0,1,2"))
+    except ValueError:
+        raise UsageError(f"--seeds {seeds!r} holds something that is not a whole number", "e.g. --seeds 0,1,2") from None
+    if any(v < 0 for v in seed_list):
+        raise UsageError(f"--seeds {seeds!r} holds a negative seed", "seeds are 0 or more")
+    cfg = sweep_mod.SweepConfig(
+        latencies=sweep_mod.parse_list(latency, "--latency", "5ms,10ms"),
+        rams=sweep_mod.parse_list(ram, "--ram", "64k,256k"),
+        targets=sweep_mod.parse_list(target, "--target", "nucleo-l552ze-q,nucleo-f446re") if target else (),
+        seeds=seed_list, data=data, epochs=epochs, final_epochs=final_epochs, candidates=candidates,
+        val_subjects=_subjects(val_subjects), augment=augment, device=device)
+    if augment is not None:
+        _augment(augment)  # a bad list fails now, not in every job
+    from micronas.parallel import require_ray
+
+    require_ray("micronas sweep")  # before anything is written
+    show = Progress.for_cli(quiet)
+    for line in sweep_mod.describe(cfg):
+        show.line(line)
+    r = sweep_mod.run_sweep(cfg, out_dir, address=address, workers=workers, on_stage=show.line)
+    ok, bad, failed = r.count("ok"), r.count("infeasible") + r.count("over_budget"), r.count("failed")
+    show.line(f"{len(r.jobs)} jobs: {ok} ok, {bad} over budget or infeasible, {failed} failed "
+              f"({len(r.ran)} run now, {len(r.skipped)} kept from before; {r.wall_s:.0f} s)")
+    show.line(f"report: {r.report_html}\n        {r.report_md}" + (f"\n  plot: {r.plot}" if r.plot else ""))
+    if failed:
+        names = [n for n, j in r.jobs.items() if j["status"] == "failed"]
+        raise MicronasError(f"{failed} of {len(r.jobs)} sweep jobs failed: {', '.join(names)}",
+                            f"the report and {Path(out_dir) / 'sweep.json'} say why; re-run the same command to "
+                            "retry them (finished jobs are kept)")
+    if bad:
+        from micronas_base.errors import BudgetError
+
+        raise BudgetError(f"{bad} of {len(r.jobs)} sweep jobs cannot meet their budgets (reported in the table)",
+                          f"see {r.report_md}")
 
 
 tables_app = typer.Typer(help="Latency lookup tables: measure every op of the search space on a board, show them.",
@@ -653,6 +731,9 @@ def tables_build(
     from micronas import api
     from micronas.progress import Progress
 
+    if target is not None and "," in target:
+        _tables_build_many(target, port, data, channels, length, classes, out_path, quiet)
+        return
     link = _link(timeout, retries)
     show = Progress.for_cli(quiet)
     with show:
@@ -661,6 +742,34 @@ def tables_build(
                                     "entries", "measuring table entries", total).update(done), link=link)
     if not quiet:
         _show_table(table)
+
+
+def _tables_build_many(target: str, port: Optional[str], data: str, channels: Optional[int], length: Optional[int],
+                       classes: Optional[int], out_dir: Optional[Path], quiet: bool) -> None:
+    """`tables build --target B,C`: one emulated build per board in parallel (Ray or processes)."""
+    from latency_tables import table as table_mod
+    from micronas import sweep
+    from micronas.parallel import ray_installed
+    from micronas.tables import build_tables_for
+
+    if port is not None:
+        raise UsageError(f"--port {port} with --target {target}: a serial port is one board",
+                         "build a real board's table alone (--target NAME --port URL); several boards are emulated")
+    boards = list(sweep.parse_list(target, "--target", "nucleo-l552ze-q,nucleo-f446re"))
+    if not quiet:
+        out.print(f"building {len(boards)} tables in parallel on the emulated cores "
+                  f"({'Ray tasks' if ray_installed() else 'a process pool'}); each resumes on its own", markup=False)
+    results = build_tables_for(boards, data, channels, length, classes, out_dir)
+    worst = 0
+    for r in results:
+        if r.error is None:
+            if not quiet:
+                _show_table(table_mod.load(Path(r.path)))
+        else:
+            worst = max(worst, r.exit_code)
+            err.print(f"error: {r.board}: {r.error}" + (f"\n  hint: {r.hint}" if r.hint else ""), markup=False)
+    if worst:
+        raise typer.Exit(worst)
 
 
 def _show_table(table) -> None:

@@ -333,10 +333,12 @@ class SearchRecord(Record):
     # the searched space: {"name", "widths" per position, "multiplier", "extra_cells", "reason",
     # "reference_ms"} (`micronas.space_scale`); None in older files (the default space)
     space: dict[str, Any] | None = None
+    # where each part ran: {"search", "candidates", "final_training"} -> "cpu" | "cuda"; None in older files
+    device: dict[str, str] | None = None
 
     _nested: ClassVar[dict[str, Any]] = {"budgets": Budgets, "minimum_costs": MinimumCosts,
                                          "predicted": PredictionRecord}
-    _omit_none: ClassVar[tuple[str, ...]] = ("candidates", "derivation_seconds", "space")
+    _omit_none: ClassVar[tuple[str, ...]] = ("candidates", "derivation_seconds", "space", "device")
 
 
 @dataclass(frozen=True)

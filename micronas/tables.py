@@ -413,6 +413,68 @@ def build_table_for(target: str | None, data: str, channels: int | None = None, 
 
 
 @dataclass(frozen=True)
+class BoardBuild:
+    """One board's outcome of `build_tables_for`: its table file, or the error that stopped it."""
+
+    board: str
+    path: str
+    error: str | None = None
+    hint: str | None = None
+    exit_code: int = 0
+
+
+def _build_one(board: str, shape: tuple[int, int, int], out_dir: Path | None,
+               space: str | SearchSpace = "default") -> BoardBuild:
+    """A whole table build for one board; a MicronasError is returned, not raised, so the other
+    boards of `build_tables_for` finish (each build keeps its own journal and resumes)."""
+    out_file = (out_dir or Path(USER_TABLES_DIR)) / default_table_name(board, *shape)
+    try:
+        build_table(resolve_board(board), *shape, out_file, space_name=space)
+    except MicronasError as e:
+        return BoardBuild(board, str(out_file), e.message, e.hint, e.exit_code)
+    return BoardBuild(board, str(out_file))
+
+
+def build_tables_for(targets: list[str], data: str, channels: int | None = None, length: int | None = None,
+                     classes: int | None = None, out_dir: Path | None = None, executor: str | None = None,
+                     workers: int | None = None, space: str | SearchSpace = "default") -> list[BoardBuild]:
+    """`micronas tables build --target B,C,...`: one emulated build per board, in parallel.
+
+    Ray tasks when Ray is installed (a local Ray is started for the call), else a process pool
+    (`micronas.parallel.map_tasks`). Each board's table has its own file and journal
+    (`<table>.partial.jsonl`): a killed multi-board build resumes board by board.
+
+    Args:
+        targets: Board names (two or more).
+        out_dir: Folder of the table files (default ./micronas-tables).
+        executor: Override `map_tasks`'s executor (None: "ray" if installed, else "process").
+        workers: Builds at once (default: CPUs available, at most one per board).
+        space: The search space whose ops are measured (a name of SPACES, or a SearchSpace).
+
+    Returns:
+        One `BoardBuild` per board, in the order given.
+
+    Raises:
+        ConfigError: an unknown board, a repeated one, or `out_dir` is a file.
+    """
+    from micronas.parallel import map_tasks, ray_installed
+
+    boards = [resolve_board(t).name for t in targets]  # unknown names fail here, before any build
+    if len(set(boards)) != len(boards):
+        raise ConfigError(f"--target {','.join(targets)} names a board twice", "give each board once")
+    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ConfigError(f"--out {out_dir} is a file; with several boards --out is the folder of their tables",
+                          "give a folder, or leave --out out for ./micronas-tables")
+    shape = data_shape(data, channels, length, classes)
+    how = executor or ("ray" if ray_installed() else "process")
+    n = min(len(boards), workers or len(os.sched_getaffinity(0)))
+    import functools
+
+    return map_tasks(functools.partial(_build_one, shape=shape, out_dir=out_dir, space=space), boards, executor=how,
+                     workers=n)
+
+
+@dataclass(frozen=True)
 class TableListing:
     """One table file found by `list_tables` (`micronas tables show`)."""
 

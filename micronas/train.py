@@ -57,7 +57,9 @@ def _evaluate(model, X, y) -> tuple[float, float]:
     from torch.nn import functional as F
 
     model.eval()
+    device = next(model.parameters()).device
     with torch.no_grad():
+        X, y = X.to(device), y.to(device)
         logits = model(X)  # (N, classes)
         loss = float(F.cross_entropy(logits, y))
         acc = float((logits.argmax(1) == y).float().mean())
@@ -67,6 +69,9 @@ def _evaluate(model, X, y) -> tuple[float, float]:
 def run_epoch(model, X, y, opt, batch_size: int, gen, augment: tuple[str, ...] = (), label_smoothing: float = 0.0,
               ema=None) -> float:
     """One pass over (X, y) in a seeded random order; returns the mean training loss.
+
+    The order and the augmentation are drawn on the CPU (`gen` is a CPU generator) and each batch
+    is moved to the model's device afterwards, so a GPU run sees the same batches as a CPU run.
 
     Args:
         augment: Transforms of `micronas.augment`, drawn from `gen` after the batch order.
@@ -79,6 +84,7 @@ def run_epoch(model, X, y, opt, batch_size: int, gen, augment: tuple[str, ...] =
     from micronas import augment as aug
 
     model.train()
+    device = next(model.parameters()).device
     order = torch.randperm(len(X), generator=gen)
     total, seen = 0.0, 0
     for i in range(0, len(order), batch_size):
@@ -88,12 +94,16 @@ def run_epoch(model, X, y, opt, batch_size: int, gen, augment: tuple[str, ...] =
         xb, yb = X[idx], y[idx]
         if augment:
             xb = aug.apply(xb, augment, gen)
-        opt.zero_grad()
+        mixed = None
         if "mixup" in augment:
             xb, perm, w = aug.mix(xb, gen)
+            mixed = (yb[perm].to(device), w)
+        xb, yb = xb.to(device), yb.to(device)  # (B, C, T), (B,): drawn on the CPU, then moved
+        opt.zero_grad()
+        if mixed is not None:
             logits = model(xb)
-            loss = (w * F.cross_entropy(logits, yb, label_smoothing=label_smoothing)
-                    + (1 - w) * F.cross_entropy(logits, yb[perm], label_smoothing=label_smoothing))
+            loss = (mixed[1] * F.cross_entropy(logits, yb, label_smoothing=label_smoothing)
+                    + (1 - mixed[1]) * F.cross_entropy(logits, mixed[0], label_smoothing=label_smoothing))
         else:
             loss = F.cross_entropy(model(xb), yb, label_smoothing=label_smoothing)
         loss.backward()
@@ -144,13 +154,13 @@ def read_checkpoint(path, start_over: str) -> dict[str, Any] | None:
     if not path.exists():
         return None
     try:
-        return torch.load(path, weights_only=True)
+        return torch.load(path, weights_only=True, map_location="cpu")  # a GPU run's, read anywhere
     except Exception as e:  # a corrupt checkpoint is not worth keeping
         raise ConfigError(f"{path} is corrupt ({type(e).__name__})", f"delete it to {start_over}: rm {path}") from None
 
 
 def train(run: RunDir, build_model: Callable[[], Any], data: dict[str, tuple[np.ndarray, np.ndarray]],
-          cfg: TrainConfig, digest: str, on_epoch: EpochCallback | None = None) -> dict[str, Any]:
+          cfg: TrainConfig, digest: str, on_epoch: EpochCallback | None = None, device: str = "cpu") -> dict[str, Any]:
     """Train a model on standardised data, resuming from `run/checkpoint.pt` when it matches.
 
     Args:
@@ -162,6 +172,8 @@ def train(run: RunDir, build_model: Callable[[], Any], data: dict[str, tuple[np.
         digest: Identifies the settings + arch + data; a checkpoint with another digest is
             never resumed.
         on_epoch: Called after every epoch with (epoch, epochs, log entry).
+        device: The torch device of the weights ("cpu", "cuda"); data stays on the CPU and
+            moves a batch at a time; the saved weights are on the CPU either way.
 
     Returns:
         The summary written to train_log.json.
@@ -169,7 +181,7 @@ def train(run: RunDir, build_model: Callable[[], Any], data: dict[str, tuple[np.
     import torch
 
     torch.manual_seed(cfg.seed)
-    model = build_model()
+    model = build_model().to(device)  # built on the CPU after seeding: the same initial weights on any device
     Xtr, ytr = (torch.from_numpy(a) for a in data["train"])
     Xva, yva = (torch.from_numpy(a) for a in data["val"])
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -204,20 +216,20 @@ def train(run: RunDir, build_model: Callable[[], Any], data: dict[str, tuple[np.
         history.append(entry)
         if (val_acc, -val_loss) > (best["val_acc"], -best["val_loss"]):
             best = {"epoch": epoch, "val_acc": val_acc, "val_loss": val_loss}
-            best_state = {k: v.detach().clone() for k, v in kept.state_dict().items()}
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in kept.state_dict().items()}
         save_checkpoint(ckpt_path, digest, epoch, stateful, gen, history=history, best=best, best_state=best_state)
         if on_epoch:
             on_epoch(epoch, cfg.epochs, entry)
 
     if cfg.checkpoint_rule == "last":
-        best_state = {k: v.detach().clone() for k, v in kept.state_dict().items()}
+        best_state = {k: v.detach().to("cpu", copy=True) for k, v in kept.state_dict().items()}
         last = history[-1]
         best = {"epoch": last["epoch"], "val_acc": last["val_acc"], "val_loss": last["val_loss"]}
         rule = "the last epoch of the fixed cosine schedule"
     else:
         rule = "best validation accuracy, ties: lower validation loss, then earlier epoch"
     atomic_torch_save(run.file("model.pt"), best_state)
-    summary = {"digest": digest, "checkpoint_rule": rule, "best": best, "history": history}
+    summary = {"digest": digest, "checkpoint_rule": rule, "best": best, "history": history, "device": str(device)}
     run.write_json("train_log.json", summary)
     ckpt_path.unlink(missing_ok=True)
     return summary

@@ -473,3 +473,44 @@ def test_export_predicts_from_a_table_and_matches_the_lowering(exported_run, tmp
     assert m["predicted_for_board"] == "nucleo-l552ze-q" and m["predicted_latency_ms"] > 0
     assert m["predicted_arena_bytes"] == m["arena_bytes_planned"]
     assert "ELF" in m["predicted_flash_source"] and m["latency_table"].endswith("4ch-37-3cls.json")
+
+
+@pytest.mark.slow
+def test_tables_for_two_boards_build_in_parallel_to_the_sequential_figures(built_table, tmp_path):
+    """`tables build --target B,C`: one build per board at once (Ray if installed, else processes);
+    the counts are the emulated core's, so the parallel build equals the sequential one exactly."""
+    from micronas.tables import build_tables_for
+
+    out, sequential = built_table
+    done = build_tables_for(["nucleo-f446re", "nucleo-l552ze-q"], "basicmotions", 4, 29, 3, out_dir=tmp_path,
+                            space=TINY_SPACE)
+    assert [(d.board, d.error) for d in done] == [("nucleo-f446re", None), ("nucleo-l552ze-q", None)]
+    f446, l552 = (table_mod.load(Path(d.path)) for d in done)
+    assert Path(done[0].path).name == "nucleo-f446re-4ch-29-3cls.json"
+    assert f446.entries == sequential.entries and f446.overhead == sequential.overhead
+    assert set(l552.entries) == set(sequential.entries) and l552.metadata["core"] == "cortex-m33"
+    assert l552.entries != f446.entries  # a different core really was measured
+
+
+def test_tables_for_several_boards_report_each_failure_and_keep_the_others(tmp_path, monkeypatch):
+    from micronas import tables as campaigns_mod
+    from micronas_base.errors import ToolchainError
+
+    def fake_build(board, c, t, k, out, space_name="default", **_):  # the dispatch, not the measuring
+        if board.name == "nucleo-h743zi":
+            raise ToolchainError("qemu-system-arm crashed", "run it again")
+        out.write_text(board.name)
+
+    monkeypatch.setattr(campaigns_mod, "build_table", fake_build)
+    done = campaigns_mod.build_tables_for(["nucleo-f446re", "nucleo-h743zi", "nucleo-l552ze-q"], "basicmotions",
+                                          out_dir=tmp_path, executor="inproc")
+    assert [(d.board, d.error, d.exit_code) for d in done] == [
+        ("nucleo-f446re", None, 0), ("nucleo-h743zi", "qemu-system-arm crashed", 2), ("nucleo-l552ze-q", None, 0)]
+    assert (tmp_path / "nucleo-l552ze-q-6ch-100-4cls.json").read_text() == "nucleo-l552ze-q"
+    with pytest.raises(ConfigError, match="names a board twice"):
+        campaigns_mod.build_tables_for(["nucleo-f446re", "nucleo-f446re"], "basicmotions", executor="inproc")
+
+
+def test_cli_tables_build_for_several_boards_refuses_a_port():
+    r = _cli("tables", "build", "--target", "nucleo-f446re,nucleo-l552ze-q", "--port", "loop://")
+    assert r.exit_code == 2 and "a serial port is one board" in r.output and "Traceback" not in r.output

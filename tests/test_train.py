@@ -153,3 +153,51 @@ def test_search_applies_and_echoes_the_thread_count(tmp_path, restore_threads):
         api.search("basicmotions", tmp_path / "run", Budgets.parse(latency="0.1ms"), on_stage=stages.append, threads=3)
     assert torch.get_num_threads() == 3
     assert stages[0] == "torch: 3 intra-op threads (--threads), 1 inter-op"
+
+
+# ---- --device ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("requested, gpu, expected", [
+    ("cpu", True, ("cpu", "--device cpu")),
+    ("auto", False, ("cpu", "--device auto: torch sees no GPU")),
+    ("auto", True, ("cuda", "--device auto: torch sees a GPU")),
+    ("cuda", True, ("cuda", "--device cuda")),
+])
+def test_device_rule(monkeypatch, requested, gpu, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    assert api.torch_device(requested) == expected
+
+
+def test_bad_or_missing_devices_are_clear(monkeypatch):
+    from micronas_base.errors import ToolchainError, UsageError
+
+    with pytest.raises(UsageError, match="--device 'tpu' is not a device"):
+        api.torch_device("tpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ToolchainError, match="--device cuda: torch .* sees no GPU") as e:
+        api.torch_device("cuda")
+    assert "--device cpu" in e.value.hint
+
+
+def test_cli_train_on_a_missing_gpu_exits_2_before_writing(tiny_npz, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU torch can use")
+    from typer.testing import CliRunner
+
+    from micronas.cli import app
+
+    r = CliRunner().invoke(app, ["train", "--data", str(tiny_npz), "--out", str(tmp_path / "r"), "--device", "cuda"])
+    assert r.exit_code == 2 and "sees no GPU" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_training_records_its_device_and_auto_on_a_cpu_machine_equals_cpu(tiny_npz, tiny_arch, tmp_path, monkeypatch):
+    """"auto" without a GPU is the CPU path, bit for bit; the device is in train_log.json."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = TrainConfig(epochs=2, seed=3)
+    api.train(tiny_npz, tmp_path / "cpu", arch=tiny_arch, cfg=cfg, device="cpu")
+    api.train(tiny_npz, tmp_path / "auto", arch=tiny_arch, cfg=cfg, device="auto")
+    logs = [json.loads((tmp_path / d / "train_log.json").read_text()) for d in ("cpu", "auto")]
+    assert [g["device"] for g in logs] == ["cpu", "cpu"] and logs[0]["history"] == logs[1]["history"]
+    a, b = (torch.load(tmp_path / d / "model.pt", weights_only=True) for d in ("cpu", "auto"))
+    assert all(torch.equal(a[k], b[k]) and b[k].device.type == "cpu" for k in a)

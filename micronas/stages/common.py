@@ -216,3 +216,39 @@ def set_torch_threads(requested: int | None = None) -> tuple[int, str]:
     except RuntimeError:  # torch allows it once, before inter-op work starts; it already holds
         pass
     return n, why
+
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def torch_device(requested: str = "cpu") -> tuple[str, str]:
+    """The torch device to train on, and why (for the start-of-run echo).
+
+    Args:
+        requested: "cpu" (the default and the tested path), "cuda", or "auto" (cuda when torch
+            sees a GPU, else cpu).
+
+    Returns:
+        ("cpu" | "cuda", where the choice came from).
+
+    Raises:
+        UsageError: not one of DEVICES.
+        ToolchainError: "cuda" asked for and torch sees no GPU.
+    """
+    from micronas_base.errors import ToolchainError, UsageError
+
+    if requested not in DEVICES:
+        raise UsageError(f"--device {requested!r} is not a device", f"use one of {', '.join(DEVICES)}")
+    if requested == "cpu":
+        return "cpu", "--device cpu"
+    import torch
+
+    seen = torch.cuda.is_available()
+    if requested == "auto":
+        return ("cuda", "--device auto: torch sees a GPU") if seen else ("cpu", "--device auto: torch sees no GPU")
+    if not seen:
+        raise ToolchainError(f"--device cuda: torch {torch.__version__} sees no GPU "
+                             f"(built for CUDA: {torch.version.cuda or 'no, a CPU-only build'})",
+                             "use --device cpu (or auto); for a GPU, install a CUDA build of the same torch version "
+                             "over the CPU one, on a machine with a GPU (docs/commands/sweep.md, GPU)")
+    return "cuda", "--device cuda"

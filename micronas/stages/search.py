@@ -4,6 +4,7 @@ the space, the DNAS, derivation, then `train_export_profile` and the report."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -15,10 +16,12 @@ import numpy as np
 
 from micronas import budgets as budget_mod
 from micronas.budgets import FLASH, LATENCY, RAM
+from micronas.parallel import map_tasks
 from micronas.data import Standardizer, arrays_for, load_dataset, make_split
 from micronas.results import ExportResult, MinimumCosts, PipelineResult, PredictionRecord, SearchRecord, SearchResult
 from micronas.rundir import RunDir, atomic_write_text
-from micronas.stages.common import StageCallback, data_fingerprint, have_emulator, no_stage, set_torch_threads
+from micronas.stages.common import StageCallback, data_fingerprint, have_emulator, no_stage, set_torch_threads, \
+    torch_device
 from micronas.stages.export import export_int8
 from micronas.stages.profile import profile_run
 from micronas.stages.train import train
@@ -90,7 +93,7 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
            on_epoch: EpochCallback | None = None, resume: bool = False,
            on_train_epoch: EpochCallback | None = None,
            on_window: Callable[[int, int], None] | None = None, threads: int | None = None,
-           link: Any = None, train_overrides: dict[str, Any] | None = None) -> SearchResult:
+           link: Any = None, train_overrides: dict[str, Any] | None = None, device: str = "cpu") -> SearchResult:
     """Search, train, export and profile: from data to a measured, budget-checked model.
 
     Budgets not given default to the board's SRAM and flash. Before searching, a budget below
@@ -111,6 +114,8 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
             min(4, CPUs); see `set_torch_threads`).
         train_overrides: TrainConfig fields of the final training other than the defaults
             (e.g. {"augment": (...)}).
+        device: Where the final training runs: "cpu", "cuda" or "auto" (`torch_device`); the
+            DNAS and the candidates' scoring run on the CPU (recorded in search.json).
 
     Returns:
         The architecture, predicted and measured figures, accuracy, the report.
@@ -130,7 +135,10 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
 
     stage = on_stage or no_stage
     n_threads, why = set_torch_threads(threads)  # first: a shared machine is oversubscribed by torch's default
+    dev, dev_why = torch_device(device)
     stage(f"torch: {n_threads} intra-op thread{'s' if n_threads > 1 else ''} ({why}), 1 inter-op")
+    if dev != "cpu" or device != "cpu":
+        stage(f"final training on {dev} ({dev_why}); the DNAS and the candidates' scoring on the CPU")
     cfg = cfg or dnas.SearchConfig()
     board = budget_mod.resolve_board(target)
     budgets = budget_mod.for_board(budgets, board)
@@ -180,7 +188,8 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
                               predicted=PredictionRecord.from_json(d["predicted"]), candidates=d["candidates"],
                               derivation_seconds=d["derivation_seconds"],
                               space={"name": space.name, "widths": [list(p.widths) for p in space.positions],
-                                     **scale.to_json()})
+                                     **scale.to_json()},
+                              device={"search": "cpu", "candidates": "cpu", "final_training": dev})
         run.write_json("search.json", record.to_json())
         arch_path = run.file("searched_arch.json")
         atomic_write_text(arch_path, the_arch.dumps())
@@ -193,7 +202,7 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
         try:
             done = train_export_profile(data, run.path, arch_path, train_cfg, board, budgets, port=port,
                                         profile_windows=profile_windows, on_stage=stage, on_epoch=on_train_epoch,
-                                        on_window=on_window, threads=n_threads, link=link)
+                                        on_window=on_window, threads=n_threads, link=link, device=dev)
         except MicronasError as e:  # over budget on the device, or our chain failed: keep what was made
             _report_anyway(run, stage, e)
             raise
@@ -278,7 +287,8 @@ def _derive(net: Any, table: Any, budgets: Budgets, cfg: Any, scaled: dict, stag
     cands = dnas.derive_candidates(net, table, budgets, cfg.candidates, cfg.seed)
     stage(f"scoring {len(cands)} candidates on validation (supernet weights, {cfg.finetune_epochs:g}-epoch "
           "fine-tune, batch norm recalibrated)")
-    scores = [dnas.score_candidate(net, a, scaled, cfg) for a, _, _ in cands]
+    # independent fine-tunes: Ray tasks when a sweep (or the user) initialised Ray, else here; same scores
+    scores = map_tasks(functools.partial(_score, net, scaled, cfg), [a for a, _, _ in cands])
     best = max(range(len(cands)), key=lambda i: (scores[i], -i))  # ties: the more likely (earlier) one
     record = [{"arch": a.to_json(), "predicted_latency_ms": p.latency_ms, "validation_score": s, "chosen": i == best}
               for i, ((a, p, _), s) in enumerate(zip(cands, scores))]
@@ -286,6 +296,13 @@ def _derive(net: Any, table: Any, budgets: Budgets, cfg: Any, scaled: dict, stag
     stage(f"chose candidate {best + 1} of {len(cands)}: validation {100 * scores[best]:.1f} % "
           f"(the most likely network: {100 * scores[0]:.1f} %)")
     return arch, pred, steps, record
+
+
+def _score(net: Any, scaled: dict, cfg: Any, arch: Any) -> float:
+    """`score_candidate` with the candidate last: the picklable task of `map_tasks`."""
+    from micronas import search as dnas
+
+    return dnas.score_candidate(net, arch, scaled, cfg)
 
 
 def _report_anyway(run: RunDir, stage: StageCallback, error: MicronasError) -> None:
@@ -311,7 +328,7 @@ def train_export_profile(data: str | os.PathLike[str], run_path: str | os.PathLi
                          port: str | None = None, profile_windows: int = 20,
                          on_stage: StageCallback | None = None, on_epoch: EpochCallback | None = None,
                          on_window: Callable[[int, int], None] | None = None,
-                         threads: int | None = None, link: Any = None) -> PipelineResult:
+                         threads: int | None = None, link: Any = None, device: str = "cpu") -> PipelineResult:
     """Train `arch` from scratch into a run, export it to int8 (QAT when PTQ loses any validation
     accuracy) and profile it on the board: the last steps of a search, and how a hand-designed
     baseline is measured the same way. A run holding another model is retrained.
@@ -332,6 +349,7 @@ def train_export_profile(data: str | os.PathLike[str], run_path: str | os.PathLi
         profile_windows: Test windows profiled.
         on_stage, on_epoch, on_window: Progress callbacks.
         threads: torch's intra-op threads, as for `train`.
+        device: The training's torch device, as for `train`.
 
     Returns:
         The kept epoch, metrics.json and profile.json.
@@ -340,9 +358,11 @@ def train_export_profile(data: str | os.PathLike[str], run_path: str | os.PathLi
     board = budget_mod.resolve_board(target)
     with RunDir.create(run_path).locked("train, export and profile"):  # held across the three stages
         try:
-            summary = train(data, run_path, arch=arch, cfg=train_cfg, on_epoch=on_epoch, threads=threads)
+            summary = train(data, run_path, arch=arch, cfg=train_cfg, on_epoch=on_epoch, threads=threads,
+                            device=device)
         except ConfigError:  # the run holds the model of an earlier search of another network: replace it
-            summary = train(data, run_path, arch=arch, cfg=train_cfg, force=True, on_epoch=on_epoch, threads=threads)
+            summary = train(data, run_path, arch=arch, cfg=train_cfg, force=True, on_epoch=on_epoch, threads=threads,
+                            device=device)
         run = RunDir.open(run_path)
         config = run.read_json("config.json")
         config["target"] = board.name  # the record: a later `micronas export` or `profile` of the run uses it

@@ -10,7 +10,7 @@ import numpy as np
 from micronas.data import Standardizer, arrays_for, load_dataset, make_split
 from micronas.results import SplitSizes, TrainResult
 from micronas.rundir import RunDir
-from micronas.stages.common import QAT_MODEL, data_fingerprint, data_spec, resolve_arch, set_torch_threads
+from micronas.stages.common import QAT_MODEL, data_fingerprint, data_spec, resolve_arch, set_torch_threads, torch_device
 from micronas.train import EpochCallback, TrainConfig
 from micronas_base import __version__
 from micronas_base.errors import ConfigError
@@ -18,7 +18,7 @@ from micronas_base.errors import ConfigError
 
 def train(data: str | os.PathLike[str], out: str | os.PathLike[str], arch: str | os.PathLike[str] | None = None,
           cfg: TrainConfig = TrainConfig(), force: bool = False,
-          on_epoch: EpochCallback | None = None, threads: int | None = None) -> TrainResult:
+          on_epoch: EpochCallback | None = None, threads: int | None = None, device: str = "cpu") -> TrainResult:
     """Train an architecture on a dataset into a run directory.
 
     Resumes from the last finished epoch when the run holds a checkpoint with the same settings;
@@ -33,6 +33,7 @@ def train(data: str | os.PathLike[str], out: str | os.PathLike[str], arch: str |
         on_epoch: Progress callback.
         threads: torch's intra-op threads (None: MICRONAS_THREADS, OMP_NUM_THREADS, else
             min(4, CPUs); see `set_torch_threads`).
+        device: "cpu", "cuda" or "auto" (see `torch_device`); recorded in train_log.json.
 
     Returns:
         The run path, arch, split sizes, best epoch and validation accuracy, and whether the
@@ -40,8 +41,10 @@ def train(data: str | os.PathLike[str], out: str | os.PathLike[str], arch: str |
 
     Raises:
         DataError, ConfigError: bad data, arch or run directory.
-        UsageError: a thread count below 1.
+        UsageError: a thread count below 1, or an unknown device.
+        ToolchainError: "cuda" without a GPU torch can see.
     """
+    dev, _ = torch_device(device)
     set_torch_threads(threads)  # first: a shared machine is oversubscribed by torch's default
     ds = load_dataset(data)
     the_arch = resolve_arch(arch, ds)
@@ -84,5 +87,5 @@ def train(data: str | os.PathLike[str], out: str | os.PathLike[str], arch: str |
 
         parts = arrays_for(ds, split)
         scaled = {k: (std.apply(X), y.astype(np.int64)) for k, (X, y) in parts.items()}
-        out_ = train_loop(run, lambda: build(the_arch), scaled, cfg, digest, on_epoch)
+        out_ = train_loop(run, lambda: build(the_arch), scaled, cfg, digest, on_epoch, device=dev)
         return result(False, out_["best"])
