@@ -48,14 +48,16 @@ def test_bad_scale_names_the_value_and_the_ladder(text):
 
 # (board, data shape, latency, RAM) -> the scale the rule picks on the shipped tables
 CASES = [
-    ("nucleo-l552ze-q", (6, 100, 4), "50ms", "256k", "1"),  # the demo: the space as defined
-    ("nucleo-l552ze-q", (6, 128, 6), "50ms", "256k", "1"),
+    ("nucleo-l552ze-q", (6, 100, 4), "50ms", "256k", "1.5"),  # the demo
+    ("nucleo-l552ze-q", (6, 128, 6), "20ms", "256k", "1.25"),
     ("nucleo-l552ze-q", (6, 128, 6), "1ms", "8k", "0.25"),
-    ("nucleo-l552ze-q", (6, 128, 6), "200ms", "256k", "2"),
+    ("nucleo-f446re", (9, 128, 6), "5ms", "64k", "1"),  # the space as defined spans it
     ("nucleo-h743zi", (6, 128, 6), "50ms", "256k", "2"),  # the faster core: wider
-    ("nucleo-h743zi", (6, 128, 6), "1s", "1M", "4+2"),  # widths at their widest, then depth
-    ("nucleo-f446re", (9, 128, 6), "5ms", "64k", "0.75"),
-    ("nucleo-l552ze-q", (6, 128, 6), "1s", "1M", "3"),  # x4's widest layer does not fit the probe's scratch
+    # capped by what the probe firmware can measure (dyagg's aggregation FC holds K x a conv's
+    # weights in its RAM scratch): widths stop at x1.5 on the M33 and x2 on the M7, then depth
+    ("nucleo-l552ze-q", (6, 128, 6), "200ms", "256k", "1.5"),
+    ("nucleo-l552ze-q", (6, 128, 6), "1s", "1M", "1.5+2"),
+    ("nucleo-h743zi", (6, 128, 6), "1s", "1M", "2+2"),
 ]
 
 
@@ -101,23 +103,23 @@ def _largest_ms(cm) -> float:
     return cm.count_to_ms(count)
 
 
-def test_the_scaled_space_reaches_a_budget_the_defined_one_cannot(tmp_path, monkeypatch):
+def test_the_scaled_space_reaches_far_past_the_defined_one(tmp_path, monkeypatch):
     """On the emulated M7 at 50 ms the space as defined tops out far below the budget; the chosen
-    scale (x2, its new table entries measured on the emulated core) reaches past it, and its
-    cheapest network is far below: the search has room both ways."""
+    scale (x2, the widest the probe firmware can measure there; its new table entries measured on
+    the emulated core) reaches about four times further, and its cheapest network stays cheap."""
     toolchain("arm-none-eabi-gcc")
     toolchain("qemu-system-arm")
     monkeypatch.chdir(tmp_path)  # the measured entries go to ./micronas-tables
     table = predictor.find_table("nucleo-h743zi", 6, 128, 6)
     budgets = Budgets.parse("50ms", "256k")
     base = costs_mod.build_costs(DEFAULT_SPACE, table)
-    assert _largest_ms(base) < 0.6 * 50
+    assert _largest_ms(base) < 0.2 * 50
     s = space_scale.choose(DEFAULT_SPACE, table, base, budgets,
                            scratch_bytes=tables.bench_scratch_bytes(boards.get("nucleo-h743zi")))
     assert s.label == "2"
     space = DEFAULT_SPACE.scaled(s.multiplier, s.extra_cells)
     cm = costs_mod.build_costs(space, table, measure_missing=lambda keys: tables.measure_into(table, keys))
     assert (tmp_path / "micronas-tables" / "nucleo-h743zi-6ch-128-6cls.json").exists()
-    assert _largest_ms(cm) > 50
+    assert _largest_ms(cm) > 3.5 * _largest_ms(base)
     cheapest = predictor.predict(costs_mod.cheapest_network(cm, "latency", 6, 128, 6), table)
     assert cheapest.latency_ms < 0.2 * 50 and cheapest.missing == []
