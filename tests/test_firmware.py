@@ -316,7 +316,7 @@ def test_bench_op_times_conv_and_fully_connected(device):
     small, big = bench(1, conv(32)), bench(1, conv(64))
     assert small[0] == 3 and small[1] == small[2] > 0 and small[3] == 3 * small[1]
     assert 1.8 < big[1] / small[1] < 2.2  # twice the output steps, twice the work
-    fc = bench(3, struct.pack("<9i", 1, 64, 10, 3, 0, -2, -128, 127, 1))
+    fc = bench(3, struct.pack("<10i", 1, 64, 10, 3, 0, -2, -128, 127, 1, 1))  # ..., per_channel, has_bias
     assert fc[1] == fc[2] > 0
     dw = bench(2, struct.pack("<12i", 32, 8, 32, 2, 3, 1, 1, 1, 3, -2, -128, 127))
     assert dw[1] > 0

@@ -394,7 +394,7 @@ def test_bench_hash_follows_the_requests_of_the_tables_keys(monkeypatch):
 def test_default_arch_is_predicted_from_the_shipped_table():
     arch = arch_mod.load("default")
     p = predictor.predict(arch, predictor.find_table("nucleo-l552ze-q", 6, 100, 4))
-    assert p.unit == "instructions" and 1e6 < p.latency_count < 3e6
+    assert p.unit == "instructions" and 3e5 < p.latency_count < 1e6  # its DY-Conv cell in aggregation form
     assert p.latency_ms == pytest.approx(p.latency_count / 110e6 * 1e3)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import os
 import sys
 from pathlib import Path
@@ -57,7 +59,7 @@ def _derive(basicmotions):
     table = predictor.find_table("nucleo-l552ze-q", 6, 100, 4)
     cfg = dnas.SearchConfig(candidates=3, finetune_epochs=0.25, seed=1)
     torch.set_num_threads(1)  # as every Ray task does: the same reductions, the same bits
-    return stage_search._derive(_spread_supernet(), table, Budgets.parse(latency="20ms", ram="64k"), cfg,
+    return stage_search._derive(_spread_supernet(), table, Budgets.parse(latency="8ms", ram="64k"), cfg,
                                 basicmotions, lambda _: None)
 
 
@@ -71,7 +73,9 @@ def test_candidate_scores_are_identical_in_process_and_as_ray_tasks(basicmotions
     finally:
         local_ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     assert [r["validation_score"] for r in on_ray[3]] == [r["validation_score"] for r in here[3]]
-    assert len({r["validation_score"] for r in here[3]}) > 1  # the candidates really differ
+    # the candidates really are different networks (their scores may tie: BasicMotions' validation
+    # split has a few windows)
+    assert len({json.dumps(r["arch"], sort_keys=True) for r in here[3]}) == len(here[3]) > 1
     assert on_ray[0].to_json() == here[0].to_json()
 
 
