@@ -123,3 +123,19 @@ def test_the_scaled_space_reaches_far_past_the_defined_one(tmp_path, monkeypatch
     assert _largest_ms(cm) > 3.5 * _largest_ms(base)
     cheapest = predictor.predict(costs_mod.cheapest_network(cm, "latency", 6, 128, 6), table)
     assert cheapest.latency_ms < 0.2 * 50 and cheapest.missing == []
+
+
+def test_without_an_emulator_an_infeasible_budget_is_a_budget_error_not_a_loop():
+    """The narrowest scale's entries cannot be measured (no emulator): the space as defined is
+    searched instead, and a budget it cannot meet is the usual BudgetError (no stepping down into
+    scales that cannot be measured either)."""
+    from micronas.search import SearchConfig
+    from micronas.stages.search import _sized_space
+    from micronas_base.errors import BudgetError
+
+    table = predictor.find_table("nucleo-l552ze-q", 6, 100, 4)
+    lines = []
+    with pytest.raises(BudgetError):
+        _sized_space(table, Budgets.parse("1us", "256k"), boards.get("nucleo-l552ze-q"), SearchConfig(), None,
+                     lines.append)
+    assert any("cannot measure" in line for line in lines)

@@ -240,6 +240,7 @@ def _sized_space(table: Any, budgets: Budgets, board: Any, cfg: Any, measure: An
 
     scratch = bench_scratch_bytes(board)
     scale = space_scale.choose(DEFAULT_SPACE, table, base_cm, budgets, given, scratch)
+    fell_back = False  # to the space as defined: no smaller scale can be measured here either
     while True:
         space = DEFAULT_SPACE.scaled(scale.multiplier, scale.extra_cells)
         widest = space_scale.largest_kernel_bytes(space, *shape_of(table))
@@ -256,12 +257,13 @@ def _sized_space(table: Any, budgets: Budgets, board: Any, cfg: Any, measure: An
                   f"({e}); searching the {DEFAULT_SPACE.name} space as defined")
             scale, space, cm = space_scale.Scale(1.0, 0, "the scaled space's entries could not be measured"), \
                 DEFAULT_SPACE, base_cm
+            fell_back = True
         mins = minimum_costs(cm, table)
         try:
             check_feasible(budgets, mins, board)
             break
         except BudgetError:
-            lower = None if given is not None else space_scale.smaller(scale)
+            lower = None if given is not None or fell_back else space_scale.smaller(scale)
             if lower is None:
                 raise
             scale = lower
