@@ -205,10 +205,11 @@ def measure(board_name: str, simd: bool, c_dir: Path, work: Path, count: int) ->
 
     board = boards.get(board_name)
     tag = f"{board_name}-{'simd' if simd else 'portable'}"
-    from micronas.tables import BENCH_SCRATCH_BYTES
+    from micronas.tables import bench_scratch_bytes
 
     # BENCH_OP's scratch as the latency tables have it (a K = 4 layer's tensors)
-    image = build_image(board, c_dir, work / tag, emulated=True, simd=simd, bench_scratch_bytes=BENCH_SCRATCH_BYTES)
+    image = build_image(board, c_dir, work / tag, emulated=True, simd=simd,
+                        bench_scratch_bytes=bench_scratch_bytes(board))
     res: dict = {"sizes": object_sizes(work / tag / "obj" / "model"), "instr": {}}
     with EmulatedBoard(board.qemu.machine, image.elf, work / tag / "qemu") as emu:
         with DeviceClient.open(emu.url, timeout_s=30.0, retries=1) as dev:

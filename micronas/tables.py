@@ -45,14 +45,15 @@ from micronas_base.files import atomic_write_text
 from search_space.space import SPACES, SearchSpace, resolve_space
 
 BENCH_CALLS = 2  # calls per entry: the count is data-independent for these synthetic inputs
-BENCH_SCRATCH_BYTES = 64 * 1024  # fits the largest layer of the default space at 9 x 128
 
 
 def bench_scratch_bytes(board) -> int:
-    """BENCH_OP's scratch buffer in the probe firmware: 64 KiB, or three quarters of the board's
-    SRAM when that is more (a scaled search space's widest layers; the rest holds the probe's
-    arena, stack and frame buffers). A kernel whose tensors do not fit cannot be measured."""
-    return max(min(BENCH_SCRATCH_BYTES, board.sram_bytes // 2), board.sram_bytes * 3 // 4 // 16 * 16)
+    """BENCH_OP's scratch buffer in the probe firmware: three quarters of the board's SRAM (a
+    scaled search space's widest layers; the rest holds the probe's arena, stack and frame
+    buffers). A kernel whose tensors do not fit cannot be measured."""
+    return board.sram_bytes * 3 // 4 // 16 * 16
+
+
 PROBE_SEEDS = (0, 1)  # probe 0's firmware measures every entry (and is the real board's image)
 FLASH_PROBE_SEEDS = (2, 3, 4, 5, 6, 7)  # more probe networks for the overhead and flash model
 
