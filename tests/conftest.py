@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -32,6 +33,17 @@ def make_tiny(n: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     X[np.arange(n), y] += 1.0  # class k: offset on channel k
     X = (X + 0.3 * rng.standard_normal(X.shape)).astype(np.float32)  # (N, 4, 37)
     return X, y
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _run_outside_the_checkout(tmp_path_factory):
+    """Every test runs in a scratch folder: what the product writes to ./ (latency-table entries
+    measured on demand go to ./micronas-tables) stays out of the checkout, where it would be found
+    by later runs and tests."""
+    here = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(here)
 
 
 @pytest.fixture(scope="session")

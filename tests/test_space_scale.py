@@ -125,7 +125,7 @@ def test_the_scaled_space_reaches_far_past_the_defined_one(tmp_path, monkeypatch
     assert cheapest.latency_ms < 0.2 * 50 and cheapest.missing == []
 
 
-def test_without_an_emulator_an_infeasible_budget_is_a_budget_error_not_a_loop():
+def test_without_an_emulator_an_infeasible_budget_is_a_budget_error_not_a_loop(tmp_path, monkeypatch):
     """The narrowest scale's entries cannot be measured (no emulator): the space as defined is
     searched instead, and a budget it cannot meet is the usual BudgetError (no stepping down into
     scales that cannot be measured either)."""
@@ -133,7 +133,10 @@ def test_without_an_emulator_an_infeasible_budget_is_a_budget_error_not_a_loop()
     from micronas.stages.search import _sized_space
     from micronas_base.errors import BudgetError
 
+    monkeypatch.chdir(tmp_path)  # only the shipped table: no entries measured by an earlier test
+    monkeypatch.delenv("MICRONAS_TABLES", raising=False)
     table = predictor.find_table("nucleo-l552ze-q", 6, 100, 4)
+    assert table.path.parent.name == "tables"
     lines = []
     with pytest.raises(BudgetError):
         _sized_space(table, Budgets.parse("1us", "256k"), boards.get("nucleo-l552ze-q"), SearchConfig(), None,
