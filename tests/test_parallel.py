@@ -19,11 +19,25 @@ from micronas_base.errors import ToolchainError, UsageError
 RAY_SKIP = "Ray is the scale extra: `make scale` or pip install 'micronas[scale]'"
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _start_ray(ray) -> None:
+    """A local Ray of 2 CPUs whose workers can import this module's functions (`tests.…`): they
+    put the driver's folder at init on their path, and the tests run in a scratch folder."""
+    here = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    finally:
+        os.chdir(here)
+
+
 @pytest.fixture(scope="module")
 def local_ray():
-    """A local Ray of 2 CPUs for the module (torch at one thread in every task)."""
+    """A local Ray for the module (torch at one thread in every task)."""
     ray = pytest.importorskip("ray", reason=RAY_SKIP)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    _start_ray(ray)
     yield ray
     ray.shutdown()
 
@@ -71,7 +85,7 @@ def test_candidate_scores_are_identical_in_process_and_as_ray_tasks(basicmotions
         assert not parallel.ray_ready()
         here = _derive(basicmotions)
     finally:
-        local_ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        _start_ray(local_ray)
     assert [r["validation_score"] for r in on_ray[3]] == [r["validation_score"] for r in here[3]]
     # the candidates really are different networks (their scores may tie: BasicMotions' validation
     # split has a few windows)
