@@ -11,6 +11,9 @@ go to WORK/results.json.
     .venv/bin/python benchmarks/recipe.py [--folds 3,4,6] [--seeds 0] [--epochs 40]
         [--variants base,bs32,ls,aug,ema,all] [--arch ARCH.json] [--work DIR]
 
+`--arch benchmarks/archs/watch_search_seed0.json` is a network the search found on the watch
+data (seed 0, after issue 14), used to check distillation on a searched network.
+
 Skips cleanly (exit 0) when seglearn is not installed: pip install --no-deps seglearn
 """
 
@@ -47,6 +50,8 @@ VARIANTS = {
     "default": {},  # TrainConfig's defaults: bs32, ls, jitter/scale/shift
     "allrot": {"batch_size": 32, "lr": 1e-3, "label_smoothing": 0.1,
                "augment": ("jitter", "scale", "rotate", "shift"), "ema_decay": 0.998},
+    "distill2": {"distill": 0.5, "teacher_width": 2.0},
+    "distill": {"distill": 0.5},  # the default + a x1.5-wide teacher (the search's final training)
 }
 
 

@@ -1,8 +1,9 @@
 """Does the search earn its cost? Search vs random search at equal compute vs a hand-designed CNN.
 
 Per dataset and seed, side by side in one run, every network trained by the same code and
-recipe (`api.train_export_profile`: the default TrainConfig, 40 epochs, last-epoch rule, QAT
-when int8 loses on validation), exported to int8 and profiled on the emulated core:
+recipe (`api.train_export_profile`: the default TrainConfig, 40 epochs, last-epoch rule,
+distilled from a wider teacher as the search's final training is, QAT when int8 loses on
+validation), exported to int8 and profiled on the emulated core:
 
 (a) `micronas search` (DNAS, derivation, final training), its wall time;
 (b) random search at equal compute: architectures drawn uniformly from the default space,
@@ -166,6 +167,7 @@ def run_dataset(name: str, spec: dict, args, work: Path, results: dict) -> None:
     from micronas.report import arch_summary
     from micronas.rundir import RunDir
     from micronas.stages.common import folded_model
+    from micronas.stages.search import FINAL_DISTILL
     from micronas.train import TrainConfig
     from micronas.units import Budgets
     from search_space.arch import from_json as arch_from_json
@@ -184,7 +186,9 @@ def run_dataset(name: str, spec: dict, args, work: Path, results: dict) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {name}: {msg}", flush=True)
 
     for seed in args.seeds:
-        tcfg = TrainConfig(epochs=EPOCHS, seed=seed, val_subjects=spec["val"], checkpoint_rule="last")
+        # the search's final-training recipe, distillation included, for every arm
+        tcfg = TrainConfig(epochs=EPOCHS, seed=seed, val_subjects=spec["val"], checkpoint_rule="last",
+                           distill=FINAL_DISTILL)
         # (a) the search
         key = f"{name}/search/seed{seed}"
         if key not in results:

@@ -160,6 +160,9 @@ THREADS_HELP = ("torch's intra-op threads. Default: MICRONAS_THREADS or OMP_NUM_
                 "min(4, CPUs available); lower it on a shared machine.")
 AUGMENT_HELP = ("Training augmentation: a comma-separated list of jitter, scale, shift, rotate (3-axis groups: only "
                 "when the channels are x, y, z of sensors), mixup; or none. Default: jitter,scale,shift.")
+DISTILL_HELP = ("Knowledge distillation: the weight (0-1) of a teacher's soft outputs in the training loss; the "
+                "teacher is the same network with every width x1.5, trained first with the same recipe (about 3x "
+                "the training time). 0 turns it off.")
 VAL_SUBJECTS_HELP = ("Comma-separated subject ids whose windows are the validation split (e.g. 3, or 3,5); "
                      "default: whole subjects picked by --seed, about 20 % of the pool.")
 
@@ -183,7 +186,8 @@ def _root(
 
 def _train_counter(show):
     def on_epoch(e: int, n: int, entry: dict) -> None:
-        show.counter("train", "training epochs", n).update(
+        who = ("teacher", "teacher epochs (distillation)") if entry.get("teacher") else ("train", "training epochs")
+        show.counter(*who, n).update(
             e + 1, f"val acc {entry['val_acc']:.3f}, val loss {entry['val_loss']:.4f}")
     return on_epoch
 
@@ -208,6 +212,7 @@ def train(
              "'best-val' (best validation accuracy).")] = "best-val",
     force: Annotated[bool, typer.Option(help="Retrain even if the run already holds a model.")] = False,
     augment: Annotated[Optional[str], typer.Option(help=AUGMENT_HELP)] = None,
+    distill: Annotated[float, typer.Option(help=DISTILL_HELP + " Default: 0 (off).")] = 0.0,
     threads: Annotated[Optional[int], typer.Option(min=1, help=THREADS_HELP)] = None,
     device: DEVICE = "cpu",
     quiet: QUIET = False,
@@ -221,7 +226,7 @@ def train(
     if checkpoint not in rules:
         raise UsageError(f"--checkpoint {checkpoint!r} is not a checkpoint rule", "use last or best-val")
     cfg = TrainConfig(epochs=epochs, seed=seed, val_subjects=_subjects(val_subjects), checkpoint_rule=rules[checkpoint],
-                      **_augment(augment))
+                      **_distill(distill), **_augment(augment))
     show = Progress.for_cli(quiet)
     show.line(f"training on {data} into {out_dir}")
     n, why = api.torch_threads(threads)
@@ -294,6 +299,16 @@ def _augment(spec: str | None) -> dict:
     from micronas import augment as aug
 
     return {} if spec is None else {"augment": aug.parse(spec)}
+
+
+def _distill(weight: float | None) -> dict:
+    """--distill -> TrainConfig overrides (none when not given)."""
+    if weight is None:
+        return {}
+    if not 0.0 <= weight <= 1.0:
+        raise UsageError(f"--distill {weight:g} is not a weight between 0 and 1",
+                         "e.g. --distill 0.5 (the teacher's share of the loss), or --distill 0 for none")
+    return {"distill": weight}
 
 
 def _layer_error_note(m) -> str:
@@ -539,6 +554,8 @@ def search(
         "Width multiplier of the search space, optionally +N extra cells (e.g. 2, 0.5, 4+1); 'auto' sizes "
         "it to the latency budget on the board (see docs/search.md)."))] = "auto",
     augment: Annotated[Optional[str], typer.Option(help=AUGMENT_HELP)] = None,
+    distill: Annotated[Optional[float], typer.Option(help=DISTILL_HELP + (
+        " Default: 0.5 for the final training (chosen on validation subjects, see docs/search.md)."))] = None,
     port: Annotated[Optional[str], typer.Option(
         help="pyserial URL of a real board for the final profile (and missing table entries); default: emulated.")]
     = None,
@@ -585,7 +602,9 @@ def search(
                        cfg=dnas.SearchConfig(epochs=epochs, warmup_epochs=epochs // 4, seed=seed,
                                              val_subjects=_subjects(val_subjects), candidates=candidates,
                                              scale=scale),
-                       final_epochs=final_epochs, train_overrides=_augment(augment), on_stage=show.stage,
+                       final_epochs=final_epochs,
+                       train_overrides={**_augment(augment), **_distill(distill)},
+                       on_stage=show.stage,
                        on_epoch=epoch, resume=resume is not None,
                        on_train_epoch=_train_counter(show), on_window=_window_counter(show), threads=threads,
                        link=link, device=device)

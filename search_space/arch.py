@@ -87,6 +87,17 @@ class Arch:
         """The same layers for another input shape and class count (and revalidated)."""
         return validate(replace(self, input_channels=channels, input_length=length, num_classes=num_classes))
 
+    def widened(self, multiplier: float) -> Arch:
+        """The same layers with every width times `multiplier` (a multiple of 4, 4 to MAX_WIDTH):
+        the teacher a network is distilled from."""
+
+        def widen(layer: LayerSpec) -> LayerSpec:
+            if layer.out is None:
+                return layer
+            return replace(layer, out=min(MAX_WIDTH, max(4, 4 * round(layer.out * multiplier / 4))))
+
+        return validate(replace(self, stem=widen(self.stem), cells=tuple(widen(c) for c in self.cells)))
+
     def to_json(self) -> dict[str, Any]:
         return {
             "format": ARCH_FORMAT,

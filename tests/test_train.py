@@ -201,3 +201,43 @@ def test_training_records_its_device_and_auto_on_a_cpu_machine_equals_cpu(tiny_n
     assert [g["device"] for g in logs] == ["cpu", "cpu"] and logs[0]["history"] == logs[1]["history"]
     a, b = (torch.load(tmp_path / d / "model.pt", weights_only=True) for d in ("cpu", "auto"))
     assert all(torch.equal(a[k], b[k]) and b[k].device.type == "cpu" for k in a)
+
+
+def test_distillation_loss_is_the_hard_loss_when_the_teacher_agrees_and_grows_when_it_does_not():
+    from micronas.train import distill_loss
+
+    logits = torch.tensor([[2.0, -1.0, 0.5], [0.0, 3.0, -2.0]])
+    hard = torch.tensor(0.7)
+    assert torch.allclose(distill_loss(logits, logits.clone(), hard, 0.25), 0.75 * hard)
+    other = torch.tensor([[-1.0, 2.0, 0.5], [3.0, 0.0, -2.0]])
+    t = 4.0  # KL(p_teacher || p_student) at temperature T, times T^2, by hand
+    p, q = torch.softmax(other / t, 1), torch.softmax(logits / t, 1)
+    kl = float((p * (p.log() - q.log())).sum(1).mean())
+    assert float(distill_loss(logits, other, hard, 0.25)) == pytest.approx(0.75 * 0.7 + 0.25 * t * t * kl, rel=1e-6)
+
+
+def test_distillation_trains_a_wider_teacher_once_and_a_killed_student_resumes_to_the_same_weights(
+        tiny_npz, tiny_arch, tmp_path):
+    cfg = TrainConfig(epochs=4, seed=3, distill=0.5)
+    api.train(tiny_npz, tmp_path / "plain", arch=tiny_arch, cfg=TrainConfig(epochs=4, seed=3))
+    seen = []
+    api.train(tiny_npz, tmp_path / "straight", arch=tiny_arch, cfg=cfg,
+              on_epoch=lambda e, n, entry: seen.append((bool(entry.get("teacher")), e)))
+    assert seen == [(True, e) for e in range(4)] + [(False, e) for e in range(4)]
+    teacher = json.loads((tmp_path / "straight" / "teacher" / "arch.json").read_text())
+    assert teacher["stem"]["out"] == 12 and [c.get("out") for c in teacher["cells"]] == [12, 16, None]  # x1.5
+    a, plain = _state(tmp_path / "straight"), _state(tmp_path / "plain")
+    assert a.keys() == plain.keys() and not all(torch.equal(a[k], plain[k]) for k in a)  # the teacher taught
+
+    def stop_in_student_epoch_2(epoch, total, entry):
+        if not entry.get("teacher") and epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        api.train(tiny_npz, tmp_path / "resumed", arch=tiny_arch, cfg=cfg, on_epoch=stop_in_student_epoch_2)
+    seen.clear()
+    api.train(tiny_npz, tmp_path / "resumed", arch=tiny_arch, cfg=cfg,
+              on_epoch=lambda e, n, entry: seen.append((bool(entry.get("teacher")), e)))
+    assert seen == [(False, 2), (False, 3)]  # the finished teacher is kept, the student goes on
+    b = _state(tmp_path / "resumed")
+    assert all(torch.equal(a[k], b[k]) for k in a)

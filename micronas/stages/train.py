@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
+import shutil
+from dataclasses import asdict, replace
+from typing import Any
 
 import numpy as np
 
@@ -68,6 +70,7 @@ def train(data: str | os.PathLike[str], out: str | os.PathLike[str], arch: str |
         if force:
             for name in ("model.pt", QAT_MODEL, "train_log.json", "checkpoint.pt", "metrics.json", "stages.json"):
                 run.file(name).unlink(missing_ok=True)
+            shutil.rmtree(run.file(TEACHER_DIR), ignore_errors=True)
 
         std = Standardizer.fit(ds.X[split.train])
         run.write_json("arch.json", the_arch.to_json())
@@ -87,5 +90,32 @@ def train(data: str | os.PathLike[str], out: str | os.PathLike[str], arch: str |
 
         parts = arrays_for(ds, split)
         scaled = {k: (std.apply(X), y.astype(np.int64)) for k, (X, y) in parts.items()}
-        out_ = train_loop(run, lambda: build(the_arch), scaled, cfg, digest, on_epoch, device=dev)
+        teacher = _teacher(run, the_arch, scaled, cfg, fingerprint, on_epoch, dev) if cfg.distill > 0 else None
+        out_ = train_loop(run, lambda: build(the_arch), scaled, cfg, digest, on_epoch, device=dev, teacher=teacher)
         return result(False, out_["best"])
+
+
+TEACHER_DIR = "teacher"
+
+
+def _teacher(run: RunDir, the_arch: Any, data: dict, cfg: TrainConfig, fingerprint: str,
+             on_epoch: EpochCallback | None, device: str) -> Any:
+    """The network distilled from: `the_arch` with every width x cfg.teacher_width, trained with
+    the same recipe into RUN/teacher (resumable; kept for a resume of the student; never exported)."""
+    import torch
+
+    from micronas.train import train as train_loop
+    from search_space.network import build
+
+    wide = the_arch.widened(cfg.teacher_width)
+    tcfg = replace(cfg, distill=0.0)
+    digest = tcfg.digest({"arch": wide.to_json(), "data": fingerprint, "role": "teacher"})
+    trun = RunDir.create(run.file(TEACHER_DIR))
+    done = trun.read_json("train_log.json") if trun.has("train_log.json") and trun.has("model.pt") else None
+    if done is None or done.get("digest") != digest:
+        trun.write_json("arch.json", wide.to_json())
+        tell = None if on_epoch is None else (lambda e, n, entry: on_epoch(e, n, {**entry, "teacher": True}))
+        train_loop(trun, lambda: build(wide), data, tcfg, digest, tell, device=device)
+    model = build(wide)
+    model.load_state_dict(torch.load(trun.file("model.pt"), map_location="cpu", weights_only=True))
+    return model
