@@ -356,6 +356,8 @@ def _document(run, config, metrics, profile, search, arch, train_log, budgets, p
         facts.append(("search", f"{len(search.trajectory)} epochs, {search.search_seconds} s"))
         if search.space:
             facts.append(("search space", f"{search.space['name']}: {search.space['reason']}"))
+    if config.get("train"):
+        facts.append(("training", _training_text(run, config["train"])))
     acc = [["fp32", f"{100 * metrics.accuracy_fp32:.1f} %", "torch, folded network"],
            ["int8", f"{100 * metrics.accuracy_int8:.1f} %",
             f"{metrics.weights}; TFLite Micro; int8 loss {100 * (metrics.accuracy_fp32 - metrics.accuracy_int8):+.1f} "
@@ -392,6 +394,20 @@ def _document(run, config, metrics, profile, search, arch, train_log, budgets, p
     return {"title": title, "facts": facts, "notes": notes, "budget_rows": _rows(metrics, profile, budgets),
             "accuracy": acc, "layers": layers, "arch_short": arch_summary(arch),
             "plots": plots, "confusion": (metrics.classes, metrics.confusion_int8)}
+
+
+def _training_text(run, t: dict) -> str:
+    """The recipe in one line, with the teacher's validation accuracy when distilled."""
+    parts = [f"{t['epochs']} epochs", f"batches of {t['batch_size']}", f"Adam {t['lr']:g}, cosine",
+             f"label smoothing {t['label_smoothing']:g}" if t.get("label_smoothing") else "",
+             "augmentation " + ", ".join(t["augment"]) if t.get("augment") else "no augmentation",
+             f"weight average (EMA {t['ema_decay']:g})" if t.get("ema_decay") else "",
+             "kept: " + ("last epoch" if t.get("checkpoint_rule") == "last" else "best validation epoch")]
+    if t.get("distill"):
+        teacher = _load(run, "teacher/train_log.json")
+        got = f", teacher validation accuracy {100 * teacher['best']['val_acc']:.1f} %" if teacher else ""
+        parts.append(f"distilled at {t['distill']:g} from a x{t.get('teacher_width', 1.5):g}-wide teacher{got}")
+    return "; ".join(p for p in parts if p)
 
 
 _BUDGET_HEAD = ["figure", "budget", "predicted", "measured", "source"]

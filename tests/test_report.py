@@ -20,6 +20,8 @@ def test_report_of_an_exported_run_has_its_parts(run_copy):
     assert f"{100 * m['accuracy_int8']:.1f} %" in md
     assert f"{m['arena_bytes_planned']:,} B" in md
     assert "Not profiled on a device yet" in md
+    cfg = json.loads((run_copy / "config.json").read_text())["train"]
+    assert f"- **training**: {cfg['epochs']} epochs; batches of {cfg['batch_size']};" in md
     # the confusion matrix counts every test window once
     assert sum(map(sum, m["confusion_int8"])) == m["test_windows"]
     assert max(t["top_byte"] for t in m["arena_timeline"]) == m["arena_bytes_planned"]
@@ -37,3 +39,17 @@ def test_report_api_raises_config_error(tmp_path, run_copy):
     (run_copy / "metrics.json").unlink()
     with pytest.raises(ConfigError, match="nothing has been exported"):
         report.build(run_copy)
+
+
+def test_the_training_line_names_the_teacher_of_a_distilled_run(tmp_path):
+    from micronas.rundir import RunDir
+    from micronas.train import TrainConfig
+    from dataclasses import asdict
+
+    run = RunDir.create(tmp_path / "run")
+    (run.path / "teacher").mkdir()
+    (run.path / "teacher" / "train_log.json").write_text(json.dumps({"best": {"val_acc": 0.8125}}))
+    t = asdict(TrainConfig(epochs=40, distill=0.5, checkpoint_rule="last"))
+    assert report._training_text(run, t) == (
+        "40 epochs; batches of 32; Adam 0.001, cosine; label smoothing 0.1; augmentation jitter, scale, shift; "
+        "kept: last epoch; distilled at 0.5 from a x1.5-wide teacher, teacher validation accuracy 81.2 %")
