@@ -47,6 +47,17 @@ def _run_outside_the_checkout(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def basicmotions():
+    """BasicMotions' train and validation arrays (seed-0 split), standardised as train makes them."""
+    from micronas.data import Standardizer, arrays_for, load_dataset, make_split
+
+    ds = load_dataset("basicmotions")
+    parts = arrays_for(ds, make_split(ds, seed=0))
+    std = Standardizer.fit(parts["train"][0])
+    return {k: (std.apply(X), y.astype(np.int64)) for k, (X, y) in parts.items() if k in ("train", "val")}
+
+
+@pytest.fixture(scope="session")
 def tiny_npz(tmp_path_factory) -> Path:
     X, y = make_tiny()
     p = tmp_path_factory.mktemp("data") / "tiny.npz"

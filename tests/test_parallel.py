@@ -8,12 +8,10 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from micronas import parallel
-from micronas.data import Standardizer, arrays_for, load_dataset, make_split
 from micronas_base.errors import ToolchainError, UsageError
 
 RAY_SKIP = "Ray is the scale extra: `make scale` or pip install 'micronas[scale]'"
@@ -40,15 +38,6 @@ def local_ray():
     _start_ray(ray)
     yield ray
     ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def basicmotions():
-    ds = load_dataset("basicmotions")
-    split = make_split(ds, seed=0)
-    parts = arrays_for(ds, split)
-    std = Standardizer.fit(parts["train"][0])
-    return {k: (std.apply(X), y.astype(np.int64)) for k, (X, y) in parts.items() if k in ("train", "val")}
 
 
 def _spread_supernet():

@@ -14,7 +14,6 @@ from latency_tables import predict as predictor
 from micronas import api
 from micronas import budgets as budget_mod
 from micronas import search as dnas
-from micronas.data import Standardizer, arrays_for, load_dataset, make_split
 from micronas_base.errors import BudgetError
 from micronas.rundir import RunDir
 from micronas.units import Budgets
@@ -23,15 +22,6 @@ from search_space.space import DEFAULT_SPACE, position_choices
 from search_space.supernet import SuperNet
 
 from .conftest import toolchain
-
-
-@pytest.fixture(scope="module")
-def basicmotions():
-    ds = load_dataset("basicmotions")
-    split = make_split(ds, seed=0)
-    parts = arrays_for(ds, split)
-    std = Standardizer.fit(parts["train"][0])
-    return {k: (std.apply(X), y.astype(np.int64)) for k, (X, y) in parts.items() if k in ("train", "val")}
 
 
 @pytest.fixture(scope="module")

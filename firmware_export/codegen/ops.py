@@ -57,8 +57,13 @@ def per_channel_multipliers(x: Tensor, w: Tensor, y: Tensor) -> tuple[list[int],
     return mults, shifts
 
 
+def has_bias(op: Op) -> bool:
+    """Whether a conv or fully connected op has its optional bias input (index 2; -1 = absent)."""
+    return len(op.inputs) > 2 and op.inputs[2] >= 0
+
+
 def _bias(op: Op, cg: CodeGen) -> ConstRef:
-    if len(op.inputs) > 2 and op.inputs[2] >= 0:
+    if has_bias(op):
         b = cg.t(op.inputs[2])
         if b.dtype != np.int32:
             raise ExportError(f"{op.name} bias {b.name!r} is {b.dtype}; expected int32")
@@ -281,7 +286,7 @@ class FullyConnected(RuntimeOp):
             "batches": batches, "in_features": in_features, "out_features": out_features,
             "input_offset": -x.zero_point, "filter_offset": -w.zero_point, "output_offset": y.zero_point,
             "act_min": act_min, "act_max": act_max, "per_channel": int(len(mults) > 1),
-            "has_bias": int(len(op.inputs) > 2 and op.inputs[2] >= 0),
+            "has_bias": int(has_bias(op)),
             "out_multiplier": cg.i32(mults), "out_shift": cg.i32(shifts),
         }
         return cg.layer(op, fields, [cg.ptr(op.inputs[0]), cg.const(w.data), _bias(op, cg), cg.ptr(op.outputs[0])])

@@ -16,7 +16,7 @@ from micronas_base.errors import ExportError
 from ..tflite_graph import Op
 from .fusion import FUSED_OP, Chain
 from .ops_elementwise import add_multipliers, mul_multiplier
-from .ops import _BENCH_MULT, _BENCH_SHIFT, _QUANT_MESSAGE, Conv2D, conv_1d, per_channel_multipliers
+from .ops import _BENCH_MULT, _BENCH_SHIFT, _QUANT_MESSAGE, Conv2D, conv_1d, has_bias, per_channel_multipliers
 from .plan import NULL, CodeGen, PlannedLayer
 from .quant import activation_range
 from .registry import Bench, BenchTensor, RuntimeOp, check, runtime_op
@@ -125,11 +125,11 @@ class FusedConvMulAdd(RuntimeOp):
             m, s = per_channel_multipliers(x, cg.t(c.inputs[1]), cg.t(c.outputs[0]))
             mults += m
             shifts += s
-            has_bias = len(c.inputs) > 2 and c.inputs[2] >= 0
-            if has_bias and cg.t(c.inputs[2]).dtype != np.int32:
+            biased = has_bias(c)
+            if biased and cg.t(c.inputs[2]).dtype != np.int32:
                 raise ExportError(f"CONV_2D bias {cg.t(c.inputs[2]).name!r} is {cg.t(c.inputs[2]).dtype}; "
                                   "expected int32")
-            biases.append(cg.t(c.inputs[2]).data if has_bias else None)
+            biases.append(cg.t(c.inputs[2]).data if biased else None)
         quant = [expert_quant(chain, e, cg) for e in range(len(convs))]
         fields = {
             "in_len": g.in_len, "in_ch": g.in_ch, "out_len": g.out_len, "out_ch": g.out_ch,
