@@ -167,7 +167,7 @@ def run_dataset(name: str, spec: dict, args, work: Path, results: dict) -> None:
     from micronas.report import arch_summary
     from micronas.rundir import RunDir
     from micronas.stages.common import folded_model
-    from micronas.stages.search import FINAL_DISTILL
+    from micronas.stages.search import final_distill
     from micronas.train import TrainConfig
     from micronas.units import Budgets
     from search_space.arch import from_json as arch_from_json
@@ -186,9 +186,10 @@ def run_dataset(name: str, spec: dict, args, work: Path, results: dict) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {name}: {msg}", flush=True)
 
     for seed in args.seeds:
-        # the search's final-training recipe, distillation included, for every arm
+        # the search's final-training recipe, its distillation rule included, for every arm
+        n_train = len(splits(spec["data"], seed, spec["val"])["train"][1])
         tcfg = TrainConfig(epochs=EPOCHS, seed=seed, val_subjects=spec["val"], checkpoint_rule="last",
-                           distill=FINAL_DISTILL)
+                           distill=final_distill(n_train, EPOCHS)[0])
         # (a) the search
         key = f"{name}/search/seed{seed}"
         if key not in results:

@@ -301,12 +301,16 @@ def _augment(spec: str | None) -> dict:
     return {} if spec is None else {"augment": aug.parse(spec)}
 
 
-def _distill(weight: float | None) -> dict:
+def _distill(value: float | str | None) -> dict:
     """--distill -> TrainConfig overrides (none when not given)."""
-    if weight is None:
+    if value is None:
         return {}
+    try:
+        weight = float(value)
+    except ValueError:
+        weight = float("nan")
     if not 0.0 <= weight <= 1.0:
-        raise UsageError(f"--distill {weight:g} is not a weight between 0 and 1",
+        raise UsageError(f"--distill {value} is not a weight between 0 and 1",
                          "e.g. --distill 0.5 (the teacher's share of the loss), or --distill 0 for none")
     return {"distill": weight}
 
@@ -554,8 +558,9 @@ def search(
         "Width multiplier of the search space, optionally +N extra cells (e.g. 2, 0.5, 4+1); 'auto' sizes "
         "it to the latency budget on the board (see docs/search.md)."))] = "auto",
     augment: Annotated[Optional[str], typer.Option(help=AUGMENT_HELP)] = None,
-    distill: Annotated[Optional[float], typer.Option(help=DISTILL_HELP + (
-        " Default: 0.5 for the final training (chosen on validation subjects, see docs/search.md)."))] = None,
+    distill: Annotated[str, typer.Option(help=DISTILL_HELP + (
+        " Default 'auto': 0.5 when the final training is short (training windows x --final-epochs up to "
+        "250,000), else 0 (see docs/search.md)."))] = "auto",
     port: Annotated[Optional[str], typer.Option(
         help="pyserial URL of a real board for the final profile (and missing table entries); default: emulated.")]
     = None,
@@ -603,7 +608,7 @@ def search(
                                              val_subjects=_subjects(val_subjects), candidates=candidates,
                                              scale=scale),
                        final_epochs=final_epochs,
-                       train_overrides={**_augment(augment), **_distill(distill)},
+                       train_overrides={**_augment(augment), **_distill(None if distill == "auto" else distill)},
                        on_stage=show.stage,
                        on_epoch=epoch, resume=resume is not None,
                        on_train_epoch=_train_counter(show), on_window=_window_counter(show), threads=threads,

@@ -378,3 +378,13 @@ def test_a_resume_after_the_derivation_reads_its_journal_byte_for_byte(tmp_path,
     assert key("20ms", digest="other settings or data") != journal["key"]
     table.entries[next(iter(table.entries))] += 1.0
     assert key("20ms") != journal["key"]
+
+
+def test_the_final_training_distils_by_default_only_when_it_is_short():
+    from micronas.stages.search import DISTILL_MAX_WINDOW_EPOCHS, FINAL_DISTILL, final_distill
+
+    assert final_distill(900, 120) == (FINAL_DISTILL, "distilled from a wider teacher trained first "
+                                                      "(108,000 window-epochs)")  # the watch data
+    assert final_distill(DISTILL_MAX_WINDOW_EPOCHS // 100, 100)[0] == FINAL_DISTILL
+    weight, why = final_distill(7100, 120)  # issue 13's 7k-window data: 852,000
+    assert weight == 0.0 and "852,000 window-epochs" in why and "--distill 0.5" in why

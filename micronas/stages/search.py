@@ -31,9 +31,22 @@ from micronas_base.errors import BudgetError, ConfigError, MicronasError
 
 # The final training distils a wider teacher (TrainConfig.teacher_width) into the found network at
 # this weight: +1.6 points of validation accuracy for a searched network and +1.2 for the 64/64/64
-# CNN on the watch data's three pool-subject folds (benchmarks/README.md, "distillation");
-# `--distill 0` turns it off.
+# CNN on the watch data's three pool-subject folds (benchmarks/README.md, "distillation").
 FINAL_DISTILL = 0.5
+# ...when the final training is short: distillation about triples its time, and on 7,100 windows x
+# 120 epochs (852k window-epochs) it took a whole search from about 12 to about 24 minutes on 2
+# cores, past issue 13's 15-minute target; the gain was measured on small data (watch: ~900
+# training windows). Above this the default is off; `--distill W` decides either way.
+DISTILL_MAX_WINDOW_EPOCHS = 250_000
+
+
+def final_distill(train_windows: int, final_epochs: int) -> tuple[float, str]:
+    """The default distillation weight of a search's final training, and why."""
+    work = train_windows * final_epochs
+    if work <= DISTILL_MAX_WINDOW_EPOCHS:
+        return FINAL_DISTILL, f"distilled from a wider teacher trained first ({work:,} window-epochs)"
+    return 0.0, (f"not distilled: {work:,} window-epochs is a long training already (over "
+                 f"{DISTILL_MAX_WINDOW_EPOCHS:,}); --distill 0.5 distils anyway, at about 3x its time")
 
 log = logging.getLogger(__name__)
 
@@ -200,12 +213,15 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
         arch_path = run.file("searched_arch.json")
         atomic_write_text(arch_path, the_arch.dumps())
 
+        overrides = dict(train_overrides or {})
+        if "distill" in overrides:
+            taught = (f"distilled at {overrides['distill']:g} from a wider teacher trained first"
+                      if overrides["distill"] else "not distilled")
+        else:
+            overrides["distill"], taught = final_distill(len(scaled["train"][1]), final_epochs)
         train_cfg = TrainConfig(epochs=final_epochs, seed=cfg.seed, val_subjects=cfg.val_subjects,
-                                checkpoint_rule="last",
-                                **{"distill": FINAL_DISTILL, **(train_overrides or {})})
-        taught = (f", distilled from a x{train_cfg.teacher_width:g}-wide teacher trained first" if train_cfg.distill
-                  else "")
-        stage(f"final training of the derived network from scratch ({final_epochs} epochs{taught})")
+                                checkpoint_rule="last", **overrides)
+        stage(f"final training of the derived network from scratch ({final_epochs} epochs, {taught})")
         from micronas import report
 
         try:
