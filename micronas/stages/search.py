@@ -33,9 +33,10 @@ from micronas_base.errors import BudgetError, ConfigError, MicronasError
 # this weight: +1.6 points of validation accuracy for a searched network and +1.2 for the 64/64/64
 # CNN on the watch data's three pool-subject folds (benchmarks/README.md, "distillation").
 FINAL_DISTILL = 0.5
-# ...when the final training is short: distillation about triples its time, and on 7,100 windows x
-# 120 epochs (852k window-epochs) it took a whole search from about 12 to about 24 minutes on 2
-# cores, past issue 13's 15-minute target; the gain was measured on small data (watch: ~900
+# ...when the final training is short: distillation about triples its time. On 6,094 training
+# windows x 120 epochs the teacher alone ran at about 6 s per epoch (12 minutes) on 2 cores, while
+# the whole search without it took 13.9 minutes (benchmarks/search_speed.py), so distilling there
+# would miss issue 13's 15-minute target by far; the gain was measured on small data (watch: ~900
 # training windows). Above this the default is off; `--distill W` decides either way.
 DISTILL_MAX_WINDOW_EPOCHS = 250_000
 
