@@ -187,9 +187,9 @@ def run_dataset(name: str, spec: dict, args, work: Path, results: dict) -> None:
 
     for seed in args.seeds:
         # the search's final-training recipe, its distillation rule included, for every arm
-        n_train = len(splits(spec["data"], seed, spec["val"])["train"][1])
+        data = splits(spec["data"], seed, spec["val"])
         tcfg = TrainConfig(epochs=EPOCHS, seed=seed, val_subjects=spec["val"], checkpoint_rule="last",
-                           distill=final_distill(n_train, EPOCHS)[0])
+                           distill=final_distill(len(data["train"][1]), EPOCHS)[0])
         # (a) the search
         key = f"{name}/search/seed{seed}"
         if key not in results:
@@ -221,7 +221,6 @@ def run_dataset(name: str, spec: dict, args, work: Path, results: dict) -> None:
             results[pkey] = {"archs": random_pool(max(pool_n, 12), seed, shape, table, budgets, space), "runs": {},
                              "space": space.name}
         pool = results[pkey]
-        data = splits(spec["data"], seed, spec["val"])
 
         def record(i: int, r: dict) -> dict:
             pool["runs"][str(i)] = r

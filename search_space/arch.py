@@ -39,6 +39,12 @@ MAX_CELLS = 64  # the search makes 4; a deeper hand-written net is refused befor
 DEFAULT_ARCH = "default"
 
 
+def scaled_width(width: int, multiplier: float) -> int:
+    """`width` x `multiplier`, rounded to a multiple of 4 and at least 4 (the SIMD kernels take
+    channels four at a time): how a search space and a teacher are widened."""
+    return max(4, 4 * round(width * multiplier / 4))
+
+
 @dataclass(frozen=True)
 class LayerSpec:
     """One layer: an op from the registry and its parameters."""
@@ -94,7 +100,7 @@ class Arch:
         def widen(layer: LayerSpec) -> LayerSpec:
             if layer.out is None:
                 return layer
-            return replace(layer, out=min(MAX_WIDTH, max(4, 4 * round(layer.out * multiplier / 4))))
+            return replace(layer, out=min(MAX_WIDTH, scaled_width(layer.out, multiplier)))
 
         return validate(replace(self, stem=widen(self.stem), cells=tuple(widen(c) for c in self.cells)))
 

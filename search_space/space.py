@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-from .arch import Arch, LayerSpec, validate
+from .arch import Arch, LayerSpec, scaled_width, validate
 from .registry import SEARCH_OPS
 
 ALL_OPS = tuple(SEARCH_OPS.names())  # every registered op, in registration order
@@ -88,7 +88,7 @@ class SearchSpace:
             return self
 
         def scale(p: Position) -> Position:
-            return replace(p, widths=tuple(sorted({max(4, 4 * round(w * multiplier / 4)) for w in p.widths})))
+            return replace(p, widths=tuple(sorted({scaled_width(w, multiplier) for w in p.widths})))
 
         last = replace(scale(self.cells[-1]), stride=1)
         name = f"{self.name}-w{multiplier:g}" + (f"+{extra_cells}" if extra_cells else "")
