@@ -132,7 +132,10 @@ for _args in [
     case("CONV_2D", _args[0])(lambda a=_args[1]: dyagg_model(**a))
 
 
-def dwconv_model(in_len, in_ch, mult, kernel, stride, padding, act=NONE, seed=0) -> bytes:
+def dwconv_model(in_len, in_ch, mult, kernel, stride, padding, act=NONE, seed=0, scale_factor=1.0,
+                 weight_div=1) -> bytes:
+    """scale_factor multiplies the output scale (small: large per-channel requantisation scales);
+    weight_div shrinks the int8 weights and the bias (same scales)."""
     rng = np.random.default_rng(seed)
     b = ModelBuilder()
     s_in, z_in = _io_quant(rng)
@@ -140,9 +143,11 @@ def dwconv_model(in_len, in_ch, mult, kernel, stride, padding, act=NONE, seed=0)
     out_len = -(-in_len // stride) if padding == SAME else (in_len - kernel) // stride + 1
     x = b.tensor([1, 1, in_len, in_ch], scale=s_in, zero_point=z_in)
     w, ws = per_channel_weights(rng, (1, 1, kernel, out_ch), qdim=3)
+    w = (w.astype(np.int64) // weight_div).astype(np.int8)
     wt = b.tensor(w.shape, data=w, scale=ws, zero_point=np.zeros(out_ch, int), quantized_dimension=3)
-    bt = b.tensor([out_ch], np.int32, scale=s_in * ws, zero_point=np.zeros(out_ch, int), data=bias_for(rng, out_ch))
-    y = b.tensor([1, 1, out_len, out_ch], scale=_out_scale(s_in, float(ws.mean()), kernel),
+    bt = b.tensor([out_ch], np.int32, scale=s_in * ws, zero_point=np.zeros(out_ch, int),
+                  data=bias_for(rng, out_ch) // weight_div)
+    y = b.tensor([1, 1, out_len, out_ch], scale=_out_scale(s_in, float(ws.mean()), kernel) * scale_factor,
                  zero_point=int(rng.integers(-20, 20)))
     b.op("DEPTHWISE_CONV_2D", [x, wt, bt], [y], padding=padding, strideW=stride, strideH=1, depthMultiplier=mult,
          dilationWFactor=1, dilationHFactor=1, fusedActivationFunction=act)
@@ -157,17 +162,20 @@ for _args in [
     case("DEPTHWISE_CONV_2D", _args[0])(lambda a=_args[1]: dwconv_model(**a))
 
 
-def fc_model(batches, n_in, n_out, act=NONE, per_channel=False, seed=0) -> bytes:
+def fc_model(batches, n_in, n_out, act=NONE, per_channel=False, seed=0, scale_factor=1.0, weight_div=1) -> bytes:
+    """scale_factor multiplies the output scale (small: large requantisation scales); weight_div
+    shrinks the int8 weights and the bias (same scales)."""
     rng = np.random.default_rng(seed)
     b = ModelBuilder()
     s_in, z_in = _io_quant(rng)
     # batches > 1 as a 3-D [1, batches, n_in] input, which FULLY_CONNECTED flattens to rows
     x = b.tensor([1, batches, n_in] if batches > 1 else [1, n_in], scale=s_in, zero_point=z_in)
-    w = rng.integers(-127, 128, size=(n_out, n_in)).astype(np.int8)
+    w = (rng.integers(-127, 128, size=(n_out, n_in)) // weight_div).astype(np.int8)
     ws = rng.uniform(0.002, 0.05, size=n_out if per_channel else 1).astype(np.float32)
     wt = b.tensor(w.shape, data=w, scale=ws, zero_point=np.zeros(len(ws), int))
-    bt = b.tensor([n_out], np.int32, scale=s_in * ws, zero_point=np.zeros(len(ws), int), data=bias_for(rng, n_out))
-    y = b.tensor([batches, n_out], scale=_out_scale(s_in, float(ws.mean()), n_in), zero_point=int(rng.integers(-20, 20)))
+    bt = b.tensor([n_out], np.int32, scale=s_in * ws, zero_point=np.zeros(len(ws), int),
+                  data=bias_for(rng, n_out) // weight_div)
+    y = b.tensor([batches, n_out], scale=_out_scale(s_in, float(ws.mean()), n_in) * scale_factor, zero_point=int(rng.integers(-20, 20)))
     b.op("FULLY_CONNECTED", [x, wt, bt], [y], fusedActivationFunction=act)
     return b.build([x], [y])
 

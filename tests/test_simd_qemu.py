@@ -110,6 +110,48 @@ def test_fast_requantisation_equals_tflm_double_rounding(tmp_path):
     assert _host_run(tmp_path, RQ_CHECK_C) == "1860000 checks, 0 mismatches"
 
 
+# mn_rq_make_acc: the one-step forms for every scale a trained layer can have: the pre-shifted
+# one for TFLM shift -1, 0 and positive (accumulators within the bound it is given), the e >= 2
+# one, and with the offset added after the shift for tiny scales (shift -23..-31); every shift
+# -31..30, output offsets -256..256, bounds from 0 to INT32_MAX
+RQ_ACC_CHECK_C = RQ_REF_C + r"""
+int main(void) {
+    long bad = 0, n = 0, onestep = 0, scales = 0, pre = 0;
+    for (int32_t shift = -31; shift <= 30; ++shift) {
+        for (int k = 0; k < 200; ++k) {
+            const uint32_t r = rnd() % 6;
+            const int32_t m = r == 0 ? 0 : r == 1 ? (1 << 30) : r == 2 ? INT32_MAX
+                              : (int32_t)((1u << 30) | (rnd() & 0x3FFFFFFF));
+            const int32_t z = k < 2 ? (k ? 256 : -256) : (int32_t)(rnd() % 513) - 256;
+            const int32_t xmax = k < 4 ? (k & 1 ? INT32_MAX : 0) : (int32_t)(rnd() >> (1 + rnd() % 31));
+            const mn_rq q = mn_rq_make_acc(m, shift, z, xmax, 0); /* bound |bias| + 0 products */
+            ++scales;
+            onestep += q.sh >= 0;
+            pre += q.pre > 0;
+            for (int j = 0; j < 300; ++j, ++n) {
+                int32_t x = j < 2 ? xmax : (int32_t)(rnd() % ((uint32_t)xmax + 1u));
+                if (j == 1 || (j > 1 && (rnd() & 1))) x = -x;
+                if (mn_rq_apply(&q, x) != ref(x, m, shift) + z && bad++ < 5)
+                    printf("x=%d m=%d shift=%d z=%d pre=%d\n", x, m, shift, z, q.pre);
+            }
+        }
+    }
+    printf("%ld checks, %ld mismatches, one-step form for %ld of %ld scales, pre-shifted %ld\n", n, bad, onestep,
+           scales, pre);
+    return bad != 0;
+}
+"""
+
+
+def test_pre_shifted_requantisation_equals_tflm_double_rounding(tmp_path):
+    """Host gcc: mn_rq_make_acc gives a one-step form whose result is TFLM's two rounding steps
+    + offset for every accumulator within the bound, also for the scales the e >= 2 form leaves
+    to the reference (shifts -1, 0 and positive: a small fan-in; -23..-31: channels training left
+    almost dead); it refuses (reference form) where the pre-shifted accumulator could overflow."""
+    assert _host_run(tmp_path, RQ_ACC_CHECK_C) == (
+        "3720000 checks, 0 mismatches, one-step form for 9405 of 12400 scales, pre-shifted 3405")
+
+
 def _host_run(tmp_path: Path, source: str) -> str:
     """Compile `source` against the runtime with the host gcc, run it: its stdout (exit 0)."""
     import subprocess
@@ -183,19 +225,22 @@ def test_elementwise_requantisation_equals_tflm_double_rounding(tmp_path):
     assert _host_run(tmp_path, SC_CHECK_C) == "1717620 checks, 0 mismatches, fast form for 3393 of 3840 scales"
 
 
-def conv_scaled(in_len, in_ch, out_ch, kernel, stride, padding, scale_factor, seed) -> bytes:
+def conv_scaled(in_len, in_ch, out_ch, kernel, stride, padding, scale_factor, seed, weight_div=1) -> bytes:
     """conv_model with the output scale multiplied by scale_factor: a small factor gives large
-    per-channel scales (TFLM shift -1, 0, positive: the reference requantisation form), a
-    large one tiny scales (shift below -22)."""
+    per-channel scales (TFLM shift -1, 0, positive: the pre-shifted one-step form), a large one
+    tiny scales (shift below -22: the reference form). weight_div shrinks the int8 weights (same
+    scales), so that with inputs near their zero point (INPUT_SPREAD) large scales still give
+    outputs inside the int8 range instead of saturated ones."""
     rng = np.random.default_rng(seed)
     b = ModelBuilder()
     s_in, z_in = _io_quant(rng)
     out_len = -(-in_len // stride) if padding == SAME else (in_len - kernel) // stride + 1
     x = b.tensor([1, 1, in_len, in_ch], scale=s_in, zero_point=z_in)
     w, ws = per_channel_weights(rng, (out_ch, 1, kernel, in_ch))
+    w = (w.astype(np.int64) // weight_div).astype(np.int8)
     wt = b.tensor(w.shape, data=w, scale=ws, zero_point=np.zeros(out_ch, int))
     bt = b.tensor([out_ch], np.int32, scale=s_in * ws, zero_point=np.zeros(out_ch, int),
-                  data=bias_for(rng, out_ch) // 64)
+                  data=bias_for(rng, out_ch) // (64 * weight_div))
     y = b.tensor([1, 1, out_len, out_ch], scale=_out_scale(s_in, float(ws.mean()), kernel * in_ch) * scale_factor,
                  zero_point=int(rng.integers(-20, 20)))
     b.op("CONV_2D", [x, wt, bt], [y], padding=padding, strideW=stride, strideH=1, dilationWFactor=1,
@@ -209,16 +254,23 @@ EXTRA = {
         "simd_cin20_k3_s2_n60": lambda: conv_model(33, 20, 6, 3, 2, SAME, act=RELU, seed=22),
         "simd_cin3_k5_n15_relu6": lambda: conv_model(30, 3, 4, 5, 1, SAME, act=RELU6, seed=23),
         "simd_cin30_k5_valid_n150": lambda: conv_model(19, 30, 8, 5, 1, VALID, seed=24),
-        "simd_large_scales": lambda: conv_scaled(24, 8, 12, 3, 1, SAME, 1 / 80, seed=25),
+        # TFLM shifts -2..1 (the pre-shifted one-step form beside the e >= 2 one in a channel pair),
+        # then 1..4 (left shifts); 1 / 80 gave -4..-2 only
+        "simd_large_scales": lambda: conv_scaled(24, 8, 12, 3, 1, SAME, 1 / 400, seed=25),
+        "simd_left_shift_scales": lambda: conv_scaled(24, 8, 12, 3, 1, SAME, 1 / 3000, seed=25, weight_div=16),
         "simd_tiny_scales": lambda: conv_scaled(24, 8, 4, 3, 1, SAME, 1e6, seed=26),
     },
     "DEPTHWISE_CONV_2D": {
         "simd_ch10_k5": lambda: dwconv_model(30, 10, 1, 5, 1, SAME, seed=27),
         "simd_ch8_k3_s2_relu6": lambda: dwconv_model(25, 8, 1, 3, 2, SAME, act=RELU6, seed=28),
+        # TFLM shifts -4..0 (groups of four channels in either form), then -1..3
+        "simd_dw_large_scales": lambda: dwconv_model(30, 12, 1, 5, 1, SAME, seed=27, scale_factor=1 / 100, weight_div=64),
+        "simd_dw_left_shift_scales": lambda: dwconv_model(30, 12, 1, 5, 1, SAME, seed=27, scale_factor=1 / 1000, weight_div=64),
     },
     "FULLY_CONNECTED": {
         "simd_64_to_7": lambda: fc_model(1, 64, 7, seed=29),
         "simd_batched_per_channel": lambda: fc_model(3, 30, 5, per_channel=True, act=RELU, seed=30),
+        "simd_large_scales_per_channel": lambda: fc_model(3, 30, 5, per_channel=True, seed=30, scale_factor=1 / 300, weight_div=16),
     },
     # ADD / MUL (beyond the registry's cases, which include a per-sample scalar, saturation and far
     # shifts): swapped-operand scalar rows, short rows with 1-3 element tails, clamps
@@ -256,6 +308,11 @@ EXTRA = {
     },
 }
 
+# cases whose windows lie within +-r of the input zero point (the corners aside): large scales
+# then requantise accumulators that do not all saturate
+INPUT_SPREAD = {"simd_large_scales": 4, "simd_left_shift_scales": 1, "simd_dw_large_scales": 4,
+                "simd_dw_left_shift_scales": 1, "simd_large_scales_per_channel": 1}
+
 ALL = [(op, name, fn) for op in OPS for table in (CASES, EXTRA) for name, fn in table.get(op, {}).items()]
 # issue 14's new forms get 1,000 windows on the emulated core: the fused chains and DY-Conv's
 # aggregation form (its computed-filter conv and its aggregation FC)
@@ -288,7 +345,11 @@ def _run_case(root: Path, op: str, name: str, fn) -> tuple[np.ndarray, np.ndarra
     assert image.simd
 
     rng = np.random.default_rng(sum(map(ord, name)))
-    x = rng.integers(-128, 128, size=(WINDOWS[name], *tin.shape[1:]), dtype=np.int64).astype(np.int8)
+    if name in INPUT_SPREAD:
+        r, z = INPUT_SPREAD[name], int(tin.zero_points[0])
+        x = np.clip(z + rng.integers(-r, r + 1, size=(WINDOWS[name], *tin.shape[1:])), -128, 127).astype(np.int8)
+    else:
+        x = rng.integers(-128, 128, size=(WINDOWS[name], *tin.shape[1:]), dtype=np.int64).astype(np.int8)
     x[0], x[1] = -128, 127  # saturating corners
     want = run_tflm(model, x).reshape(len(x), -1)
     got = []

@@ -34,8 +34,8 @@ static void conv_channel(const mn_conv_params *p, const int8_t *input, const int
     const int32_t out_per_group = p->out_ch / p->groups;
     const int32_t taps = p->kernel * in_per_group; /* filter elements per output channel */
     const int8_t *w = filter + (size_t)o * taps;
-    const mn_rq rq = mn_rq_make(p->out_multiplier[o], p->out_shift[o], p->output_offset);
     const int32_t b = bias ? bias[o] : 0;
+    const mn_rq rq = mn_rq_make_acc(p->out_multiplier[o], p->out_shift[o], p->output_offset, b, taps);
     const int8_t *in = input + (size_t)(o / out_per_group) * in_per_group;
     for (int32_t t = 0; t < p->out_len; ++t) {
         const int32_t start = t * p->stride - p->pad_before;
@@ -134,6 +134,7 @@ typedef struct {
     int32_t m0, r0;                  /* fast requantisation of channel o (mn_rq) */
     int32_t m1, r1;                  /* ... of channel o+1 */
     int32_t s0, s1;
+    int32_t lo0, lo1, hm0, hm1, p0, p1, z0, z1; /* the other one-step forms' constants (mn_rq_gen) */
     uint32_t lo4, hi4; /* activation clamp in every byte */
     int32_t cout;
     int32_t nb; /* 4-byte steps in wbuf */
@@ -175,8 +176,10 @@ __attribute__((noinline)) static void conv_block_epilogue(const mn_conv_epilogue
     mn_conv_store(e, y + cout + 1, o + 1, (int8_t)(v >> 24));
 }
 
-/* Output steps t, t+1 (windows at x, x + xstep) of channels o, o+1 into y[0..1], y[cout..cout+1]. */
-__attribute__((noinline)) static void conv_block_2x2(const mn_blk2x2 *k, const int8_t *x, int8_t *y) {
+/* Output steps t, t+1 (windows at x, x + xstep) of channels o, o+1 into y[0..1], y[cout..cout+1];
+ * gen: the channels' requantisation in any one-step form (mn_rq_gen), else the e >= 2 form. */
+__attribute__((always_inline)) static inline void conv_block_2x2_body(const mn_blk2x2 *k, const int8_t *x, int8_t *y,
+                                                                      const int gen) {
     const int8_t *xp = x;
     const uint32_t *pb = k->wbuf;
     const int32_t xstep = k->xstep;
@@ -211,10 +214,18 @@ __attribute__((noinline)) static void conv_block_2x2(const mn_blk2x2 *k, const i
         }
     }
     /* requantise, saturate to int8, pack [t o, t o+1, t+1 o, t+1 o+1], clamp, store */
-    uint32_t v = (uint32_t)__ssat(mn_rq_fast(a00, k->m0, k->r0, k->s0), 8);
-    MN_BFI8(v, __ssat(mn_rq_fast(a01, k->m1, k->r1, k->s1), 8), 8);
-    MN_BFI8(v, __ssat(mn_rq_fast(a10, k->m0, k->r0, k->s0), 8), 16);
-    MN_BFI8(v, __ssat(mn_rq_fast(a11, k->m1, k->r1, k->s1), 8), 24);
+    uint32_t v;
+    if (gen) {
+        v = (uint32_t)__ssat(mn_rq_gen(a00, k->m0, k->r0, k->s0, k->lo0, k->hm0, k->p0, k->z0), 8);
+        MN_BFI8(v, __ssat(mn_rq_gen(a01, k->m1, k->r1, k->s1, k->lo1, k->hm1, k->p1, k->z1), 8), 8);
+        MN_BFI8(v, __ssat(mn_rq_gen(a10, k->m0, k->r0, k->s0, k->lo0, k->hm0, k->p0, k->z0), 8), 16);
+        MN_BFI8(v, __ssat(mn_rq_gen(a11, k->m1, k->r1, k->s1, k->lo1, k->hm1, k->p1, k->z1), 8), 24);
+    } else {
+        v = (uint32_t)__ssat(mn_rq_fast(a00, k->m0, k->r0, k->s0), 8);
+        MN_BFI8(v, __ssat(mn_rq_fast(a01, k->m1, k->r1, k->s1), 8), 8);
+        MN_BFI8(v, __ssat(mn_rq_fast(a10, k->m0, k->r0, k->s0), 8), 16);
+        MN_BFI8(v, __ssat(mn_rq_fast(a11, k->m1, k->r1, k->s1), 8), 24);
+    }
     v = mn_clamp_s8x4(v, k->lo4, k->hi4);
     if (k->epi) { /* a fused consumer folds each output into what y holds */
         conv_block_epilogue(k->epi, y, k->cout, k->o, v);
@@ -225,8 +236,18 @@ __attribute__((noinline)) static void conv_block_2x2(const mn_blk2x2 *k, const i
     memcpy(y + k->cout, &v1, 2);
 }
 
+/* both channels in the e >= 2 form: what the latency tables measure */
+__attribute__((noinline)) static void conv_block_2x2(const mn_blk2x2 *k, const int8_t *x, int8_t *y) {
+    conv_block_2x2_body(k, x, y, 0);
+}
+
+/* a channel with a larger or a tiny scale (mn_rq_gen): three instructions more per output */
+__attribute__((noinline)) static void conv_block_2x2_gen(const mn_blk2x2 *k, const int8_t *x, int8_t *y) {
+    conv_block_2x2_body(k, x, y, 1);
+}
+
 /* Channels o, o+1 (filter rows w, w + n), interior steps t0 .. t1-1 in pairs (t1 - t0 even),
- * both channels in the fast requantisation form. */
+ * both channels in a one-step requantisation form. */
 static void conv_pair_interior(const mn_conv_params *p, const int8_t *input, const int8_t *w, int32_t b0,
                                int32_t b1, const mn_rq *q0, const mn_rq *q1, int8_t *out, int32_t t0, int32_t t1,
                                const mn_conv_epilogue *epi, int32_t o) {
@@ -265,6 +286,14 @@ static void conv_pair_interior(const mn_conv_params *p, const int8_t *input, con
     k.m1 = q1->mult;
     k.r1 = q1->rhi;
     k.s1 = q1->sh;
+    k.lo0 = q0->lo;
+    k.lo1 = q1->lo;
+    k.hm0 = q0->hm;
+    k.hm1 = q1->hm;
+    k.p0 = q0->pre;
+    k.p1 = q1->pre;
+    k.z0 = q0->post;
+    k.z1 = q1->post;
     k.lo4 = 0x01010101u * (uint8_t)p->act_min;
     k.hi4 = 0x01010101u * (uint8_t)p->act_max;
     k.cout = p->out_ch;
@@ -274,7 +303,11 @@ static void conv_pair_interior(const mn_conv_params *p, const int8_t *input, con
     int8_t *y = out + (size_t)t0 * p->out_ch;
     int8_t *const yend = out + (size_t)t1 * p->out_ch;
     const int32_t xadv = 2 * k.xstep, yadv = 2 * p->out_ch;
-    for (; y != yend; x += xadv, y += yadv) conv_block_2x2(&k, x, y);
+    if (q0->pre == 0 && q1->pre == 0 && q0->post == 0 && q1->post == 0) {
+        for (; y != yend; x += xadv, y += yadv) conv_block_2x2(&k, x, y);
+    } else {
+        for (; y != yend; x += xadv, y += yadv) conv_block_2x2_gen(&k, x, y);
+    }
 }
 
 /* Channels o, o+1, steps t_from .. t_to-1 one at a time, from the valid part of each window:
@@ -308,10 +341,11 @@ static void conv_dense_simd(const mn_conv_params *p, const int8_t *input, const 
     int32_t o = 0;
     for (; o + 2 <= p->out_ch; o += 2) {
         const int8_t *w = filter + (size_t)o * n;
-        const mn_rq q0 = mn_rq_make(p->out_multiplier[o], p->out_shift[o], p->output_offset);
-        const mn_rq q1 = mn_rq_make(p->out_multiplier[o + 1], p->out_shift[o + 1], p->output_offset);
         const int32_t b0 = bias ? bias[o] : 0, b1 = bias ? bias[o + 1] : 0;
-        if (q0.sh < 0 || q1.sh < 0) { /* a scale outside the fast form: all steps one at a time */
+        const mn_rq q0 = mn_rq_make_acc(p->out_multiplier[o], p->out_shift[o], p->output_offset, b0, n);
+        const mn_rq q1 =
+            mn_rq_make_acc(p->out_multiplier[o + 1], p->out_shift[o + 1], p->output_offset, b1, n);
+        if (q0.sh < 0 || q1.sh < 0) { /* a scale outside the one-step forms: all steps one at a time */
             conv_pair_edge(p, input, w, b0, b1, &q0, &q1, output + o, 0, p->out_len, epi, o);
             continue;
         }
@@ -351,11 +385,13 @@ static void dwconv_dm1_simd(const mn_dwconv_params *p, const int8_t *input, cons
     for (int32_t c = 0; c + 4 <= ch; c += 4) {
         mn_rq q[4];
         int32_t b[4];
-        int fast = 1;
+        int onestep = 1, classic = 1; /* every channel in a one-step form; in the e >= 2 form */
         for (int i = 0; i < 4; ++i) {
-            q[i] = mn_rq_make(p->out_multiplier[c + i], p->out_shift[c + i], p->output_offset);
             b[i] = bias ? bias[c + i] : 0;
-            fast &= q[i].sh >= 0;
+            q[i] = mn_rq_make_acc(p->out_multiplier[c + i], p->out_shift[c + i], p->output_offset,
+                                  b[i], p->kernel);
+            onestep &= q[i].sh >= 0;
+            classic &= q[i].sh >= 0 && q[i].pre == 0 && q[i].post == 0;
         }
         for (int32_t t = 0; t < p->out_len; ++t) {
             const int32_t start = t * p->stride - p->pad_before;
@@ -374,11 +410,18 @@ static void dwconv_dm1_simd(const mn_dwconv_params *p, const int8_t *input, cons
                 a3 = __smlatt(x13, w13, a3);
             }
             int8_t *y = output + (size_t)t * ch + c;
-            if (fast) {
+            if (classic) {
                 uint32_t v = (uint32_t)__ssat(mn_rq_fast(a0, q[0].mult, q[0].rhi, q[0].sh), 8);
                 MN_BFI8(v, __ssat(mn_rq_fast(a1, q[1].mult, q[1].rhi, q[1].sh), 8), 8);
                 MN_BFI8(v, __ssat(mn_rq_fast(a2, q[2].mult, q[2].rhi, q[2].sh), 8), 16);
                 MN_BFI8(v, __ssat(mn_rq_fast(a3, q[3].mult, q[3].rhi, q[3].sh), 8), 24);
+                v = mn_clamp_s8x4(v, lo4, hi4);
+                memcpy(y, &v, 4);
+            } else if (onestep) { /* a channel with a larger or a tiny scale (mn_rq_gen) */
+                uint32_t v = (uint32_t)__ssat(mn_rq_one(&q[0], a0), 8);
+                MN_BFI8(v, __ssat(mn_rq_one(&q[1], a1), 8), 8);
+                MN_BFI8(v, __ssat(mn_rq_one(&q[2], a2), 8), 16);
+                MN_BFI8(v, __ssat(mn_rq_one(&q[3], a3), 8), 24);
                 v = mn_clamp_s8x4(v, lo4, hi4);
                 memcpy(y, &v, 4);
             } else {
@@ -405,8 +448,9 @@ void mn_dwconv_s8(const mn_dwconv_params *p, const int8_t *input, const int8_t *
     for (int32_t c = c0; c < p->in_ch; ++c) {
         for (int32_t m = 0; m < p->depth_multiplier; ++m) {
             const int32_t o = c * p->depth_multiplier + m;
-            const mn_rq rq = mn_rq_make(p->out_multiplier[o], p->out_shift[o], p->output_offset);
             const int32_t b = bias ? bias[o] : 0;
+            const mn_rq rq = mn_rq_make_acc(p->out_multiplier[o], p->out_shift[o], p->output_offset,
+                                            b, p->kernel);
             for (int32_t t = 0; t < p->out_len; ++t) {
                 const int32_t start = t * p->stride - p->pad_before;
                 int32_t klo, khi;

@@ -59,11 +59,18 @@ __attribute__((always_inline)) static inline void fc_aggregate(const mn_fc_param
 }
 #endif
 
+/* output o's requantisation (per channel or per tensor), bounded by its bias and fan-in */
+__attribute__((always_inline)) static inline mn_rq fc_rq(const mn_fc_params *p, const int32_t *bias, int32_t o) {
+    const int32_t c = p->per_channel ? o : 0;
+    return mn_rq_make_acc(p->out_multiplier[c], p->out_shift[c], p->output_offset, bias ? bias[o] : 0,
+                          p->in_features);
+}
+
 void mn_fc_s8(const mn_fc_params *p, const int8_t *input, const int8_t *weights, const int32_t *bias,
               int8_t *output) {
     const int32_t nin = p->in_features, nout = p->out_features;
-    const mn_rq rq_tensor = mn_rq_make(p->out_multiplier[0], p->out_shift[0], p->output_offset);
 #if MICRONAS_SIMD
+    const mn_rq rq_tensor = mn_rq_make(p->out_multiplier[0], p->out_shift[0], p->output_offset);
     if ((nin == 2 || nin == 4) && !p->per_channel && p->filter_offset == 0 && rq_tensor.sh >= 0) {
         for (int32_t b = 0; b < p->batches; ++b) {
             const int8_t *in = input + (size_t)b * nin;
@@ -96,21 +103,15 @@ void mn_fc_s8(const mn_fc_params *p, const int8_t *input, const int8_t *weights,
                 a1 += bias[o + 1];
             }
             mn_dot_1x2_off(in, weights + (size_t)o * nin, nin, nin, p->input_offset, &a0, &a1);
-            if (p->per_channel) {
-                const mn_rq rq0 = mn_rq_make(p->out_multiplier[o], p->out_shift[o], p->output_offset);
-                const mn_rq rq1 = mn_rq_make(p->out_multiplier[o + 1], p->out_shift[o + 1], p->output_offset);
-                out[o] = mn_rq_out(&rq0, a0, p->act_min, p->act_max);
-                out[o + 1] = mn_rq_out(&rq1, a1, p->act_min, p->act_max);
-            } else {
-                out[o] = mn_rq_out(&rq_tensor, a0, p->act_min, p->act_max);
-                out[o + 1] = mn_rq_out(&rq_tensor, a1, p->act_min, p->act_max);
-            }
+            const mn_rq rq0 = fc_rq(p, bias, o), rq1 = fc_rq(p, bias, o + 1);
+            out[o] = mn_rq_out(&rq0, a0, p->act_min, p->act_max);
+            out[o + 1] = mn_rq_out(&rq1, a1, p->act_min, p->act_max);
         }
 #endif
         for (; o < nout; ++o) {
             int32_t acc = in_sum_off + mn_dot_s8(in, weights + (size_t)o * nin, nin, p->input_offset);
             if (bias) acc += bias[o];
-            const mn_rq rq = p->per_channel ? mn_rq_make(p->out_multiplier[o], p->out_shift[o], p->output_offset) : rq_tensor;
+            const mn_rq rq = fc_rq(p, bias, o);
             out[o] = mn_rq_out(&rq, acc, p->act_min, p->act_max);
         }
     }

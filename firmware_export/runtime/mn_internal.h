@@ -22,16 +22,36 @@
  * For |z| <= 256 and e <= 22 the 64-bit sum stays below 2^63 in magnitude and its high word is
  * exact, for every int32 x and every m in [0, 2^31): what the code generator emits in practice
  * (tests/test_simd_qemu.py checks it against the reference on the host for random x and every
- * shift and offset). Other (multiplier, shift) pairs (shift >= -1, i.e. scale >= 0.25; tiny
- * scales; a negative multiplier) take mn_requantize itself. */
+ * shift and offset).
+ *
+ * Larger scales (shift >= -1) take the same one-step form on the accumulator pre-shifted by p
+ * bits, x' = x * 2^p (mn_rq_make_acc, given the bias and fan-in that bound |x| so that x' cannot
+ * overflow):
+ *   e = 1, p = 1:  y + z = floor((x'*m + 2^31 + (1 + 2z - [x < 0]) * 2^32) / 2^33)
+ *   e = 0 (TFLM left shift l = max(shift, 0)), p = l + 1:
+ *                  y + z = floor((x*2^l*m + 2^30 + z*2^31) / 2^31) = floor((x'*m + 2^31 + z*2^32) / 2^32)
+ * i.e. low word 2^31 (instead of 2^30 | [x < 0]*2^31), high word rhi plus the sign term where
+ * there is one (hm = -1 for e >= 1, 0 for e = 0), shift e - 1 (1, 0). Tiny scales (e = 23..31:
+ * the channels training left almost dead) take the e >= 2 form with z added after the shift
+ * (z * 2^(e-1) would overflow the high word). So every scale a trained layer has costs the same
+ * few instructions (mn_rq_gen: LSL, AND, ORR, AND, ADD, SMLAL, ASR, ADD) and a kernel's cost no
+ * longer depends on its trained scales (the latency tables measure one representative scale).
+ * Other pairs (shift < -31; a negative multiplier; an accumulator that could overflow the
+ * pre-shift) take mn_requantize itself. */
 typedef struct {
     int32_t mult;
-    int32_t rhi;   /* fast form: 2^(e-2) + z * 2^(e-1) */
-    int32_t sh;    /* fast form: e - 1; -1 for the reference form */
+    int32_t rhi;   /* one-step form: the high word's constant */
+    int32_t sh;    /* one-step form: the final shift; -1 for the reference form */
+    int32_t lo;    /* one-step form: the low word's constant, 2^30 or 2^31 */
+    int32_t hm;    /* one-step form: -1 with the sign term in the high word, 0 without */
+    int32_t pre;   /* one-step form: accumulator pre-shift p */
+    int32_t post;  /* one-step form: offset added after the shift (z for tiny scales, else 0) */
     int32_t shift; /* reference form: TFLM shift */
     int32_t ooff;  /* reference form: z */
 } mn_rq;
 
+/* the e >= 2 one-step form for e = 2..22 (sh >= 0, pre = post = 0: mn_rq_fast), else the
+ * reference form */
 static inline mn_rq mn_rq_make(int32_t multiplier, int32_t shift, int32_t output_offset) {
     mn_rq q;
     q.mult = multiplier;
@@ -39,6 +59,10 @@ static inline mn_rq mn_rq_make(int32_t multiplier, int32_t shift, int32_t output
     q.ooff = output_offset;
     q.rhi = 0;
     q.sh = -1;
+    q.lo = 0x40000000;
+    q.hm = -1;
+    q.pre = 0;
+    q.post = 0;
     if (shift <= -2 && shift >= -22 && multiplier >= 0 && output_offset >= -256 && output_offset <= 256) {
         q.sh = -shift - 1;
         q.rhi = ((int32_t)1 << (-shift - 2)) + output_offset * ((int32_t)1 << q.sh);
@@ -46,7 +70,38 @@ static inline mn_rq mn_rq_make(int32_t multiplier, int32_t shift, int32_t output
     return q;
 }
 
-/* the fast form: requantised acc plus the output offset folded into rhi */
+/* mn_rq_make, and where that gives the reference form a one-step form for the other scales:
+ * tiny ones (shift -23..-31) and large ones (shift >= -1, pre-shifted, where |acc| <= |bias| +
+ * n * 255 * 255 guarantees that the shifted accumulator fits in int32) */
+static inline mn_rq mn_rq_make_acc(int32_t multiplier, int32_t shift, int32_t output_offset, int32_t bias,
+                                   int32_t n) {
+    mn_rq q = mn_rq_make(multiplier, shift, output_offset);
+    if (q.sh >= 0 || multiplier < 0 || output_offset < -256 || output_offset > 256 || shift < -31 || shift > 29)
+        return q;
+    if (shift <= -23) {
+        q.sh = -shift - 1;
+        q.rhi = (int32_t)1 << (-shift - 2);
+        q.post = output_offset;
+        return q;
+    }
+    const int32_t pre = shift == -1 ? 1 : shift + 1;
+    const int64_t xmax = (bias < 0 ? -(int64_t)bias : (int64_t)bias) + (int64_t)n * 65025;
+    if (n < 0 || xmax > (INT32_MAX >> pre)) return q;
+    q.pre = pre;
+    q.lo = (int32_t)0x80000000u;
+    if (shift == -1) {
+        q.rhi = 1 + 2 * output_offset;
+        q.hm = -1;
+        q.sh = 1;
+    } else {
+        q.rhi = output_offset;
+        q.hm = 0;
+        q.sh = 0;
+    }
+    return q;
+}
+
+/* the e >= 2 one-step form: requantised acc plus the output offset folded into rhi */
 static inline int32_t mn_rq_fast(int32_t acc, int32_t mult, int32_t rhi, int32_t sh) {
     const uint32_t lo = ((uint32_t)acc & 0x80000000u) | 0x40000000u;
     const int32_t hi = rhi + (acc >> 31);
@@ -54,16 +109,31 @@ static inline int32_t mn_rq_fast(int32_t acc, int32_t mult, int32_t rhi, int32_t
     return (int32_t)(v >> 32) >> sh;
 }
 
+/* any one-step form (mn_rq_fast when pre = post = 0, lo = 2^30, hm = -1) */
+static inline int32_t mn_rq_gen(int32_t acc, int32_t mult, int32_t rhi, int32_t sh, int32_t lo_c, int32_t hm,
+                                int32_t pre, int32_t post) {
+    const int32_t x = (int32_t)((uint32_t)acc << pre);
+    const uint32_t lo = ((uint32_t)x & 0x80000000u) | (uint32_t)lo_c;
+    const int32_t hi = rhi + ((x >> 31) & hm);
+    const int64_t v = (int64_t)(((uint64_t)(uint32_t)hi << 32) | lo) + (int64_t)x * mult;
+    return ((int32_t)(v >> 32) >> sh) + post;
+}
+
+/* q's one-step form (q->sh >= 0) */
+static inline int32_t mn_rq_one(const mn_rq *q, int32_t acc) {
+    return mn_rq_gen(acc, q->mult, q->rhi, q->sh, q->lo, q->hm, q->pre, q->post);
+}
+
 /* the reference form, kept out of line: it is the rare case, and inlined at every call site it
  * would cost more flash than the kernels' fast paths */
-__attribute__((noinline, unused)) static int32_t mn_rq_ref(const mn_rq *q, int32_t acc) {
-    return mn_requantize(acc, q->mult, q->shift) + q->ooff;
+__attribute__((noinline, unused)) static int32_t mn_rq_ref(int32_t acc, int32_t mult, int32_t shift, int32_t ooff) {
+    return mn_requantize(acc, mult, shift) + ooff;
 }
 
 /* mn_requantize(acc, multiplier, shift) + output_offset */
 static inline int32_t mn_rq_apply(const mn_rq *q, int32_t acc) {
-    if (q->sh < 0) return mn_rq_ref(q, acc);
-    return mn_rq_fast(acc, q->mult, q->rhi, q->sh);
+    if (q->sh < 0) return mn_rq_ref(acc, q->mult, q->shift, q->ooff); /* by value: q can stay in registers */
+    return mn_rq_one(q, acc);
 }
 
 /* requantised, offset and clamped to the activation range */
