@@ -10,9 +10,11 @@ tflite-micro's align tool, so the C array can be used in place on the device.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +53,21 @@ def export_onnx(model, input_shape: tuple[int, int], path: Path, log_path: Path 
                           f"see {log_path}" if log_path else None) from e
     finally:  # also on Ctrl-C: never leave a partial file beside the artefacts
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _temp_files_under(folder: Path):
+    """Python's temp files go into `folder` meanwhile: TensorFlow's autograph writes the modules
+    it generates to the system temp dir and removes them only at interpreter exit, so a process
+    that ends otherwise (a killed worker, os._exit) would leave them there; inside the
+    conversion's own temp folder they go with it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    before = tempfile.tempdir
+    tempfile.tempdir = str(folder)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = before
 
 
 def _computed_filter_layouts(onnx_path: Path, json_path: Path) -> Path | None:
@@ -111,7 +128,7 @@ def onnx_to_int8_tflite(onnx_path: Path, calibration_ntc: np.ndarray, out_path: 
         shutil.copyfile(onnx_path, onnx_copy)  # onnx2tf rewrites its input in place
         saved_model = work / "saved_model"
         try:
-            with capture_fds(log_path):
+            with capture_fds(log_path), _temp_files_under(work / "tmp"):
                 import onnx2tf
                 import tensorflow as tf
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
 import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -424,3 +427,26 @@ def test_trained_dyagg_network_exports_bit_exact_and_symmetric(tmp_path, tiny_np
     assert m["runtime_vs_tflm"]["exact_match_rate"] == 1.0 and m["runtime_vs_tflm"]["windows"] == 12
     r = compare(tflite.read_bytes(), n=1000, seed=3)
     assert r.tflm_exact_rate == 1.0
+
+
+def test_conversion_leaves_no_temp_files_behind(exported_run, tmp_path):
+    """TensorFlow's autograph writes generated modules to the system temp dir and removes them
+    only at interpreter exit, so a worker that ends otherwise (killed, os._exit) left them there:
+    the conversion keeps them in its own temp folder, which goes when it ends. A fresh process
+    (autograph caches what it converted) with its own TMPDIR, ended by os._exit."""
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    meta = json.loads((exported_run / "arch.json").read_text())
+    script = (
+        "import os, numpy as np\n"
+        "from pathlib import Path\n"
+        "from firmware_export import convert\n"
+        f"calib = np.random.default_rng(0).standard_normal((4, {meta['input_length']}, {meta['input_channels']}))\n"
+        f"convert.onnx_to_int8_tflite(Path({str(exported_run / 'model.onnx')!r}), calib.astype(np.float32), "
+        f"Path({str(tmp_path / 'm.tflite')!r}))\n"
+        "os._exit(0)\n")
+    env = {**os.environ, "TMPDIR": str(system_tmp), "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-c", script], env=env, cwd=Path(__file__).resolve().parents[1], check=True,
+                   timeout=600)
+    assert (tmp_path / "m.tflite").stat().st_size > 0
+    assert sorted(p.name for p in system_tmp.iterdir()) == []
