@@ -72,6 +72,12 @@ static int32_t ref(int32_t x, int32_t m, int32_t shift) {
     int left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
     return rdbpot(srdhm((int32_t)((uint32_t)x << left), m), right);
 }
+/* a multiplier of every class (0, 2^30, INT32_MAX, random normalised); the k-th output offset */
+__attribute__((unused)) static int32_t mult_val(void) {
+    const uint32_t r = rnd() % 6;
+    return r == 0 ? 0 : r == 1 ? (1 << 30) : r == 2 ? INT32_MAX : (int32_t)((1u << 30) | (rnd() & 0x3FFFFFFF));
+}
+__attribute__((unused)) static int32_t offset_val(int k) { return k < 2 ? (k ? 256 : -256) : (int32_t)(rnd() % 513) - 256; }
 """
 RQ_CHECK_C = RQ_REF_C + r"""
 static int32_t xval(void) {
@@ -86,10 +92,7 @@ int main(void) {
     long bad = 0, n = 0;
     for (int32_t shift = -31; shift <= 30; ++shift) {
         for (int k = 0; k < 60; ++k) {
-            const uint32_t r = rnd() % 6;
-            const int32_t m = r == 0 ? 0 : r == 1 ? (1 << 30) : r == 2 ? INT32_MAX
-                              : (int32_t)((1u << 30) | (rnd() & 0x3FFFFFFF));
-            const int32_t z = k < 2 ? (k ? 256 : -256) : (int32_t)(rnd() % 513) - 256;
+            const int32_t m = mult_val(), z = offset_val(k);
             const mn_rq q = mn_rq_make(m, shift, z);
             for (int j = 0; j < 500; ++j, ++n) {
                 const int32_t x = xval();
@@ -119,10 +122,7 @@ int main(void) {
     long bad = 0, n = 0, onestep = 0, scales = 0, pre = 0;
     for (int32_t shift = -31; shift <= 30; ++shift) {
         for (int k = 0; k < 200; ++k) {
-            const uint32_t r = rnd() % 6;
-            const int32_t m = r == 0 ? 0 : r == 1 ? (1 << 30) : r == 2 ? INT32_MAX
-                              : (int32_t)((1u << 30) | (rnd() & 0x3FFFFFFF));
-            const int32_t z = k < 2 ? (k ? 256 : -256) : (int32_t)(rnd() % 513) - 256;
+            const int32_t m = mult_val(), z = offset_val(k);
             const int32_t xmax = k < 4 ? (k & 1 ? INT32_MAX : 0) : (int32_t)(rnd() >> (1 + rnd() % 31));
             const mn_rq q = mn_rq_make_acc(m, shift, z, xmax, 0); /* bound |bias| + 0 products */
             ++scales;
