@@ -26,7 +26,7 @@ from typing import Any
 from micronas_base.errors import ConfigError
 from micronas.budgets import kib, ms
 from micronas.results import ExportResult, ProfileResult, ReportResult, SearchRecord
-from micronas.rundir import RunDir, atomic_write_bytes, atomic_write_text
+from micronas.rundir import TEACHER_DIR, RunDir, atomic_write_bytes, atomic_write_text
 from micronas.units import Budgets, format_size
 from search_space.registry import SEARCH_OPS
 
@@ -404,7 +404,7 @@ def _training_text(run, t: dict) -> str:
              f"weight average (EMA {t['ema_decay']:g})" if t.get("ema_decay") else "",
              "kept: " + ("last epoch" if t.get("checkpoint_rule") == "last" else "best validation epoch")]
     if t.get("distill"):
-        teacher = _load(run, "teacher/train_log.json")
+        teacher = _load(run, f"{TEACHER_DIR}/train_log.json")
         got = f", teacher validation accuracy {100 * teacher['best']['val_acc']:.1f} %" if teacher else ""
         parts.append(f"distilled at {t['distill']:g} from a x{t.get('teacher_width', 1.5):g}-wide teacher{got}")
     return "; ".join(p for p in parts if p)

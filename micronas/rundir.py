@@ -21,7 +21,9 @@ from micronas_base.errors import ConfigError
 
 RUN_FORMAT = "micronas.run/1"
 LOCK = ".lock"  # held (flock) by the command writing into the run; see `RunDir.locked`
-__all__ = ["RunDir", "RUN_FORMAT", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "sha256_file"]
+TEACHER_DIR = "teacher"  # a distilled training's teacher: a run of its own inside the run
+__all__ = ["RunDir", "RUN_FORMAT", "TEACHER_DIR", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
+           "sha256_file"]
 
 
 def sha256_file(path: Path) -> str:

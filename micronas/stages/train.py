@@ -11,7 +11,7 @@ import numpy as np
 
 from micronas.data import Standardizer, arrays_for, load_dataset, make_split
 from micronas.results import SplitSizes, TrainResult
-from micronas.rundir import RunDir
+from micronas.rundir import TEACHER_DIR, RunDir
 from micronas.stages.common import QAT_MODEL, data_fingerprint, data_spec, resolve_arch, set_torch_threads, torch_device
 from micronas.train import EpochCallback, TrainConfig
 from micronas_base import __version__
@@ -94,8 +94,6 @@ def train(data: str | os.PathLike[str], out: str | os.PathLike[str], arch: str |
         out_ = train_loop(run, lambda: build(the_arch), scaled, cfg, digest, on_epoch, device=dev, teacher=teacher)
         return result(False, out_["best"])
 
-
-TEACHER_DIR = "teacher"
 
 
 def _teacher(run: RunDir, the_arch: Any, data: dict, cfg: TrainConfig, fingerprint: str,
