@@ -11,7 +11,10 @@ validation), exported to int8 and profiled on the emulated core:
     flash), each trained stand-alone; k of them, k = 1 + round((DNAS + derivation seconds) /
     seconds of one training), so (b) costs what (a) costs; the best by validation accuracy is
     exported;
-(c) a hand-designed 3-layer CNN (k5; stride 1, 2, 2) at the budget.
+(c) a hand-designed 3-layer CNN (k5; stride 1, 2, 2) of fixed widths (64/64/64 watch, 32/32/32
+    JapaneseVowels: well under the budget), and (d) the same CNN as wide as the budget allows
+    (one width for the three layers, the widest multiple of 8 whose predicted latency is at most
+    99 % of the budget and that fits RAM and flash).
 
 With `--pool N` (default 20, seed 0 only) more random architectures are trained than k to
 measure how well the supernet ranks: Kendall tau between each one's validation accuracy with
@@ -28,7 +31,7 @@ instruction counts on the emulated core (not cycles), latency in ms at the board
 Resumable: finished runs are kept in WORK.
 
     .venv/bin/python benchmarks/search.py [--datasets watch,vowels] [--seeds 0,1,2] [--pool 20]
-        [--work DIR] [--search-only]
+        [--work DIR] [--arms search,random,cnn,cnnb,tau] [--search-only]
 """
 
 from __future__ import annotations
@@ -81,6 +84,26 @@ def cnn_arch(widths: tuple[int, ...], shape: tuple[int, int, int]) -> dict:
     layers = [{"op": "conv", "out": w, "kernel": 5, "stride": s} for w, s in zip(widths, (1, 2, 2))]
     return {"format": "micronas.arch/1", "input_channels": shape[0], "input_length": shape[1],
             "num_classes": shape[2], "stem": layers[0], "cells": layers[1:]}
+
+
+def cnn_at_budget(shape, table, budgets) -> tuple[int, int, int]:
+    """The widest uniform CNN (multiples of 8) within 99 % of the latency budget and the RAM and
+    flash budgets, by the latency table (entries it lacks measured on the emulated core)."""
+    from latency_tables import predict as predictor
+    from micronas import tables
+    from search_space.arch import from_json as arch_from_json
+
+    best = 0
+    for w in range(8, 513, 8):
+        p = predictor.predict(arch_from_json(cnn_arch((w, w, w), shape)), table,
+                              measure_missing=lambda keys: tables.measure_into(table, keys))
+        if p.latency_ms > 0.99 * budgets.latency_s * 1e3 or p.arena_bytes > budgets.ram_bytes or \
+                (budgets.flash_bytes is not None and p.flash_bytes > budgets.flash_bytes):
+            break  # wider only costs more
+        best = w
+    if not best:
+        raise SystemExit("even an 8/8/8 CNN misses the budget")
+    return best, best, best
 
 
 def save(path: Path, results: dict) -> None:
@@ -204,7 +227,7 @@ def run_dataset(name: str, spec: dict, args, work: Path, results: dict) -> None:
                             "search_seconds": rec.get("search_seconds"), "derivation": rec.get("candidates")}
             save(work / "results.json", results)
             log(f"search: {results[key]['arch']}: int8 {r.metrics.accuracy_int8:.3f}, {results[key]['wall_seconds']:.0f} s")
-        if args.arms == ("search",):  # the search alone (e.g. comparing two versions of the space)
+        if set(args.arms) == {"search"}:  # the search alone (e.g. comparing two versions of the space)
             continue
         if "derivation_seconds" not in results[key]:
             rec = json.loads((base / f"search-seed{seed}" / "search.json").read_text())
@@ -212,74 +235,80 @@ def run_dataset(name: str, spec: dict, args, work: Path, results: dict) -> None:
         # the search's compute before its final training (which random search spends as one more network)
         search_s = (results[key]["search_seconds"] or 0.0) + results[key]["derivation_seconds"]
 
-        # (b) random architectures, trained stand-alone with the same recipe
         table = predictor.find_table(board.name, *shape)
-        pool_n = args.pool if seed == args.seeds[0] else 0
-        pkey = f"{name}/pool/seed{seed}"
-        space = searched_space(json.loads((base / f"search-seed{seed}" / "search.json").read_text()))
-        if pkey not in results:
-            results[pkey] = {"archs": random_pool(max(pool_n, 12), seed, shape, table, budgets, space), "runs": {},
-                             "space": space.name}
-        pool = results[pkey]
+        # (b) random architectures, trained stand-alone with the same recipe
+        if "random" in args.arms or "tau" in args.arms:
+            pool_n = args.pool if seed == args.seeds[0] and "tau" in args.arms else 0
+            pkey = f"{name}/pool/seed{seed}"
+            space = searched_space(json.loads((base / f"search-seed{seed}" / "search.json").read_text()))
+            if pkey not in results or len(results[pkey]["archs"]) < max(pool_n, 12):
+                # the draws are seeded: a larger pool starts with the same architectures, whose runs stand
+                runs_kept = results[pkey]["runs"] if pkey in results else {}
+                results[pkey] = {"archs": random_pool(max(pool_n, 12), seed, shape, table, budgets, space),
+                                 "runs": runs_kept, "space": space.name}
+            pool = results[pkey]
 
-        def record(i: int, r: dict) -> dict:
-            pool["runs"][str(i)] = r
-            save(work / "results.json", results)
-            log(f"random arch {i} ({arch_summary(pool['archs'][i])}): val {r['val_acc']:.3f}, "
-                f"test fp32 {r['test_acc_fp32']:.3f}")
-            return r
+            def record(i: int, r: dict) -> dict:
+                pool["runs"][str(i)] = r
+                save(work / "results.json", results)
+                log(f"random arch {i} ({arch_summary(pool['archs'][i])}): val {r['val_acc']:.3f}, "
+                    f"test fp32 {r['test_acc_fp32']:.3f}")
+                return r
 
-        task = functools.partial(train_random, spec["data"], base / f"random-seed{seed}", pool["archs"], tcfg,
-                                 data["test"])
-        first = pool["runs"].get("0") or record(0, task(0))  # alone: its time sets k (equal compute)
-        k = 1 + round(search_s / max(first["seconds"], 1e-3))
-        todo = [i for i in range(1, max(k, pool_n)) if str(i) not in pool["runs"]]
-        # independent trainings: Ray tasks with --ray (one thread each), else one after another
-        for i, r in zip(todo, map_tasks(task, todo)):
-            record(i, r)
-        runs = [pool["runs"][str(i)] for i in range(max(k, pool_n))]
-        rkey = f"{name}/random/seed{seed}"
-        if rkey not in results or results[rkey]["k"] != k:
-            best = max(range(k), key=lambda i: (runs[i]["val_acc"], -i))
-            log(f"random search (k={k}): arch {best}, exported and profiled")
-            t0 = time.monotonic()
-            arch_path = base / f"random-seed{seed}" / f"arch{best:02d}.json"
-            done = api.train_export_profile(spec["data"], runs[best]["run"], arch_path, tcfg, board.name, budgets,
-                                            threads=1)
-            results[rkey] = {**figures(done), "arch": arch_summary(pool["archs"][best]), "k": k, "chosen": best,
-                             "wall_seconds": round(sum(r["seconds"] for r in runs[:k]) + time.monotonic() - t0, 1)}
-            save(work / "results.json", results)
+            task = functools.partial(train_random, spec["data"], base / f"random-seed{seed}", pool["archs"], tcfg,
+                                     data["test"])
+            first = pool["runs"].get("0") or record(0, task(0))  # alone: its time sets k (equal compute)
+            k = 1 + round(search_s / max(first["seconds"], 1e-3))
+            todo = [i for i in range(1, max(k, pool_n)) if str(i) not in pool["runs"]]
+            # independent trainings: Ray tasks with --ray (one thread each), else one after another
+            for i, r in zip(todo, map_tasks(task, todo)):
+                record(i, r)
+            runs = [pool["runs"][str(i)] for i in range(max(k, pool_n))]
+            rkey = f"{name}/random/seed{seed}"
+            if rkey not in results or results[rkey]["k"] != k:
+                best = max(range(k), key=lambda i: (runs[i]["val_acc"], -i))
+                log(f"random search (k={k}): arch {best}, exported and profiled")
+                t0 = time.monotonic()
+                arch_path = base / f"random-seed{seed}" / f"arch{best:02d}.json"
+                done = api.train_export_profile(spec["data"], runs[best]["run"], arch_path, tcfg, board.name, budgets,
+                                                threads=1)
+                results[rkey] = {**figures(done), "arch": arch_summary(pool["archs"][best]), "k": k, "chosen": best,
+                                 "wall_seconds": round(sum(r["seconds"] for r in runs[:k]) + time.monotonic() - t0, 1)}
+                save(work / "results.json", results)
 
-        # supernet ranking (the pool of the first seed)
-        tkey = f"{name}/tau/seed{seed}"
-        if pool_n and tkey not in results:
-            choices = [position_choices(space, i) for i in range(len(space.positions))]
-            net = dnas.load_supernet(RunDir(base / f"search-seed{seed}"), lambda: SuperNet(space, choices, *shape))
-            inh = [dnas.inherited_accuracy(net, arch_from_json(a), data["train"][0], *data["val"], seed=seed)
-                   for a in pool["archs"][:pool_n]]
-            raw = [dnas.inherited_accuracy(net, arch_from_json(a), data["train"][0], *data["val"], recalibrate=0)
-                   for a in pool["archs"][:pool_n]]
-            sval = [runs[i]["val_acc"] for i in range(pool_n)]
-            stest = [runs[i]["test_acc_fp32"] for i in range(pool_n)]
-            results[tkey] = {"n": pool_n, "inherited_val": inh, "inherited_val_no_recal": raw,
-                             "tau_inherited_vs_standalone_val": dnas.kendall_tau(inh, sval),
-                             "tau_inherited_vs_standalone_test": dnas.kendall_tau(inh, stest),
-                             "tau_no_recal_vs_standalone_test": dnas.kendall_tau(raw, stest),
-                             "tau_standalone_val_vs_test": dnas.kendall_tau(sval, stest)}
-            save(work / "results.json", results)
+            # supernet ranking (the pool of the first seed)
+            tkey = f"{name}/tau/seed{seed}"
+            if pool_n and tkey not in results:
+                choices = [position_choices(space, i) for i in range(len(space.positions))]
+                net = dnas.load_supernet(RunDir(base / f"search-seed{seed}"), lambda: SuperNet(space, choices, *shape))
+                inh = [dnas.inherited_accuracy(net, arch_from_json(a), data["train"][0], *data["val"], seed=seed)
+                       for a in pool["archs"][:pool_n]]
+                raw = [dnas.inherited_accuracy(net, arch_from_json(a), data["train"][0], *data["val"], recalibrate=0)
+                       for a in pool["archs"][:pool_n]]
+                sval = [runs[i]["val_acc"] for i in range(pool_n)]
+                stest = [runs[i]["test_acc_fp32"] for i in range(pool_n)]
+                results[tkey] = {"n": pool_n, "inherited_val": inh, "inherited_val_no_recal": raw,
+                                 "tau_inherited_vs_standalone_val": dnas.kendall_tau(inh, sval),
+                                 "tau_inherited_vs_standalone_test": dnas.kendall_tau(inh, stest),
+                                 "tau_no_recal_vs_standalone_test": dnas.kendall_tau(raw, stest),
+                                 "tau_standalone_val_vs_test": dnas.kendall_tau(sval, stest)}
+                save(work / "results.json", results)
 
-        # (c) the hand-designed CNN
-        ckey = f"{name}/cnn/seed{seed}"
-        if ckey not in results:
-            arch = cnn_arch(spec["cnn"], shape)
-            arch_path = base / "cnn_arch.json"
+        # (c) the hand-designed CNN, fixed widths; (d) the same as wide as the budget allows
+        for arm, widths in (("cnn", spec["cnn"]), ("cnnb", None)):
+            ckey = f"{name}/{arm}/seed{seed}"
+            if arm not in args.arms or ckey in results:
+                continue
+            widths = widths or cnn_at_budget(shape, table, budgets)
+            arch = cnn_arch(widths, shape)
+            arch_path = base / f"{arm}_arch.json"
             arch_path.write_text(json.dumps(arch))
             t0 = time.monotonic()
-            done = api.train_export_profile(spec["data"], base / f"cnn-seed{seed}", arch_path, tcfg, board.name,
+            done = api.train_export_profile(spec["data"], base / f"{arm}-seed{seed}", arch_path, tcfg, board.name,
                                             budgets, threads=1)
             results[ckey] = {**figures(done), "arch": arch_summary(arch), "wall_seconds": round(time.monotonic() - t0, 1)}
             save(work / "results.json", results)
-            log(f"cnn: int8 {done.metrics.accuracy_int8:.3f}")
+            log(f"{arm}: {results[ckey]['arch']}: int8 {done.metrics.accuracy_int8:.3f}")
 
 
 def report(results: dict, names: list[str], seeds: list[int]) -> None:
@@ -289,7 +318,8 @@ def report(results: dict, names: list[str], seeds: list[int]) -> None:
     for name in names:
         print(f"\n### {name}\n\n| method | int8 test accuracy, mean ± std (per seed) | int8 loss (points, per network) "
               "| latency measured (ms) | wall time per run (s) | networks |\n|---|---|---|---|---|---|")
-        for kind, label in (("search", "search"), ("random", "random search, equal compute"), ("cnn", "hand-designed CNN")):
+        for kind, label in (("search", "search"), ("random", "random search, equal compute"), ("cnn", "hand-designed CNN"),
+                            ("cnnb", "hand-designed CNN at the budget")):
             rs = [results[f"{name}/{kind}/seed{s}"] for s in seeds if f"{name}/{kind}/seed{s}" in results]
             if not rs:
                 continue
@@ -319,13 +349,18 @@ def main() -> int:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--pool", type=int, default=20, help="random networks trained for the ranking (first seed)")
     ap.add_argument("--work", default=str(ROOT / "runs" / "bench-search"))
-    ap.add_argument("--search-only", action="store_true",
-                    help="only the search arm (no random search, CNN or ranking)")
+    ap.add_argument("--arms", default="search,random,cnn,cnnb,tau",
+                    help="which arms to run (search, random, cnn, cnnb: the CNN at the budget, tau: the ranking "
+                         "pool); random, cnn, cnnb and tau need the search arm's runs")
+    ap.add_argument("--search-only", action="store_true", help="--arms search")
     ap.add_argument("--ray", type=int, default=0, metavar="N",
                     help="train the random networks (and score the candidates) as tasks of a local Ray of N CPUs "
                          "(the scale extra); 0: in this process")
     args = ap.parse_args()
-    args.arms = ("search",) if args.search_only else ("search", "random", "cnn", "tau")
+    args.arms = ("search",) if args.search_only else tuple(a.strip() for a in args.arms.split(","))
+    unknown = set(args.arms) - {"search", "random", "cnn", "cnnb", "tau"}
+    if unknown:
+        raise SystemExit(f"--arms: unknown {', '.join(sorted(unknown))}; expected search, random, cnn, cnnb, tau")
     if args.ray:
         from micronas.parallel import require_ray
 
