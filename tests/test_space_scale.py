@@ -51,7 +51,9 @@ CASES = [
     ("nucleo-l552ze-q", (6, 100, 4), "50ms", "256k", "1.5"),  # the demo
     ("nucleo-l552ze-q", (6, 128, 6), "20ms", "256k", "1.25"),
     ("nucleo-l552ze-q", (6, 128, 6), "1ms", "8k", "0.25"),
-    ("nucleo-f446re", (9, 128, 6), "5ms", "64k", "1"),  # the space as defined spans it
+    # the space as defined spans it (its p25 is 5.03 ms there since the tables were rebuilt for the
+    # one-step requantisation of every scale, so 5 ms now gives x0.75)
+    ("nucleo-f446re", (9, 128, 6), "6ms", "64k", "1"),
     ("nucleo-h743zi", (6, 128, 6), "50ms", "256k", "2"),  # the faster core: wider
     # capped by what the probe firmware can measure (dyagg's aggregation FC holds K x a conv's
     # weights in its RAM scratch): widths stop at x1.5 on the M33 and x2 on the M7, then depth
