@@ -180,22 +180,85 @@ def train_random(data: str, folder: Path, archs: list[dict], tcfg, test: tuple, 
             "run": str(out)}
 
 
-def run_dataset(name: str, spec: dict, args, work: Path, results: dict) -> None:
-    import torch
-
-    from latency_tables import predict as predictor
+def random_and_ranking(name: str, spec: dict, args, work: Path, results: dict, seed: int, data: dict, tcfg,
+                       search_s: float, table, shape: tuple[int, int, int], board, budgets, log) -> None:
+    """(b) random search at equal compute (k networks, the best by validation exported) and, for the
+    first seed with --pool, the supernet's ranking over the pool."""
     from micronas import api
     from micronas import search as dnas
     from micronas.parallel import map_tasks
     from micronas.report import arch_summary
     from micronas.rundir import RunDir
-    from micronas.stages.common import folded_model
-    from micronas.stages.search import final_distill
-    from micronas.train import TrainConfig
-    from micronas.units import Budgets
     from search_space.arch import from_json as arch_from_json
     from search_space.space import position_choices
     from search_space.supernet import SuperNet
+
+    base = work / name
+    pool_n = args.pool if seed == args.seeds[0] and "tau" in args.arms else 0
+    pkey = f"{name}/pool/seed{seed}"
+    space = searched_space(json.loads((base / f"search-seed{seed}" / "search.json").read_text()))
+    if pkey not in results or len(results[pkey]["archs"]) < max(pool_n, 12):
+        # the draws are seeded: a larger pool starts with the same architectures, whose runs stand
+        runs_kept = results[pkey]["runs"] if pkey in results else {}
+        results[pkey] = {"archs": random_pool(max(pool_n, 12), seed, shape, table, budgets, space),
+                         "runs": runs_kept, "space": space.name}
+    pool = results[pkey]
+
+    def record(i: int, r: dict) -> dict:
+        pool["runs"][str(i)] = r
+        save(work / "results.json", results)
+        log(f"random arch {i} ({arch_summary(pool['archs'][i])}): val {r['val_acc']:.3f}, "
+            f"test fp32 {r['test_acc_fp32']:.3f}")
+        return r
+
+    task = functools.partial(train_random, spec["data"], base / f"random-seed{seed}", pool["archs"], tcfg,
+                             data["test"])
+    first = pool["runs"].get("0") or record(0, task(0))  # alone: its time sets k (equal compute)
+    k = 1 + round(search_s / max(first["seconds"], 1e-3))
+    todo = [i for i in range(1, max(k, pool_n)) if str(i) not in pool["runs"]]
+    # independent trainings: Ray tasks with --ray (one thread each), else one after another
+    for i, r in zip(todo, map_tasks(task, todo)):
+        record(i, r)
+    runs = [pool["runs"][str(i)] for i in range(max(k, pool_n))]
+    rkey = f"{name}/random/seed{seed}"
+    if rkey not in results or results[rkey]["k"] != k:
+        best = max(range(k), key=lambda i: (runs[i]["val_acc"], -i))
+        log(f"random search (k={k}): arch {best}, exported and profiled")
+        t0 = time.monotonic()
+        arch_path = base / f"random-seed{seed}" / f"arch{best:02d}.json"
+        done = api.train_export_profile(spec["data"], runs[best]["run"], arch_path, tcfg, board.name, budgets,
+                                        threads=1)
+        results[rkey] = {**figures(done), "arch": arch_summary(pool["archs"][best]), "k": k, "chosen": best,
+                         "wall_seconds": round(sum(r["seconds"] for r in runs[:k]) + time.monotonic() - t0, 1)}
+        save(work / "results.json", results)
+
+    # supernet ranking (the pool of the first seed)
+    tkey = f"{name}/tau/seed{seed}"
+    if pool_n and tkey not in results:
+        choices = [position_choices(space, i) for i in range(len(space.positions))]
+        net = dnas.load_supernet(RunDir(base / f"search-seed{seed}"), lambda: SuperNet(space, choices, *shape))
+        inh = [dnas.inherited_accuracy(net, arch_from_json(a), data["train"][0], *data["val"], seed=seed)
+               for a in pool["archs"][:pool_n]]
+        raw = [dnas.inherited_accuracy(net, arch_from_json(a), data["train"][0], *data["val"], recalibrate=0)
+               for a in pool["archs"][:pool_n]]
+        sval = [runs[i]["val_acc"] for i in range(pool_n)]
+        stest = [runs[i]["test_acc_fp32"] for i in range(pool_n)]
+        results[tkey] = {"n": pool_n, "inherited_val": inh, "inherited_val_no_recal": raw,
+                         "tau_inherited_vs_standalone_val": dnas.kendall_tau(inh, sval),
+                         "tau_inherited_vs_standalone_test": dnas.kendall_tau(inh, stest),
+                         "tau_no_recal_vs_standalone_test": dnas.kendall_tau(raw, stest),
+                         "tau_standalone_val_vs_test": dnas.kendall_tau(sval, stest)}
+        save(work / "results.json", results)
+
+
+def run_dataset(name: str, spec: dict, args, work: Path, results: dict) -> None:
+    from latency_tables import predict as predictor
+    from micronas import api
+    from micronas import search as dnas
+    from micronas.report import arch_summary
+    from micronas.stages.search import final_distill
+    from micronas.train import TrainConfig
+    from micronas.units import Budgets
     from targets import boards
 
     board = boards.default_board()
@@ -238,61 +301,8 @@ def run_dataset(name: str, spec: dict, args, work: Path, results: dict) -> None:
         table = predictor.find_table(board.name, *shape)
         # (b) random architectures, trained stand-alone with the same recipe
         if "random" in args.arms or "tau" in args.arms:
-            pool_n = args.pool if seed == args.seeds[0] and "tau" in args.arms else 0
-            pkey = f"{name}/pool/seed{seed}"
-            space = searched_space(json.loads((base / f"search-seed{seed}" / "search.json").read_text()))
-            if pkey not in results or len(results[pkey]["archs"]) < max(pool_n, 12):
-                # the draws are seeded: a larger pool starts with the same architectures, whose runs stand
-                runs_kept = results[pkey]["runs"] if pkey in results else {}
-                results[pkey] = {"archs": random_pool(max(pool_n, 12), seed, shape, table, budgets, space),
-                                 "runs": runs_kept, "space": space.name}
-            pool = results[pkey]
-
-            def record(i: int, r: dict) -> dict:
-                pool["runs"][str(i)] = r
-                save(work / "results.json", results)
-                log(f"random arch {i} ({arch_summary(pool['archs'][i])}): val {r['val_acc']:.3f}, "
-                    f"test fp32 {r['test_acc_fp32']:.3f}")
-                return r
-
-            task = functools.partial(train_random, spec["data"], base / f"random-seed{seed}", pool["archs"], tcfg,
-                                     data["test"])
-            first = pool["runs"].get("0") or record(0, task(0))  # alone: its time sets k (equal compute)
-            k = 1 + round(search_s / max(first["seconds"], 1e-3))
-            todo = [i for i in range(1, max(k, pool_n)) if str(i) not in pool["runs"]]
-            # independent trainings: Ray tasks with --ray (one thread each), else one after another
-            for i, r in zip(todo, map_tasks(task, todo)):
-                record(i, r)
-            runs = [pool["runs"][str(i)] for i in range(max(k, pool_n))]
-            rkey = f"{name}/random/seed{seed}"
-            if rkey not in results or results[rkey]["k"] != k:
-                best = max(range(k), key=lambda i: (runs[i]["val_acc"], -i))
-                log(f"random search (k={k}): arch {best}, exported and profiled")
-                t0 = time.monotonic()
-                arch_path = base / f"random-seed{seed}" / f"arch{best:02d}.json"
-                done = api.train_export_profile(spec["data"], runs[best]["run"], arch_path, tcfg, board.name, budgets,
-                                                threads=1)
-                results[rkey] = {**figures(done), "arch": arch_summary(pool["archs"][best]), "k": k, "chosen": best,
-                                 "wall_seconds": round(sum(r["seconds"] for r in runs[:k]) + time.monotonic() - t0, 1)}
-                save(work / "results.json", results)
-
-            # supernet ranking (the pool of the first seed)
-            tkey = f"{name}/tau/seed{seed}"
-            if pool_n and tkey not in results:
-                choices = [position_choices(space, i) for i in range(len(space.positions))]
-                net = dnas.load_supernet(RunDir(base / f"search-seed{seed}"), lambda: SuperNet(space, choices, *shape))
-                inh = [dnas.inherited_accuracy(net, arch_from_json(a), data["train"][0], *data["val"], seed=seed)
-                       for a in pool["archs"][:pool_n]]
-                raw = [dnas.inherited_accuracy(net, arch_from_json(a), data["train"][0], *data["val"], recalibrate=0)
-                       for a in pool["archs"][:pool_n]]
-                sval = [runs[i]["val_acc"] for i in range(pool_n)]
-                stest = [runs[i]["test_acc_fp32"] for i in range(pool_n)]
-                results[tkey] = {"n": pool_n, "inherited_val": inh, "inherited_val_no_recal": raw,
-                                 "tau_inherited_vs_standalone_val": dnas.kendall_tau(inh, sval),
-                                 "tau_inherited_vs_standalone_test": dnas.kendall_tau(inh, stest),
-                                 "tau_no_recal_vs_standalone_test": dnas.kendall_tau(raw, stest),
-                                 "tau_standalone_val_vs_test": dnas.kendall_tau(sval, stest)}
-                save(work / "results.json", results)
+            random_and_ranking(name, spec, args, work, results, seed, data, tcfg, search_s, table, shape, board,
+                               budgets, log)
 
         # (c) the hand-designed CNN, fixed widths; (d) the same as wide as the budget allows
         for arm, widths in (("cnn", spec["cnn"]), ("cnnb", None)):
