@@ -95,7 +95,6 @@ def train(data: str | os.PathLike[str], out: str | os.PathLike[str], arch: str |
         return result(False, out_["best"])
 
 
-
 def _teacher(run: RunDir, the_arch: Any, data: dict, cfg: TrainConfig, fingerprint: str,
              on_epoch: EpochCallback | None, device: str) -> Any:
     """The network distilled from: `the_arch` with every width x cfg.teacher_width, trained with
