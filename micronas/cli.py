@@ -163,6 +163,8 @@ AUGMENT_HELP = ("Training augmentation: a comma-separated list of jitter, scale,
 DISTILL_HELP = ("Knowledge distillation: the weight (0-1) of a teacher's soft outputs in the training loss; the "
                 "teacher is the same network with every width x1.5, trained first with the same recipe (about 3x "
                 "the training time). 0 turns it off.")
+SEARCH_EPOCHS_HELP = ("Search epochs, a quarter of them weights-only warm-up. Default: 40, more on small data so "
+                      "that the supernet's weights take at least 1,500 steps.")
 VAL_SUBJECTS_HELP = ("Comma-separated subject ids whose windows are the validation split (e.g. 3, or 3,5); "
                      "default: whole subjects picked by --seed, about 20 % of the pool.")
 
@@ -547,7 +549,7 @@ def search(
     data: Annotated[str, typer.Option(help="'basicmotions' (embedded) or a .npz, .ts or .csv file.")] = "basicmotions",
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory; default runs/search.")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue a killed search in this run directory.")] = None,
-    epochs: Annotated[int, typer.Option(min=1, max=10000, help="Search epochs.")] = 40,
+    epochs: Annotated[Optional[int], typer.Option(min=1, max=10000, help=SEARCH_EPOCHS_HELP)] = None,
     final_epochs: Annotated[int, typer.Option(min=1, max=10000, help="Epochs of the final training.")] = 120,
     seed: Annotated[int, typer.Option(min=0, help="Seeds the split, the supernet and the search.")] = 0,
     val_subjects: Annotated[Optional[str], typer.Option(help=VAL_SUBJECTS_HELP)] = None,
@@ -604,7 +606,7 @@ def search(
 
     with show:
         r = api.search(data, run, plan.budgets, target=plan.board, port=port,
-                       cfg=dnas.SearchConfig(epochs=epochs, warmup_epochs=epochs // 4, seed=seed,
+                       cfg=dnas.SearchConfig(epochs=epochs, seed=seed,
                                              val_subjects=_subjects(val_subjects), candidates=candidates,
                                              scale=scale),
                        final_epochs=final_epochs,
@@ -646,7 +648,7 @@ def sweep(
                                                        "nucleo-l552ze-q.")] = None,
     seeds: Annotated[str, typer.Option(help="Seeds, comma-separated, e.g. 0,1,2.")] = "0",
     data: Annotated[str, typer.Option(help="'basicmotions' (embedded) or a .npz, .ts or .csv file.")] = "basicmotions",
-    epochs: Annotated[int, typer.Option(min=1, max=10000, help="Search epochs of every job.")] = 40,
+    epochs: Annotated[Optional[int], typer.Option(min=1, max=10000, help=SEARCH_EPOCHS_HELP)] = None,
     final_epochs: Annotated[int, typer.Option(min=1, max=10000, help="Final-training epochs of every job.")] = 120,
     candidates: Annotated[int, typer.Option(min=1, max=64, help="Candidates scored at derivation (as search).")] = 8,
     val_subjects: Annotated[Optional[str], typer.Option(help=VAL_SUBJECTS_HELP)] = None,

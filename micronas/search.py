@@ -38,7 +38,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -53,12 +53,36 @@ from micronas.units import Budgets
 log = logging.getLogger(__name__)
 
 
+# Search epochs by default, and the fewest weight steps the supernet takes by default. Each
+# position holds a dozen candidates or more; on small data 40 epochs are a few hundred steps, too
+# few for shared weights to learn: on JapaneseVowels (216 training windows, 7 steps per epoch),
+# one module per op family (search_space.supernet), networks of the space scored 46 % validation accuracy with inherited weights after 280 steps,
+# 74 % after 1,190 and 86 % after 2,800 (stand-alone: 94-100 %), and the supernet ranked them
+# better (benchmarks/README.md, "ranking.py"). Data of 1,200 windows or more keeps 40 epochs (the
+# watch data: 2,226 windows, 2,800 steps); the embedded BasicMotions (32) gets 375 short ones.
+DEFAULT_EPOCHS = 40
+MIN_WEIGHT_STEPS = 1_500
+
+
+def batch_size_for(train_windows: int, batch_size: int) -> int:
+    """The search's batch: `batch_size`, smaller on small data (at least 4 steps per epoch)."""
+    return max(2, min(batch_size, train_windows // 4))
+
+
+def steps_per_epoch(train_windows: int, batch_size: int) -> int:
+    """Weight steps of one search epoch (a last batch of one window is skipped)."""
+    bs = batch_size_for(train_windows, batch_size)
+    return train_windows // bs + (train_windows % bs >= 2)
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     """Settings of the search; recorded in search.json, a resume must match them."""
 
-    epochs: int = 40
-    warmup_epochs: int = 10  # weights only, candidates sampled uniformly: all learn before they are judged
+    # None: DEFAULT_EPOCHS, or more on small data, so that the shared weights take at least
+    # MIN_WEIGHT_STEPS steps (`for_data`); the resolved numbers are what search.json records
+    epochs: int | None = None
+    warmup_epochs: int | None = None  # weights only, candidates sampled uniformly (None: a quarter of epochs)
     batch_size: int = 32  # smaller when the training split has fewer than 4 batches
     weight_lr: float = 3e-3
     arch_lr: float = 3e-2
@@ -76,6 +100,14 @@ class SearchConfig:
     finetune_epochs: float = 1.0
     # the space's widths (and depth) for the budget: "auto" (`micronas.space_scale`) or "M" / "M+E"
     scale: str = "auto"
+
+    def for_data(self, train_windows: int) -> SearchConfig:
+        """The settings with the epochs resolved for a training split of `train_windows` windows."""
+        epochs = self.epochs
+        if epochs is None:
+            epochs = max(DEFAULT_EPOCHS, math.ceil(MIN_WEIGHT_STEPS / steps_per_epoch(train_windows, self.batch_size)))
+        warmup = epochs // 4 if self.warmup_epochs is None else self.warmup_epochs
+        return replace(self, epochs=epochs, warmup_epochs=warmup)
 
     def digest(self, extra: dict[str, Any]) -> str:
         blob = json.dumps({"search": asdict(self), **extra}, sort_keys=True).encode()
@@ -186,6 +218,7 @@ def search(run: RunDir, net_factory: Callable[[], Any], cm, data: dict[str, tupl
     import torch
     from torch.nn import functional as F
 
+    cfg = cfg.for_data(len(data["train"][1]))
     torch.manual_seed(cfg.seed)
     net = net_factory()
     w_opt = torch.optim.Adam(net.weight_parameters(), lr=cfg.weight_lr, weight_decay=1e-4)
@@ -195,7 +228,7 @@ def search(run: RunDir, net_factory: Callable[[], Any], cm, data: dict[str, tupl
     Xva, yva = (torch.from_numpy(a) for a in data["val"])
     targets = _budget_counts(budgets, cm)
     tensors = cost_tensors(cm)
-    bs = max(2, min(cfg.batch_size, len(Xtr) // 4))  # at least 4 steps per epoch on small data
+    bs = batch_size_for(len(Xtr), cfg.batch_size)
     trajectory: list[dict] = []
     start = 0
     stateful = {"net": net, "w_opt": w_opt, "a_opt": a_opt}

@@ -76,7 +76,7 @@ class SweepConfig:
     targets: tuple[str, ...] = ()  # () -> the default board
     seeds: tuple[int, ...] = (0,)
     data: str = "basicmotions"
-    epochs: int = 40  # search epochs, as `micronas search`
+    epochs: int | None = None  # search epochs, as `micronas search` (None: 40, more on small data)
     final_epochs: int = 120
     candidates: int = 8
     val_subjects: tuple[str, ...] = ()
@@ -120,8 +120,8 @@ def describe(cfg: SweepConfig) -> list[str]:
     n = len(cfg.jobs())
     return [f"latency budgets: {lats}", f"RAM budgets: {rams}", f"boards: {boards}",
             f"seeds: {', '.join(map(str, cfg.seeds))}",
-            f"{n} search{'es' if n != 1 else ''} of {cfg.epochs} search + {cfg.final_epochs} final-training epochs "
-            f"on {cfg.data}, device {cfg.device}"]
+            f"{n} search{'es' if n != 1 else ''} of {cfg.epochs or 'auto'} search + {cfg.final_epochs} "
+            f"final-training epochs on {cfg.data}, device {cfg.device}"]
 
 
 # ---- one job (runs inside a Ray task) ---------------------------------------------------------
@@ -146,7 +146,7 @@ def run_job(job: SweepJob, cfg: SweepConfig, run_dir: str) -> dict[str, Any]:
 
             overrides["augment"] = aug.parse(cfg.augment)
         search(cfg.data, run_dir, Budgets.parse(latency=job.latency, ram=job.ram), target=job.board,
-               cfg=dnas.SearchConfig(epochs=cfg.epochs, warmup_epochs=cfg.epochs // 4, seed=job.seed,
+               cfg=dnas.SearchConfig(epochs=cfg.epochs, seed=job.seed,
                                      val_subjects=cfg.val_subjects, candidates=cfg.candidates),
                final_epochs=cfg.final_epochs, train_overrides=overrides, threads=1, device=cfg.device)
     except BudgetError as e:  # before the search (nothing written) or measured over budget on the device

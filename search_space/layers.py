@@ -25,6 +25,13 @@ def global_average(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool1d(x, x.shape[2]).flatten(1)
 
 
+def centre_taps(w: torch.Tensor, kernel: int) -> torch.Tensor:
+    """The middle `kernel` taps of a (..., K) kernel: the supernet's smaller kernel of one family
+    (odd sizes, padded by kernel // 2, so the output length is the same for every size)."""
+    o = (w.shape[-1] - kernel) // 2
+    return w[..., o:o + kernel]
+
+
 def _fold_bn_into_conv(conv: nn.Conv1d, bn: nn.BatchNorm1d) -> None:
     """Fold an eval-mode batch norm that follows `conv` into its weight and bias, in place."""
     with torch.no_grad():
@@ -65,6 +72,11 @@ class ConvBlock(_Folded):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, T) -> (B, out, T')
         return F.relu(self.bn(self.conv(x)))
 
+    def forward_sub(self, x: torch.Tensor, kernel: int, experts: None = None) -> torch.Tensor:
+        """The block with the centre `kernel` taps of its kernel (the supernet's smaller kernels)."""
+        y = F.conv1d(x, centre_taps(self.conv.weight, kernel), self.conv.bias, self.conv.stride, kernel // 2)
+        return F.relu(self.bn(y))
+
 
 class DWSepBlock(_Folded):
     """dwsep: depthwise Conv1d(k, stride) -> BN -> ReLU -> pointwise 1x1 -> BN -> ReLU."""
@@ -82,6 +94,12 @@ class DWSepBlock(_Folded):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.bn_dw(self.dw(x)))  # (B, C_in, T')
         return F.relu(self.bn_pw(self.pw(x)))  # (B, out, T')
+
+    def forward_sub(self, x: torch.Tensor, kernel: int, experts: None = None) -> torch.Tensor:
+        """The block with the centre `kernel` taps of its depthwise kernel."""
+        x = F.conv1d(x, centre_taps(self.dw.weight, kernel), self.dw.bias, self.dw.stride, kernel // 2,
+                     groups=self.dw.groups)
+        return F.relu(self.bn_pw(self.pw(F.relu(self.bn_dw(x)))))
 
 
 class SkipBlock(nn.Module):
@@ -244,6 +262,11 @@ class KernelDNABlock(nn.Module):
         y = F.conv1d(x, w, self.bias, self.stride, self.pad)  # (B, out, T')
         return F.relu(y * self.attention(x).unsqueeze(2))
 
+    def forward_sub(self, x: torch.Tensor, kernel: int, experts: None = None) -> torch.Tensor:
+        """The block with the centre `kernel` taps of its (parent's) kernel."""
+        y = F.conv1d(x, centre_taps(self.weight(), kernel), self.bias, self.stride, kernel // 2)
+        return F.relu(y * self.attention(x).unsqueeze(2))
+
 
 class DyAggBlock(nn.Module):
     """dyagg: dynamic convolution in aggregation form (DY-Conv, Chen et al. 2020).
@@ -301,3 +324,14 @@ class DyAggBlock(nn.Module):
                          self.stride, self.pad, groups=b)  # (1, B*O, T')
             y = y.reshape(b, self.out, -1)
         return F.relu(self.bn(y))
+
+    def forward_sub(self, x: torch.Tensor, kernel: int, experts: int) -> torch.Tensor:
+        """The block with its first `experts` experts (their attention logits alone) and the centre
+        `kernel` taps of each: the supernet's smaller candidates of this family (training only)."""
+        b, c, t = x.shape
+        logits = self.fc2(F.relu(self.fc1(global_average(x))))[:, :experts]
+        stack = centre_taps(self.stack.view(self.experts_shape)[:experts], kernel).flatten(1)
+        w = torch.softmax(logits, dim=1) @ stack  # (B, O*C*k)
+        y = F.conv1d(x.reshape(1, b * c, t), w.reshape(b * self.out, c, kernel), self.bias.repeat(b),
+                     self.stride, kernel // 2, groups=b)
+        return F.relu(self.bn(y.reshape(b, self.out, -1)))

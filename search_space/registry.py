@@ -117,9 +117,12 @@ class SearchOp:
         Returns:
             A `torch.nn.Module` mapping (B, in_channels, T) to (B, out, T').
         """
+        return self.block_class()(in_channels, **params)
+
+    def block_class(self) -> Callable[..., Any]:
+        """The torch module class of `module` (imports it)."""
         module_name, cls_name = self.module.split(":")
-        cls: Callable[..., Any] = getattr(importlib.import_module(module_name), cls_name)
-        return cls(in_channels, **params)
+        return getattr(importlib.import_module(module_name), cls_name)
 
     def build_sharing(self, in_channels: int, parents: Any, **params: Any):
         """`build`, with the parent kernel of a `shares_parent` op taken from (or added to) `parents`.

@@ -293,6 +293,61 @@ def test_state_of_runs_exactly_the_network_it_names():
         assert torch.equal(net(x, fixed=argmax), net(x, sample=False))
 
 
+def test_a_family_shares_one_module_and_smaller_kernels_are_its_centre_taps():
+    from search_space.layers import ConvBlock, DWSepBlock, DyAggBlock, KernelDNABlock
+
+    net = _factory()
+    for pos in net.positions:  # one module per op (skip: an identity), not one per candidate
+        assert len(pos.ops) == len({ch.op for ch in pos.choices})
+    torch.manual_seed(0)
+    x = torch.randn(3, 12, 40)
+    for cls, kw in ((ConvBlock, {}), (DWSepBlock, {}), (KernelDNABlock, {}), (DyAggBlock, {"experts": 4})):
+        big = cls(12, 8, 7, stride=2, **kw).eval()
+        with torch.no_grad():  # the family's own size is the block itself
+            assert torch.allclose(big.forward_sub(x, 7, kw.get("experts")), big(x), atol=1e-6)
+        if cls is KernelDNABlock:
+            continue  # its parent is snapped per filter: a centre crop is not a kdna block of its own
+        small = cls(12, 8, 3, stride=2, **({"experts": 2} if kw else {})).eval()
+        sd = {k: v for k, v in big.state_dict().items() if k in small.state_dict()}
+        for k, v in small.state_dict().items():
+            if v.shape != sd[k].shape:
+                if k == "stack":  # (experts x out*in*k): the first two experts' centre taps
+                    sd[k] = big.stack.view(big.experts_shape)[:2, ..., 2:5].flatten(1)
+                elif k == "fc2.weight" or k == "fc2.bias":
+                    sd[k] = sd[k][:2]
+                else:
+                    sd[k] = sd[k][..., 2:5]
+        small.load_state_dict(sd)
+        with torch.no_grad():
+            assert torch.allclose(big.forward_sub(x, 3, 2 if kw else None), small(x), atol=1e-5), cls.__name__
+
+
+def test_training_a_small_kernel_moves_only_the_centre_taps_of_its_family():
+    net = _factory()
+    pos = net.positions[1]
+    c = next(i for i, ch in enumerate(pos.choices) if ch.op == "wconv" and ch.kernel == 3)
+    module = pos.ops[pos.route[c][0]]
+    state = [(0, 0)] * len(net.positions)
+    state[1] = (c, len(pos.widths) - 1)
+    net(torch.randn(4, 6, 100), fixed=state).sum().backward()
+    g = module.conv.weight.grad
+    assert module.conv.weight.shape[2] == max(ch.kernel for ch in pos.choices if ch.op == "wconv")
+    assert g[..., 2:5].abs().sum() > 0 and g[..., :2].abs().sum() == 0 and g[..., 5:].abs().sum() == 0
+
+
+def test_search_epochs_grow_on_small_data_to_the_minimum_weight_steps():
+    cfg = dnas.SearchConfig()
+    assert (cfg.epochs, cfg.warmup_epochs) == (None, None)
+    # 216 windows: batches of 32, 7 steps per epoch (the last of 24 windows kept) -> 215 epochs
+    assert dnas.steps_per_epoch(216, 32) == 7
+    assert (cfg.for_data(216).epochs, cfg.for_data(216).warmup_epochs) == (215, 53)
+    assert cfg.for_data(6094).epochs == dnas.DEFAULT_EPOCHS  # large data: 191 steps per epoch
+    assert dnas.steps_per_epoch(33, 32) == 4  # small data: batches of 8, a last batch of one skipped
+    given = dnas.SearchConfig(epochs=3)
+    assert (given.for_data(20).epochs, given.for_data(20).warmup_epochs) == (3, 0)  # what the user asked
+    assert dnas.SearchConfig(epochs=8, warmup_epochs=5).for_data(20).warmup_epochs == 5
+
+
 def test_kendall_tau_values():
     assert dnas.kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
     assert dnas.kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0

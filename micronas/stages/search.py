@@ -170,6 +170,7 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
     std = Standardizer.fit(ds.X[split.train])
     parts = arrays_for(ds, split)
     scaled = {k: (std.apply(parts[k][0]), parts[k][1].astype(np.int64)) for k in ("train", "val")}  # not test
+    cfg = cfg.for_data(len(scaled["train"][1]))  # the epochs, resolved before they enter the digest
 
     stage(f"latency table for {board.name}, {shape[0]}ch x {shape[1]}, {shape[2]} classes")
     try:
@@ -192,7 +193,8 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
             return SuperNet(space, choices, *shape)
 
         digest = cfg.digest({"data": data_fingerprint(ds), "budgets": budgets.to_json(), "board": board.name,
-                             "table": table.metadata["runtime_hash"], "space": space.name})
+                             "table": table.metadata["runtime_hash"], "space": space.name,
+                             "supernet": SuperNet.layout})
         stage(f"DNAS over the {space.name} space ({cfg.epochs} epochs; supernet checkpointed every epoch)")
         trajectory = dnas.search(run, factory, cm, scaled, budgets, cfg, digest, on_epoch, must_resume=resume)
         net = dnas.load_supernet(run, factory)
