@@ -1,7 +1,7 @@
 """Does the search earn its cost? Search vs random search at equal compute vs a hand-designed CNN.
 
 Per dataset and seed, side by side in one run, every network trained by the same code and
-recipe (`api.train_export_profile`: the default TrainConfig, 40 epochs, last-epoch rule,
+recipe (`api.train_export_profile`: the default TrainConfig, 40 epochs (`--epochs`), last-epoch rule,
 distilled from a wider teacher as the search's final training is, QAT when int8 loses on
 validation), exported to int8 and profiled on the emulated core:
 
@@ -31,7 +31,7 @@ instruction counts on the emulated core (not cycles), latency in ms at the board
 Resumable: finished runs are kept in WORK.
 
     .venv/bin/python benchmarks/search.py [--datasets watch,vowels] [--seeds 0,1,2] [--pool 20]
-        [--work DIR] [--arms search,random,cnn,cnnb,tau] [--search-only]
+        [--work DIR] [--arms search,random,cnn,cnnb,tau] [--search-only] [--epochs 40]
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ import argparse
 import functools
 import importlib.util
 import json
+import math
 import os
 import random
 import sys
@@ -274,16 +275,16 @@ def run_dataset(name: str, spec: dict, args, work: Path, results: dict) -> None:
     for seed in args.seeds:
         # the search's final-training recipe, its distillation rule included, for every arm
         data = splits(spec["data"], seed, spec["val"])
-        tcfg = TrainConfig(epochs=EPOCHS, seed=seed, val_subjects=spec["val"], checkpoint_rule="last",
-                           distill=final_distill(len(data["train"][1]), EPOCHS)[0])
+        tcfg = TrainConfig(epochs=args.epochs, seed=seed, val_subjects=spec["val"], checkpoint_rule="last",
+                           distill=final_distill(len(data["train"][1]), args.epochs)[0])
         # (a) the search
         key = f"{name}/search/seed{seed}"
         if key not in results:
             out = base / f"search-seed{seed}"
             log(f"search seed {seed} -> {out}")
             t0 = time.monotonic()
-            cfg = dnas.SearchConfig(seed=seed, val_subjects=spec["val"])
-            r = api.search(spec["data"], out, budgets, target=board.name, cfg=cfg, final_epochs=EPOCHS,
+            cfg = dnas.SearchConfig(seed=seed, val_subjects=spec["val"], epochs=args.search_epochs)
+            r = api.search(spec["data"], out, budgets, target=board.name, cfg=cfg, final_epochs=args.epochs,
                            resume=(out / "search_checkpoint.pt").exists(), threads=1)
             rec = json.loads((out / "search.json").read_text())
             results[key] = {**figures(r), "arch": arch_summary(r.arch), "wall_seconds": round(time.monotonic() - t0, 1),
@@ -321,13 +322,28 @@ def run_dataset(name: str, spec: dict, args, work: Path, results: dict) -> None:
             log(f"{arm}: {results[ckey]['arch']}: int8 {done.metrics.accuracy_int8:.3f}")
 
 
+def margin_resolution(results: dict, name: str, seeds: list[int], arm: str, margin: float) -> str | None:
+    """The search's lead over `arm`, paired by seed (same split), its standard error, and the seeds
+    a test of the issue's margin would need (two-sided 5 %, 80 % power, this spread)."""
+    keys = [(f"{name}/search/seed{s}", f"{name}/{arm}/seed{s}") for s in seeds]
+    d = 100 * np.array([results[a]["accuracy_int8"] - results[b]["accuracy_int8"] for a, b in keys
+                        if a in results and b in results])
+    if len(d) < 2:
+        return None
+    sd = float(np.std(d, ddof=1))
+    need = math.ceil(((1.96 + 0.84) * sd / margin) ** 2)
+    return (f"\nsearch - {arm}: {d.mean():+.1f} points ({', '.join(f'{x:+.1f}' for x in d)}), standard error "
+            f"{sd / math.sqrt(len(d)):.1f}; telling a {margin:g}-point lead from none at this spread takes about "
+            f"{need} seeds")
+
+
 def report(results: dict, names: list[str], seeds: list[int]) -> None:
     def pm(vals):
         return f"{100 * np.mean(vals):.1f} ± {100 * np.std(vals):.1f}"
 
     for name in names:
-        print(f"\n### {name}\n\n| method | int8 test accuracy, mean ± std (per seed) | int8 loss (points, per network) "
-              "| latency measured (ms) | wall time per run (s) | networks |\n|---|---|---|---|---|---|")
+        print(f"\n### {name} ({results['settings']['final_epochs']} final epochs)\n\n| method "
+              "| int8 test accuracy, mean ± std (per seed) | int8 loss (points, per network) | latency measured (ms) | wall time per run (s) | networks |\n|---|---|---|---|---|---|")
         for kind, label in (("search", "search"), ("random", "random search, equal compute"), ("cnn", "hand-designed CNN"),
                             ("cnnb", "hand-designed CNN at the budget")):
             rs = [results[f"{name}/{kind}/seed{s}"] for s in seeds if f"{name}/{kind}/seed{s}" in results]
@@ -341,6 +357,10 @@ def report(results: dict, names: list[str], seeds: list[int]) -> None:
             nets = "; ".join(r["arch"] for r in rs)
             print(f"| {label}{extra} | {pm(acc)} ({', '.join(f'{100 * a:.1f}' for a in acc)}) | {loss} | {lat} "
                   f"| {wall} | {nets} |")
+        for arm, margin in (("random", 0.5), ("cnn", 1.0), ("cnnb", 1.0)):
+            line = margin_resolution(results, name, seeds, arm, margin)
+            if line:
+                print(line)
         for s in seeds:
             t = results.get(f"{name}/tau/seed{s}")
             if t:
@@ -363,6 +383,11 @@ def main() -> int:
                     help="which arms to run (search, random, cnn, cnnb: the CNN at the budget, tau: the ranking "
                          "pool); random, cnn, cnnb and tau need the search arm's runs")
     ap.add_argument("--search-only", action="store_true", help="--arms search")
+    ap.add_argument("--epochs", type=int, default=EPOCHS,
+                    help=f"final-training epochs of every arm ({EPOCHS}; the CLI's default is 120); a work folder "
+                         "keeps the value it was started with")
+    ap.add_argument("--search-epochs", type=int, default=None,
+                    help="DNAS epochs, a quarter of them warm-up (default: the search's own rule)")
     ap.add_argument("--ray", type=int, default=0, metavar="N",
                     help="train the random networks (and score the candidates) as tasks of a local Ray of N CPUs "
                          "(the scale extra); 0: in this process")
@@ -387,6 +412,12 @@ def main() -> int:
     names = [n for n in names if n in available]
     results_path = work / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    settings = {"final_epochs": args.epochs, "search_epochs": args.search_epochs}
+    kept = results.setdefault("settings", settings if results == {} else {"final_epochs": EPOCHS, "search_epochs": None})
+    if kept != settings:  # (folders from before these options ran the defaults)
+        raise SystemExit(f"--epochs {args.epochs} --search-epochs {args.search_epochs}: {work} holds runs of "
+                         f"{kept['final_epochs']} final epochs and --search-epochs {kept['search_epochs']}; "
+                         "use another --work")
     for n in names:
         run_dataset(n, available[n], args, work, results)
     report(results, names, args.seeds)
