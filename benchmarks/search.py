@@ -1,8 +1,8 @@
 """Does the search earn its cost? Search vs random search at equal compute vs a hand-designed CNN.
 
 Per dataset and seed, side by side in one run, every network trained by the same code and
-recipe (`api.train_export_profile`: the default TrainConfig, 40 epochs (`--epochs`), last-epoch rule,
-distilled from a wider teacher as the search's final training is, QAT when int8 loses on
+recipe (`api.train_export_profile`: the default TrainConfig, 40 epochs or `--epochs`, last-epoch
+rule, distilled from a wider teacher as the search's final training is, QAT when int8 loses on
 validation), exported to int8 and profiled on the emulated core:
 
 (a) `micronas search` (DNAS, derivation, final training), its wall time;
@@ -31,7 +31,7 @@ instruction counts on the emulated core (not cycles), latency in ms at the board
 Resumable: finished runs are kept in WORK.
 
     .venv/bin/python benchmarks/search.py [--datasets watch,vowels] [--seeds 0,1,2] [--pool 20]
-        [--work DIR] [--arms search,random,cnn,cnnb,tau] [--search-only] [--epochs 40]
+        [--work DIR] [--arms search,random,cnn,cnnb,tau] [--search-only] [--epochs 40] [--search-epochs N]
 """
 
 from __future__ import annotations
@@ -343,7 +343,8 @@ def report(results: dict, names: list[str], seeds: list[int]) -> None:
 
     for name in names:
         print(f"\n### {name} ({results['settings']['final_epochs']} final epochs)\n\n| method "
-              "| int8 test accuracy, mean ± std (per seed) | int8 loss (points, per network) | latency measured (ms) | wall time per run (s) | networks |\n|---|---|---|---|---|---|")
+              "| int8 test accuracy, mean ± std (per seed) | int8 loss (points, per network) "
+              "| latency measured (ms) | wall time per run (s) | networks |\n|---|---|---|---|---|---|")
         for kind, label in (("search", "search"), ("random", "random search, equal compute"), ("cnn", "hand-designed CNN"),
                             ("cnnb", "hand-designed CNN at the budget")):
             rs = [results[f"{name}/{kind}/seed{s}"] for s in seeds if f"{name}/{kind}/seed{s}" in results]

@@ -55,11 +55,12 @@ log = logging.getLogger(__name__)
 
 # Search epochs by default, and the fewest weight steps the supernet takes by default. Each
 # position holds a dozen candidates or more; on small data 40 epochs are a few hundred steps, too
-# few for shared weights to learn: on JapaneseVowels (216 training windows, 7 steps per epoch),
-# one module per op family (search_space.supernet), networks of the space scored 46 % validation accuracy with inherited weights after 280 steps,
-# 74 % after 1,190 and 86 % after 2,800 (stand-alone: 94-100 %), and the supernet ranked them
-# better (benchmarks/README.md, "ranking.py"). Data of 1,200 windows or more keeps 40 epochs (the
-# watch data: 2,226 windows, 2,800 steps); the embedded BasicMotions (32) gets 375 short ones.
+# few for shared weights to learn: on JapaneseVowels (216 training windows, 7 steps per epoch;
+# one module per op family, search_space.supernet) networks of the space scored 46 % validation
+# accuracy with inherited weights after 280 steps, 74 % after 1,190 and 86 % after 2,800
+# (stand-alone: 94-100 %), and the supernet ranked them better (benchmarks/README.md,
+# "ranking.py"). Data of 1,200 windows or more keeps 40 epochs (the watch data: 2,226 windows,
+# 2,800 steps); the embedded BasicMotions (32) gets 375 short ones.
 DEFAULT_EPOCHS = 40
 MIN_WEIGHT_STEPS = 1_500
 
@@ -105,7 +106,8 @@ class SearchConfig:
         """The settings with the epochs resolved for a training split of `train_windows` windows."""
         epochs = self.epochs
         if epochs is None:
-            epochs = max(DEFAULT_EPOCHS, math.ceil(MIN_WEIGHT_STEPS / steps_per_epoch(train_windows, self.batch_size)))
+            steps = steps_per_epoch(train_windows, self.batch_size)
+            epochs = max(DEFAULT_EPOCHS, math.ceil(MIN_WEIGHT_STEPS / steps))
         warmup = epochs // 4 if self.warmup_epochs is None else self.warmup_epochs
         return replace(self, epochs=epochs, warmup_epochs=warmup)
 

@@ -115,8 +115,11 @@ class SuperNet(nn.Module):
         self.classifier = nn.Linear(c, classes)
         self.tau = 5.0
 
-    # names how candidates hold their weights: a checkpoint of another layout is not resumed
-    layout = "families share kernels/1"
+    @staticmethod
+    def layout() -> str:
+        """How candidates hold their weights (a search's digest names it: a checkpoint of
+        another layout is not resumed)."""
+        return "families share kernels/1" if MixedPosition.share_kernels else "a module per candidate/1"
 
     def arch_parameters(self) -> list[nn.Parameter]:
         return [p for pos in self.positions for p in (pos.alpha, pos.beta)]

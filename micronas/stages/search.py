@@ -194,7 +194,7 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
 
         digest = cfg.digest({"data": data_fingerprint(ds), "budgets": budgets.to_json(), "board": board.name,
                              "table": table.metadata["runtime_hash"], "space": space.name,
-                             "supernet": SuperNet.layout})
+                             "supernet": SuperNet.layout()})
         stage(f"DNAS over the {space.name} space ({cfg.epochs} epochs; supernet checkpointed every epoch)")
         trajectory = dnas.search(run, factory, cm, scaled, budgets, cfg, digest, on_epoch, must_resume=resume)
         net = dnas.load_supernet(run, factory)
