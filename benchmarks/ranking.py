@@ -113,18 +113,6 @@ def proxy_scores(archs: list[dict], data: dict) -> dict[str, list[float]]:
     return {k: list(np.mean(v, 0)) for k, v in out.items()}
 
 
-def short_training(data_path: str, val: tuple, epochs: int, folder: str, arch: dict) -> float:
-    """Validation accuracy of `arch` after `epochs` of the final recipe (last epoch, not distilled)."""
-    from micronas import api
-    from micronas.train import TrainConfig
-
-    d = Path(tempfile.mkdtemp(prefix="net-", dir=folder))
-    (d / "arch.json").write_text(json.dumps(arch))
-    s = api.train(data_path, d / "run", arch=d / "arch.json",
-                  cfg=TrainConfig(epochs=epochs, seed=POOL_SEED, val_subjects=val, checkpoint_rule="last"), threads=1)
-    return float(s.best["val_acc"])
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", default=str(ROOT / "runs" / "bench-search"), help="benchmarks/search.py's --work")
@@ -156,12 +144,16 @@ def main() -> int:
                 rows.append((f"supernet ({layout}, {epochs} epochs{' = auto' if e == 'auto' else ''}, "
                              f"{seconds:.0f} s), inherited, BN recalibrated", scores))
         rows += [(f"{k} at initialisation", v) for k, v in proxy_scores(archs, data).items()]
-        if args.short_epochs:
+        if args.short_epochs:  # search.py's stand-alone training, shorter and not distilled
+            from micronas.train import TrainConfig
+
             t0 = time.monotonic()
+            tcfg = TrainConfig(epochs=args.short_epochs, seed=POOL_SEED, val_subjects=spec["val"],
+                               checkpoint_rule="last")
             with tempfile.TemporaryDirectory(prefix="micronas-ranking-") as tmp, \
                     get_context("spawn").Pool(2) as procs:
-                task = functools.partial(short_training, spec["data"], spec["val"], args.short_epochs, tmp)
-                short = procs.map(task, archs)
+                task = functools.partial(bench.train_random, spec["data"], Path(tmp), archs, tcfg, data["test"])
+                short = [r["val_acc"] for r in procs.map(task, range(n))]
             rows.append((f"{args.short_epochs} epochs stand-alone ({(time.monotonic() - t0) / n * 2:.0f} s "
                          "per network, one thread)", short))
         print(f"\n### {name}: {n} networks at 80-99 % of the {spec['latency']} budget\n\n"

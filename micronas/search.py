@@ -47,7 +47,7 @@ from micronas import budgets as budget_mod
 from micronas.budgets import FLASH, LATENCY, RAM
 from micronas_base.errors import BudgetError, ConfigError
 from micronas.rundir import RunDir
-from micronas.train import read_checkpoint, resume_from, save_checkpoint
+from micronas.train import batch_size_for, read_checkpoint, resume_from, save_checkpoint
 from micronas.units import Budgets
 
 log = logging.getLogger(__name__)
@@ -63,11 +63,6 @@ log = logging.getLogger(__name__)
 # 2,800 steps); the embedded BasicMotions (32) gets 375 short ones.
 DEFAULT_EPOCHS = 40
 MIN_WEIGHT_STEPS = 1_500
-
-
-def batch_size_for(train_windows: int, batch_size: int) -> int:
-    """The search's batch: `batch_size`, smaller on small data (at least 4 steps per epoch)."""
-    return max(2, min(batch_size, train_windows // 4))
 
 
 def steps_per_epoch(train_windows: int, batch_size: int) -> int:

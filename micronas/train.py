@@ -187,6 +187,12 @@ def read_checkpoint(path, start_over: str) -> dict[str, Any] | None:
         raise ConfigError(f"{path} is corrupt ({type(e).__name__})", f"delete it to {start_over}: rm {path}") from None
 
 
+def batch_size_for(train_windows: int, batch_size: int) -> int:
+    """The batch a training (or search) uses: `batch_size`, smaller on small data (at least 4
+    steps per epoch)."""
+    return max(2, min(batch_size, train_windows // 4))
+
+
 def train(run: RunDir, build_model: Callable[[], Any], data: dict[str, tuple[np.ndarray, np.ndarray]],
           cfg: TrainConfig, digest: str, on_epoch: EpochCallback | None = None, device: str = "cpu",
           teacher: Any = None) -> dict[str, Any]:
@@ -219,7 +225,7 @@ def train(run: RunDir, build_model: Callable[[], Any], data: dict[str, tuple[np.
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     gen = torch.Generator().manual_seed(cfg.seed)
-    batch_size = max(2, min(cfg.batch_size, len(Xtr) // 4))  # at least 4 steps per epoch on small data
+    batch_size = batch_size_for(len(Xtr), cfg.batch_size)
     ema = None
     if cfg.ema_decay > 0:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn

@@ -319,19 +319,21 @@ class DyAggBlock(nn.Module):
         w = pi @ self.stack  # (B, O*C*k): the FULLY_CONNECTED of the export
         if b == 1:  # the export: one plain conv with the aggregated kernel
             y = F.conv1d(x, w.reshape(self.out, c, self.kernel), self.bias, self.stride, self.pad)
-        else:  # every sample's own kernel: one grouped conv over the batch folded into channels
-            y = F.conv1d(x.reshape(1, b * c, t), w.reshape(b * self.out, c, self.kernel), self.bias.repeat(b),
-                         self.stride, self.pad, groups=b)  # (1, B*O, T')
-            y = y.reshape(b, self.out, -1)
+        else:
+            y = self._per_sample_conv(x, w, self.kernel)
         return F.relu(self.bn(y))
+
+    def _per_sample_conv(self, x: torch.Tensor, w: torch.Tensor, kernel: int) -> torch.Tensor:
+        """Every sample's own kernel w (B, O*C*k): one grouped conv over the batch folded into channels."""
+        b, c, t = x.shape
+        y = F.conv1d(x.reshape(1, b * c, t), w.reshape(b * self.out, c, kernel), self.bias.repeat(b),
+                     self.stride, kernel // 2, groups=b)  # (1, B*O, T')
+        return y.reshape(b, self.out, -1)
 
     def forward_sub(self, x: torch.Tensor, kernel: int, experts: int) -> torch.Tensor:
         """The block with its first `experts` experts (their attention logits alone) and the centre
         `kernel` taps of each: the supernet's smaller candidates of this family (training only)."""
-        b, c, t = x.shape
         logits = self.fc2(F.relu(self.fc1(global_average(x))))[:, :experts]
         stack = centre_taps(self.stack.view(self.experts_shape)[:experts], kernel).flatten(1)
         w = torch.softmax(logits, dim=1) @ stack  # (B, O*C*k)
-        y = F.conv1d(x.reshape(1, b * c, t), w.reshape(b * self.out, c, kernel), self.bias.repeat(b),
-                     self.stride, kernel // 2, groups=b)
-        return F.relu(self.bn(y.reshape(b, self.out, -1)))
+        return F.relu(self.bn(self._per_sample_conv(x, w, kernel)))
