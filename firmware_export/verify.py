@@ -204,6 +204,59 @@ def compare(a: np.ndarray, b: np.ndarray) -> Agreement:
 
 
 @dataclass(frozen=True)
+class OpDivergence:
+    """One op's output, LiteRT against TFLite Micro, over a set of windows."""
+
+    position: int  # in execution order
+    op: str  # builtin name, e.g. FULLY_CONNECTED
+    tensor: int  # its output tensor's index in the flatbuffer
+    max_lsb: int
+    fraction: float  # of the output values that differ
+
+    def to_json(self) -> dict:
+        return {"position": self.position, "op": self.op, "tensor": self.tensor, "max_lsb": self.max_lsb,
+                "fraction": self.fraction}
+
+
+def divergence_rows(ops: list[tuple[str, int]], a: dict[int, np.ndarray], b: dict[int, np.ndarray]) -> list[OpDivergence]:
+    """Per op (name, output tensor) in execution order, how far `a`'s values of its output are
+    from `b`'s (each (windows, ...) int8). An op whose output one side does not hold in full
+    (TFLM lends a RESHAPE's output its input's buffer) is left out."""
+    rows = []
+    for k, (name, t) in enumerate(ops):
+        if t not in a or t not in b or a[t].size != b[t].size:
+            continue
+        d = np.abs(a[t].astype(np.int32).ravel() - b[t].astype(np.int32).ravel())
+        rows.append(OpDivergence(k, name, t, int(d.max(initial=0)), float(np.mean(d > 0)) if d.size else 0.0))
+    return rows
+
+
+def op_divergence(path: Path, x_int8: np.ndarray) -> list[OpDivergence]:
+    """Where LiteRT and TFLite Micro part: every op's output from both interpreters, all tensors
+    preserved, over the windows `x_int8` (N, *input_shape[1:]). A diagnostic for a disagreement
+    at the output: the first row with `max_lsb > 0` is where it starts."""
+    from tflite_micro import runtime
+
+    lite = _litert(path, preserve_all_tensors=True)
+    ops = [(o["op_name"], int(o["outputs"][0])) for o in lite._get_ops_details() if len(o["outputs"])]
+    with capture_fds(fds=(2,)):
+        micro = runtime.Interpreter.from_bytes(path.read_bytes(), arena_size=_MEASURE_ARENA_BYTES,
+                                               intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
+    i = lite.get_input_details()[0]["index"]
+    a: dict[int, list[np.ndarray]] = {t: [] for _, t in ops}
+    b: dict[int, list[np.ndarray]] = {t: [] for _, t in ops}
+    for x in x_int8:
+        lite.set_tensor(i, x[None])
+        lite.invoke()
+        micro.set_input(x[None], 0)
+        micro.invoke()
+        for _, t in ops:
+            a[t].append(np.array(lite.get_tensor(t)).ravel())
+            b[t].append(np.array(micro.GetTensor(t, 0)["tensor_data"]).ravel())
+    return divergence_rows(ops, {t: np.stack(v) for t, v in a.items()}, {t: np.stack(v) for t, v in b.items()})
+
+
+@dataclass(frozen=True)
 class Intermediates:
     """Every op's output over a batch of windows, from LiteRT with all tensors preserved.
 

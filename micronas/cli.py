@@ -334,7 +334,9 @@ def _litert_note(m) -> str:
     c = m.litert_check
     if not c or c["ok"]:
         return ""
-    return (f" (warning: more than {c['allowed_max_lsb_diff']} LSB; the int8 accuracy is TFLite Micro's, "
+    first = c.get("first_divergence")
+    where = f"; they first part at op {first['position']} ({first['op']}, {first['max_lsb']} LSB)" if first else ""
+    return (f" (warning: more than {c['allowed_max_lsb_diff']} LSB{where}; the int8 accuracy is TFLite Micro's, "
             f"LiteRT's would be {c['accuracy_int8_litert']:.3f})")
 
 

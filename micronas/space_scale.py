@@ -133,13 +133,23 @@ def choose(base: SearchSpace, table: Any, cm: Any, budgets: Any, given: tuple[fl
 
     meta = table.metadata
 
-    def within_memory(mult: float) -> bool:
-        if scratch_bytes is not None and largest_kernel_bytes(
-                base.scaled(mult, extra), meta["input_channels"], meta["input_length"]) > scratch_bytes:
-            return False
+    def memory_cap(mult: float) -> str | None:
+        """Why `mult` does not fit, every reason (None: it fits)."""
+        why = []
+        if scratch_bytes is not None:
+            widest = largest_kernel_bytes(base.scaled(mult, extra), meta["input_channels"], meta["input_length"])
+            if widest > scratch_bytes:
+                why.append(f"its widest layer ({widest:,} B of weights and activations) would not fit the "
+                           f"{scratch_bytes:,} B the board's probe firmware has to measure it")
         if budgets.ram_bytes is not None and ref["arena"] * mult > budgets.ram_bytes:
-            return False
-        return budgets.flash_bytes is None or ref["const"] * work(mult) < budgets.flash_bytes / 2
+            why.append(f"its networks' arenas (about {ref['arena'] * mult:,.0f} B) would exceed the RAM budget")
+        if budgets.flash_bytes is not None and ref["const"] * work(mult) >= budgets.flash_bytes / 2:
+            why.append(f"its networks' weights (about {ref['const'] * work(mult):,.0f} B, p95) would take half "
+                       f"the {budgets.flash_bytes:,} B flash budget or more")
+        return " and ".join(why) or None
+
+    def within_memory(mult: float) -> bool:
+        return memory_cap(mult) is None
 
     def spans_budget(mult: float) -> bool:
         return ref["p25_ms"] * work(mult) <= budget_ms <= HEADROOM * ref["largest_ms"] * work(mult)
@@ -147,21 +157,28 @@ def choose(base: SearchSpace, table: Any, cm: Any, budgets: Any, given: tuple[fl
     ladder = sorted(WIDTH_MULTIPLIERS, key=lambda x: abs(math.log(x)))  # closest to the space as designed first
     fitting = [x for x in ladder if within_memory(x)] or [WIDTH_MULTIPLIERS[0]]
     spanning = [x for x in fitting if spans_budget(x)]
+    capped = ""
     if spanning:
         mult = spanning[0]
     elif budget_ms > HEADROOM * ref["largest_ms"] * work(max(fitting)):
         mult = max(fitting)  # even the widest falls short of the budget
+        wider = [x for x in WIDTH_MULTIPLIERS if x > mult]
+        if wider:
+            capped = f"; x{wider[0]:g} would suit the budget better but does not fit: {memory_cap(wider[0])}"
+        if budget_ms > ref["largest_ms"] * work(mult):
+            capped += (f"; even the largest network (about {ref['largest_ms'] * work(mult):.3g} ms) stays under the "
+                       f"budget, so the network found will not use all of it")
     else:
         mult = min(fitting)  # even the narrowest is mostly over it
     where = (f"random networks of the {base.name} space predict {ref['p25_ms']:.3g} ms (p25) to "
              f"{ref['largest_ms']:.3g} ms (largest) here")
-    if mult == 1 and extra == 0:
+    if mult == 1 and extra == 0 and spanning:
         return Scale(1.0, 0, where + f", which spans the {budget_ms:g} ms budget: widths as defined",
                      round(ref["p25_ms"], 4))
     return Scale(mult, extra, where + f"; widths x{mult:g}"
                  + (f" and {extra} more cell{'s' if extra > 1 else ''}" if extra else "")
                  + f" make that about {ref['p25_ms'] * work(mult):.3g}-{ref['largest_ms'] * work(mult):.3g} ms "
-                 f"for the {budget_ms:g} ms budget (estimated)", round(ref["p25_ms"], 4))
+                 f"for the {budget_ms:g} ms budget (estimated){capped}", round(ref["p25_ms"], 4))
 
 
 def smaller(scale: Scale) -> Scale | None:

@@ -302,6 +302,69 @@ def test_litert_disagreement_is_recorded_and_warned_not_fatal(run_copy, monkeypa
     assert "Warning: LiteRT and TFLite Micro outputs differ by up to" in text and "int8 (LiteRT)" in text
 
 
+def test_divergence_rows_find_the_first_op_that_differs():
+    from firmware_export.verify import divergence_rows
+
+    same = np.arange(-8, 8, dtype=np.int8).reshape(2, 8)
+    off = same.copy()
+    off[1, 3] += 2  # one value of 16, two LSB
+    a = {10: same, 11: same, 12: same, 13: same[:, :4]}
+    b = {10: same, 11: off, 12: off + 1, 13: same}  # 13: TFLM lends the RESHAPE its input's buffer
+    rows = divergence_rows([("CONV_2D", 10), ("FULLY_CONNECTED", 11), ("MUL", 12), ("RESHAPE", 13)], a, b)
+    assert [(r.position, r.op, r.tensor, r.max_lsb, r.fraction) for r in rows] == [
+        (0, "CONV_2D", 10, 0, 0.0), (1, "FULLY_CONNECTED", 11, 2, 1 / 16), (2, "MUL", 12, 3, 1.0)]
+
+
+def test_op_divergence_ends_at_the_outputs_the_interpreters_give(exported_run):
+    """Op by op, LiteRT against TFLM: every op of the model is compared but the RESHAPEs TFLM runs
+    in place, and the last row is the output, whose figures are those of the two interpreters run
+    as export runs them."""
+    from firmware_export import verify
+
+    path = exported_run / "model_int8.tflite"
+    qin, _ = verify.io_params(path)
+    x = np.random.default_rng(0).integers(-128, 128, (6, *qin.shape[1:])).astype(np.int8)
+    rows = verify.op_divergence(path, x)
+    ops = verify.list_ops(path)
+    assert [r.op for r in rows] == [ops[r.position] for r in rows]
+    assert all(ops[k] == "RESHAPE" for k in set(range(len(ops))) - {r.position for r in rows})
+    out = np.abs(verify.run_litert(path, x).astype(int) - verify.run_tflm(path.read_bytes(), x).astype(int))
+    assert rows[-1].position == len(ops) - 1
+    assert rows[-1].max_lsb == out.max() and rows[-1].fraction == pytest.approx(np.mean(out > 0))
+
+
+def test_litert_warning_names_where_the_interpreters_part(run_copy, monkeypatch):
+    from firmware_export import verify
+
+    _litert_off_by(monkeypatch, 9)
+    monkeypatch.setattr(verify, "op_divergence", lambda path, x: [
+        verify.OpDivergence(0, "CONV_2D", 5, 0, 0.0), verify.OpDivergence(3, "FULLY_CONNECTED", 9, 1, 0.004),
+        verify.OpDivergence(7, "FULLY_CONNECTED", 12, 9, 0.25)])
+    lc = api.export(run_copy).litert_check
+    assert lc["first_divergence"] == {"position": 3, "op": "FULLY_CONNECTED", "tensor": 9, "max_lsb": 1,
+                                      "fraction": 0.004, "ops": 3, "windows": 12}
+    assert ("they first part at op 3 of 3 (FULLY_CONNECTED), a one-LSB rounding difference on 0.4 % of its "
+            f"values, which the layers after it carry to {lc['max_lsb_diff']} LSB at the output") in lc["warning"]
+    log = (run_copy / "export.log").read_text()
+    assert "LiteRT vs TFLite Micro, op by op, on 12 test windows" in log
+    assert "       3  FULLY_CONNECTED                 9        1  0.40 %" in log
+
+
+def test_litert_diagnostic_that_fails_leaves_the_export_finished(run_copy, monkeypatch):
+    from firmware_export import verify
+
+    _litert_off_by(monkeypatch, 9)
+
+    def broken(path, x):
+        raise RuntimeError("no preserved tensors")
+
+    monkeypatch.setattr(verify, "op_divergence", broken)
+    m = api.export(run_copy)
+    assert m.litert_check["ok"] is False and m.litert_check["first_divergence"] is None
+    assert "they first part" not in m.litert_check["warning"]
+    assert "not compared: RuntimeError: no preserved tensors" in (run_copy / "export.log").read_text()
+
+
 def test_litert_within_tolerance_is_ok_without_warning(run_copy):
     stages: list[str] = []
     m = api.export(run_copy, on_stage=stages.append)
@@ -320,7 +383,7 @@ def test_cli_export_exits_0_with_the_litert_warning(run_copy, monkeypatch):
     r = CliRunner().invoke(app, ["export", str(run_copy)])
     assert r.exit_code == 0, r.output
     assert "warning: LiteRT and TFLite Micro outputs differ by up to" in r.output
-    assert "(warning: more than 4 LSB; the int8 accuracy is TFLite Micro's" in r.output
+    assert "(warning: more than 4 LSB" in r.output and "the int8 accuracy is TFLite Micro's" in r.output
 
 
 def test_c_runtime_differing_from_tflm_is_still_fatal(run_copy, monkeypatch):

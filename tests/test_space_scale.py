@@ -63,6 +63,33 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("board, latency, wider, unreachable", [("nucleo-l552ze-q", "50ms", "2", False),
+                                                                 ("nucleo-l552ze-q", "200ms", "2", True),
+                                                                 ("nucleo-h743zi", "1s", "2.5", True)])
+def test_a_capped_scale_says_what_caps_it(board, latency, wider, unreachable):
+    """A budget that asks for a wider space than fits: the reason names the next multiplier and
+    why it does not fit (here the probe firmware's scratch), and says when even the largest
+    network stays under the budget (at 50 ms on the default board it does not: 65.7 ms)."""
+    table = predictor.find_table(board, 6, 128, 6)
+    cm = costs_mod.build_costs(DEFAULT_SPACE, table)
+    scratch = tables.bench_scratch_bytes(boards.get(board))
+    s = space_scale.choose(DEFAULT_SPACE, table, cm, Budgets.parse(latency, "256k"), scratch_bytes=scratch)
+    need = space_scale.largest_kernel_bytes(DEFAULT_SPACE.scaled(float(wider), s.extra_cells), 6, 128)
+    assert need > scratch
+    assert (f"; x{wider} would suit the budget better but does not fit: its widest layer ({need:,} B of weights "
+            f"and activations) would not fit the {scratch:,} B the board's probe firmware has to measure it"
+            ) in s.reason
+    assert ("stays under the budget, so the network found will not use all of it" in s.reason) == unreachable
+
+
+def test_a_scale_that_spans_the_budget_does_not_say_it_is_capped():
+    table = predictor.find_table("nucleo-l552ze-q", 6, 128, 6)
+    cm = costs_mod.build_costs(DEFAULT_SPACE, table)
+    scratch = tables.bench_scratch_bytes(boards.get("nucleo-l552ze-q"))
+    s = space_scale.choose(DEFAULT_SPACE, table, cm, Budgets.parse("20ms", "256k"), scratch_bytes=scratch)
+    assert s.label == "1.25" and "does not fit" not in s.reason and "stays under" not in s.reason
+
+
 @pytest.mark.parametrize("board, shape, latency, ram, label", CASES)
 def test_the_rule_on_the_shipped_tables(board, shape, latency, ram, label):
     table = predictor.find_table(board, *shape)

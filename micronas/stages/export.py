@@ -148,7 +148,9 @@ def _export(run: RunDir, budgets: Budgets, stage: StageCallback, board: Any) -> 
     litert_out = verify.run_litert(tflite_path, x_q)  # (N, classes) int8
     tflm_out = verify.run_tflm(flatbuffer, x_q)
     agreement = verify.compare(litert_out, tflm_out)
-    litert_check = _litert_check(agreement, litert_out, tflm_out, y_test, log_path)
+    parting = (_where_they_part(tflite_path, x_q, litert_out, tflm_out, log_path)
+               if agreement.max_lsb_diff > MAX_INTERPRETER_LSB_DIFF else None)
+    litert_check = _litert_check(agreement, litert_out, tflm_out, y_test, log_path, parting)
     if litert_check["warning"]:
         stage("warning: " + litert_check["warning"])
     recorded_arena = verify.tflm_recorded_arena_bytes(flatbuffer, x_q)
@@ -285,8 +287,39 @@ def _layer_int8_error(tflite_path: Path, folded: Any, the_arch: arch_mod.Arch, X
     return {"windows": int(len(X)), "split": "validation", "source": layer_error.SOURCE, "layers": rows}
 
 
+# windows (those whose outputs differ most) on which the op-by-op comparison runs
+DIVERGENCE_WINDOWS = 32
+
+
+def _where_they_part(tflite_path: Path, x_q: np.ndarray, litert_out: np.ndarray, tflm_out: np.ndarray,
+                     log_path: Any) -> dict[str, Any] | None:
+    """The first op whose output LiteRT and TFLite Micro compute differently, on the windows whose
+    outputs differ most (`verify.op_divergence`); every op's figures go to export.log. A
+    diagnostic: should it fail, that is logged and None returned, the export goes on."""
+    from firmware_export import verify
+
+    gap = np.abs(litert_out.astype(np.int32) - tflm_out.astype(np.int32)).max(axis=1)
+    idx = np.sort(np.argsort(-gap, kind="stable")[:DIVERGENCE_WINDOWS])
+    lines = [f"\nLiteRT vs TFLite Micro, op by op, on {len(idx)} test windows (those whose outputs differ most):",
+             "position  op                         tensor  max LSB  values differing"]
+    try:
+        rows = verify.op_divergence(tflite_path, x_q[idx])
+    except Exception as e:  # noqa: BLE001 - a diagnostic of a warning never ends an export
+        rows = None
+        lines.append(f"  not compared: {type(e).__name__}: {e}")
+    for r in rows or []:
+        lines.append(f"{r.position:8d}  {r.op:<25s}  {r.tensor:6d}  {r.max_lsb:7d}  {100 * r.fraction:.2f} %")
+    if log_path is not None:
+        with open(log_path, "a") as f:
+            f.write("\n".join(lines) + "\n")
+    first = next((r for r in rows or [] if r.max_lsb > 0), None)
+    if first is None:
+        return None
+    return {**first.to_json(), "ops": len(rows or []), "windows": int(len(idx))}
+
+
 def _litert_check(agreement: Any, litert_out: np.ndarray, tflm_out: np.ndarray, y: np.ndarray,
-                  log_path: Any) -> dict[str, Any]:
+                  log_path: Any, parting: dict[str, Any] | None = None) -> dict[str, Any]:
     """How far LiteRT, a second opinion, is from TFLite Micro (whose semantics the board computes).
 
     Args:
@@ -294,24 +327,35 @@ def _litert_check(agreement: Any, litert_out: np.ndarray, tflm_out: np.ndarray, 
         litert_out, tflm_out: (N, classes) int8 outputs on the test split.
         y: (N,) test labels.
         log_path: export.log, named in the warning.
+        parting: `_where_they_part`: the first op whose output differs (None: not looked for).
 
     Returns:
         metrics.json's `litert_check`: the allowed and measured LSB difference, whether it is within,
-        argmax agreement, LiteRT's int8 test accuracy, and the warning (None when within).
+        argmax agreement, LiteRT's int8 test accuracy, where the two first part, and the warning
+        (None when within).
     """
     ok = agreement.max_lsb_diff <= MAX_INTERPRETER_LSB_DIFF
     differing = round((1 - agreement.exact_rate) * agreement.windows)
+    other_class = int(np.sum(litert_out.argmax(1) != tflm_out.argmax(1)))
+    where = ""
+    if parting:
+        kind = "a one-LSB rounding difference" if parting["max_lsb"] == 1 else f"up to {parting['max_lsb']} LSB"
+        where = (f"; they first part at op {parting['position']} of {parting['ops']} ({parting['op']}), "
+                 f"{kind} on {100 * parting['fraction']:.2g} % of its values, which the layers after it carry "
+                 f"to {agreement.max_lsb_diff} LSB at the output")
     return {
         "allowed_max_lsb_diff": MAX_INTERPRETER_LSB_DIFF,
         "max_lsb_diff": agreement.max_lsb_diff,
         "ok": ok,
         "argmax_agreement": float(np.mean(litert_out.argmax(1) == tflm_out.argmax(1))),
         "accuracy_int8_litert": float(np.mean(litert_out.argmax(1) == y)),
+        "first_divergence": parting,
         "warning": None if ok else (
             f"LiteRT and TFLite Micro outputs differ by up to {agreement.max_lsb_diff} LSB (more than "
-            f"{MAX_INTERPRETER_LSB_DIFF}) on {differing} of {agreement.windows} test windows; the int8 accuracy "
-            f"reported is TFLite Micro's, which the C runtime and the board compute. A phone or server "
-            f"running LiteRT may classify differently; see {log_path}"),
+            f"{MAX_INTERPRETER_LSB_DIFF}) on {differing} of {agreement.windows} test windows{where}. The int8 "
+            f"accuracy reported is TFLite Micro's, which the C runtime and the board compute; LiteRT's is "
+            f"{100 * float(np.mean(litert_out.argmax(1) == y)):.1f} %: a phone or server running LiteRT classifies "
+            f"{other_class} of the {agreement.windows} windows differently (op by op: {log_path})"),
     }
 
 
