@@ -342,12 +342,23 @@ def test_litert_warning_names_where_the_interpreters_part(run_copy, monkeypatch)
         verify.OpDivergence(7, "FULLY_CONNECTED", 12, 9, 0.25)])
     lc = api.export(run_copy).litert_check
     assert lc["first_divergence"] == {"position": 3, "op": "FULLY_CONNECTED", "tensor": 9, "max_lsb": 1,
-                                      "fraction": 0.004, "ops": 3, "windows": 12}
-    assert ("they first part at op 3 of 3 (FULLY_CONNECTED), a one-LSB rounding difference on 0.4 % of its "
+                                      "fraction": 0.004, "ops": 8, "windows": 12}
+    assert ("they first part at op 3 of 8 (FULLY_CONNECTED), a one-LSB rounding difference on 0.4 % of its "
             f"values, which the layers after it carry to {lc['max_lsb_diff']} LSB at the output") in lc["warning"]
     log = (run_copy / "export.log").read_text()
     assert "LiteRT vs TFLite Micro, op by op, on 12 test windows" in log
     assert "       3  FULLY_CONNECTED                 9        1  0.40 %" in log
+
+
+def test_litert_warning_when_only_the_output_op_differs(run_copy, monkeypatch):
+    from firmware_export import verify
+
+    _litert_off_by(monkeypatch, 9)
+    monkeypatch.setattr(verify, "op_divergence", lambda path, x: [
+        verify.OpDivergence(0, "CONV_2D", 5, 0, 0.0), verify.OpDivergence(4, "FULLY_CONNECTED", 12, 9, 1 / 48)])
+    lc = api.export(run_copy).litert_check
+    assert "they first part at op 4 of 5 (FULLY_CONNECTED), up to 9 LSB on 2.1 % of its values (the output op " \
+           "itself)." in lc["warning"]
 
 
 def test_litert_diagnostic_that_fails_leaves_the_export_finished(run_copy, monkeypatch):
