@@ -82,6 +82,19 @@ def test_a_capped_scale_says_what_caps_it(board, latency, wider, unreachable):
     assert ("stays under the budget, so the network found will not use all of it" in s.reason) == unreachable
 
 
+def test_a_flash_budget_that_caps_the_scale_is_named():
+    """Without the probe's limit (a board measured elsewhere), a small flash budget caps the
+    width: the reason says it is the weights against half the flash budget."""
+    table = predictor.find_table("nucleo-h743zi", 6, 128, 6)
+    cm = costs_mod.build_costs(DEFAULT_SPACE, table)
+    s = space_scale.choose(DEFAULT_SPACE, table, cm, Budgets.parse("1s", "512k", "256k"))
+    assert s.multiplier < 4
+    wider = min(x for x in space_scale.WIDTH_MULTIPLIERS if x > s.multiplier)
+    assert f"; x{wider:g} would suit the budget better but does not fit: its networks' weights (about " in s.reason
+    assert "B, p95) would take half the 262,144 B flash budget or more" in s.reason
+    assert "probe firmware" not in s.reason and "RAM budget" not in s.reason
+
+
 def test_a_scale_that_spans_the_budget_does_not_say_it_is_capped():
     table = predictor.find_table("nucleo-l552ze-q", 6, 128, 6)
     cm = costs_mod.build_costs(DEFAULT_SPACE, table)
