@@ -301,7 +301,7 @@ def build(run_path: str | Path) -> ReportResult:
         plots.append(("trajectory.png", "Search trajectory",
                       "Per search epoch: the expected latency and peak arena of the architecture distribution "
                       "(from the latency table) against the budgets, and the validation accuracy of the most likely "
-                      "network with the supernet's shared weights (noisy; not the final accuracy)."))
+                      "network with the supernet's shared weights, batch norm recalibrated on it (not the final accuracy)."))
         cands = _candidates(search, run)
         if cands:
             final = None

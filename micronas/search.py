@@ -63,6 +63,7 @@ log = logging.getLogger(__name__)
 # 2,800 steps); the embedded BasicMotions (32) gets 375 short ones.
 DEFAULT_EPOCHS = 40
 MIN_WEIGHT_STEPS = 1_500
+TRAJECTORY_RECALIBRATE = 8  # batch-norm batches before each epoch's most-likely network is scored
 
 
 def steps_per_epoch(train_windows: int, batch_size: int) -> int:
@@ -272,12 +273,17 @@ def search(run: RunDir, net_factory: Callable[[], Any], cm, data: dict[str, tupl
                 a_opt.step()
         net.eval()
         with torch.no_grad():
-            val_acc = float((net(Xva, sample=False).argmax(1) == yva).float().mean())
+            # scored as the derivation scores its candidates: batch norm recalibrated on this
+            # network alone (the supernet's own statistics mix every candidate's; with them the
+            # most likely network scored at chance during the uniform warm-up)
+            most_likely = net.derive()
+            val_acc = inherited_accuracy(net, most_likely, Xtr, Xva, yva, recalibrate=TRAJECTORY_RECALIBRATE,
+                                         seed=cfg.seed)
             e = expected_costs(net, cm, cfg, tensors)
             entry = {
                 "epoch": epoch, "tau": round(net.tau, 4), "train_loss": float(np.mean(losses)) if losses else None,
                 "val_acc_most_likely": val_acc, "expected": _costs_json(e, cm),
-                "most_likely": net.derive().to_json(),
+                "most_likely": most_likely.to_json(),
                 "distribution": [{"ops": {ch.label: round(float(p), 4) for ch, p in
                                           zip(pos.choices, torch.softmax(pos.alpha, 0))},
                                   "widths": {str(w): round(float(p), 4) for w, p in

@@ -122,6 +122,22 @@ def test_killed_search_resumes_to_the_same_architecture(tmp_path, basicmotions, 
     assert dnas.load_supernet(killed, _factory).derive() == dnas.load_supernet(full, _factory).derive()
 
 
+def test_the_recorded_epoch_accuracy_is_the_recalibrated_most_likely_network(tmp_path, basicmotions, cost_model):
+    """Each epoch's validation accuracy is the most likely network's with the supernet's weights,
+    batch norm recalibrated on it (as the derivation scores candidates): recomputed from the last
+    checkpoint it is the same figure, so scoring it left the supernet as saved."""
+    _, cm = cost_model
+    cfg = dnas.SearchConfig(epochs=4, warmup_epochs=2, seed=1)
+    run = RunDir.create(tmp_path / "s")
+    traj = dnas.search(run, _factory, cm, basicmotions, Budgets.parse(latency="5ms", ram="256k"), cfg, "d")
+    net = dnas.load_supernet(run, _factory)
+    arch = net.derive()
+    assert arch.to_json() == traj[-1]["most_likely"]
+    again = dnas.inherited_accuracy(net, arch, basicmotions["train"][0], *basicmotions["val"],
+                                    recalibrate=dnas.TRAJECTORY_RECALIBRATE, seed=cfg.seed)
+    assert again == traj[-1]["val_acc_most_likely"]
+
+
 def test_tiny_search_end_to_end(tiny_npz, tmp_path, monkeypatch):
     """Search (2 epochs), train, export and profile on the emulated default board; the table
     for the tiny data's shape is measured on demand."""
