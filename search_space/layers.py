@@ -310,8 +310,11 @@ class DyAggBlock(nn.Module):
         self.bn = nn.Identity()
         self.folded = True
 
+    def attention_logits(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, T) -> (B, K)
+        return self.fc2(F.relu(self.fc1(global_average(x))))
+
     def attention(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, T) -> (B, K)
-        return torch.softmax(self.fc2(F.relu(self.fc1(global_average(x)))), dim=1)
+        return torch.softmax(self.attention_logits(x), dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, T) -> (B, out, T')
         b, c, t = x.shape
@@ -333,7 +336,7 @@ class DyAggBlock(nn.Module):
     def forward_sub(self, x: torch.Tensor, kernel: int, experts: int) -> torch.Tensor:
         """The block with its first `experts` experts (their attention logits alone) and the centre
         `kernel` taps of each: the supernet's smaller candidates of this family (training only)."""
-        logits = self.fc2(F.relu(self.fc1(global_average(x))))[:, :experts]
+        logits = self.attention_logits(x)[:, :experts]
         stack = centre_taps(self.stack.view(self.experts_shape)[:experts], kernel).flatten(1)
         w = torch.softmax(logits, dim=1) @ stack  # (B, O*C*k)
         return F.relu(self.bn(self._per_sample_conv(x, w, kernel)))
