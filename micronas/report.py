@@ -368,6 +368,11 @@ def _document(run, config, metrics, profile, search, arch, train_log, budgets, p
                     f"for comparison: max {lc['max_lsb_diff']} LSB from TFLite Micro "
                     f"({'within' if lc['ok'] else 'more than'} the {lc['allowed_max_lsb_diff']} LSB expected), "
                     f"argmax agreement {100 * lc['argmax_agreement']:.1f} %"])
+    clip = run.read_json("normalization.json").get("clip") if run.has("normalization.json") else None
+    if clip and metrics.input:
+        acc.append(["int8 input", f"step {metrics.input['scale']:.3g}",
+                    f"standardised values clipped to {clip[0]:.2f}..{clip[1]:.2f} in training, calibration and "
+                    "evaluation (0.01 % of training values at each end); the board's input saturates there"])
     q = metrics.qat
     if q:
         acc.append(["QAT", "ran, kept " + q["kept"] if q.get("ran") else "not needed",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -590,14 +591,20 @@ def test_standardizer_zero_mean_unit_std():
     rng = np.random.default_rng(0)
     X = (rng.normal(size=(20, 3, 50)) * [[5.0], [0.01], [100.0]] + [[3.0], [-2.0], [1e3]])
     X = X.astype(np.float32)
-    st = Standardizer.fit(X)
-    assert st.mean.dtype == np.float32 and st.std.dtype == np.float32
+    st = Standardizer.fit(X, clip_percent=None)  # the clip (below) moves the moments by ~1e-4
+    assert st.mean.dtype == np.float32 and st.std.dtype == np.float32 and st.clip is None
     Z = st.apply(X)
     assert Z.dtype == np.float32 and Z.shape == X.shape
     # the float32 mean is within half an ulp of the float64 one; divided by a small std
     # (channel 1: |mean| 2, std 0.01) that leaves a residual of ~1e-5
     np.testing.assert_allclose(Z.mean(axis=(0, 2), dtype=np.float64), 0.0, atol=5e-5)
     np.testing.assert_allclose(Z.std(axis=(0, 2), dtype=np.float64), 1.0, atol=1e-5)
+
+
+def test_standardizer_constant_data_has_no_clip():
+    st = Standardizer.fit(np.full((3, 2, 5), 4.0, np.float32))
+    assert st.clip is None and Standardizer.from_json(json.loads(json.dumps(st.to_json()))) == st
+    assert np.all(st.apply(np.full((1, 2, 5), 9.0, np.float32)) == 5.0)
 
 
 def test_standardizer_constant_channel():
@@ -622,6 +629,46 @@ def test_standardizer_json_roundtrip_exact():
     np.testing.assert_array_equal(back.apply(X), st.apply(X))
     with pytest.raises(ConfigError):
         Standardizer.from_json({"mean": [0.0], "std": [0.0]})
+
+
+def test_standardizer_clips_a_spike_that_would_set_the_int8_input_range():
+    """One sample at -30 standard deviations no longer sets the int8 input's range: the clip is
+    the 0.01st / 99.99th percentile of the standardised training values, so the input step the
+    converter derives from them is several times finer, and only that share of values changes."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(40, 3, 128)).astype(np.float32)
+    X[7, 2, 30] = -30.0
+    st = Standardizer.fit(X)
+    plain = Standardizer.fit(X, clip_percent=None)
+    Z, Z0 = st.apply(X), plain.apply(X)
+    low, high = st.clip
+    assert (low, high) == tuple(float(np.float32(v)) for v in np.percentile(Z0, [0.01, 99.99]))
+    assert Z.min() == np.float32(low) and Z.max() == np.float32(high)
+    assert -5.0 < low < -3.0 and 3.0 < high < 5.0
+    assert (Z0.max() - Z0.min()) / (high - low) > 4  # the step min/max calibration would take, over the clipped one
+    changed = int(np.sum(Z != Z0))  # 0.01 % at each end, the percentile's interpolation one more
+    assert 0 < changed <= 2 * (math.ceil(Z.size * 0.0001) + 1)
+    np.testing.assert_array_equal(Z, np.clip(Z0, np.float32(low), np.float32(high)))
+    # new windows outside the training range saturate at the same bounds (what the int8 input does)
+    far = st.apply(np.full((1, 3, 128), 1e3, np.float32))
+    assert np.all(far == np.float32(high))
+
+
+def test_standardizer_clip_json_exact_and_older_runs_without_it():
+    X = np.random.default_rng(4).standard_t(3, size=(16, 2, 64)).astype(np.float32)
+    st = Standardizer.fit(X)
+    d = json.loads(json.dumps(st.to_json()))
+    assert d["clip"] == [st.clip[0], st.clip[1]]
+    back = Standardizer.from_json(d)
+    assert back == st and back.clip == st.clip
+    np.testing.assert_array_equal(back.apply(X), st.apply(X))
+    # normalization.json of a run made before the clip: standardised as before, never clipped
+    old = Standardizer.from_json({"mean": d["mean"], "std": d["std"]})
+    assert old.clip is None and old != st
+    np.testing.assert_array_equal(old.apply(X), Standardizer.fit(X, clip_percent=None).apply(X))
+    for bad in ([1.0, -1.0], [0.0, float("inf")], ["a", 1.0], [1.0], 3.0):
+        with pytest.raises(ConfigError, match="clip"):
+            Standardizer.from_json({**d, "clip": bad})
 
 
 def test_standardizer_rejects_wrong_shape():

@@ -58,6 +58,20 @@ def test_verification_figures_recomputed_independently(exported_run):
     assert float(np.mean(b.argmax(1) == y)) == m["accuracy_int8"]
 
 
+def test_int8_input_range_is_the_training_clip(exported_run):
+    """The calibration windows are clipped like the training ones, so the int8 input spans the
+    standardiser's clip (to half a step): a value the board saturates is one training clipped."""
+    from firmware_export import verify
+    from micronas.data import Standardizer
+
+    std = Standardizer.from_json(json.loads((exported_run / "normalization.json").read_text()))
+    assert std.clip is not None
+    qin, _ = verify.io_params(exported_run / "model_int8.tflite")
+    low, high = (-128 - qin.zero_point) * qin.scale, (127 - qin.zero_point) * qin.scale
+    assert abs(low - std.clip[0]) <= qin.scale / 2 + 1e-6
+    assert abs(high - std.clip[1]) <= qin.scale / 2 + 1e-6
+
+
 def test_tflm_arena_is_the_smallest_that_works(exported_run):
     """The reported arena agrees with a binary search over arena sizes, to the byte."""
     from firmware_export import verify

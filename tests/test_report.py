@@ -20,6 +20,9 @@ def test_report_of_an_exported_run_has_its_parts(run_copy):
     assert f"{100 * m['accuracy_int8']:.1f} %" in md
     assert f"{m['arena_bytes_planned']:,} B" in md
     assert "Not profiled on a device yet" in md
+    clip = json.loads((run_copy / "normalization.json").read_text())["clip"]
+    assert (f"| int8 input | step {m['input']['scale']:.3g} | standardised values clipped to "
+            f"{clip[0]:.2f}..{clip[1]:.2f} in training") in md
     cfg = json.loads((run_copy / "config.json").read_text())["train"]
     assert f"- **training**: {cfg['epochs']} epochs; batches of {cfg['batch_size']};" in md
     # the confusion matrix counts every test window once

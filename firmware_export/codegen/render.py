@@ -168,7 +168,9 @@ def render(plan: ModelPlan, labels: tuple[str, ...] | None, input_mean: tuple[fl
                      "no class names were given (micronas compile --labels), so\n"
                      " *         micronas_model_class_labels[i] is the index i as text."),
         normalisation_note=("standardisation by the training\n"
-                            " *         split's per-channel mean and std, then the input scale and zero point."
+                            " *         split's per-channel mean and std, then the input scale and zero point;\n"
+                            " *         values past the int8 input range saturate (micronas trains on values\n"
+                            " *         clipped the same way: normalization.json \"clip\")."
                             if has_norm else
                             "no mean/std were given\n"
                             " *         (micronas compile --mean/--std), so it applies only the input scale and\n"

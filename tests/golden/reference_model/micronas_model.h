@@ -8,7 +8,9 @@
  * Input:  int8 [1, 1, 16, 3], time-major with the channels of one sample interleaved:
  *         input[t * MICRONAS_MODEL_INPUT_CHANNELS + c]. Quantise raw samples with
  *         micronas_model_quantize_input(): standardisation by the training
- *         split's per-channel mean and std, then the input scale and zero point.
+ *         split's per-channel mean and std, then the input scale and zero point;
+ *         values past the int8 input range saturate (micronas trains on values
+ *         clipped the same way: normalization.json "clip").
  * Output: int8 [1, 3] (MICRONAS_NUM_CLASSES values);
  *         the argmax indexes micronas_model_class_labels.
  *
