@@ -16,8 +16,8 @@ How onnx2tf 1.29.24 lowers each search op (time series are [1, T, C] or [1, 1, T
   FULLY_CONNECTED -> SOFTMAX -> one STRIDED_SLICE per expert; K expert CONV_2D (no
   activation), each MUL'd by its [1, 1, 1] weight on [1, T', O], summed by a chain of ADD (the
   last one with the ReLU).
-* kdna: the same attention with LOGISTIC instead of SOFTMAX over O filters, one CONV_2D of the
-  shared parent (one constant per (in, out, kernel) shape), MUL [1, T', O] x [1, O] with ReLU.
+* kdna: the same attention with LOGISTIC instead of SOFTMAX over O filters, one CONV_2D (ReLU) of
+  the shared parent (one constant per (in, out, kernel) shape), MUL [1, T', O] x [1, O].
 * dyagg: the same attention as dyconv, then (firmware_export.dyagg's form) FULLY_CONNECTED
   [1, K] -> [1, O*k*C] over the stacked experts (per-tensor weights, no bias, output symmetric
   at the weights' scale), RESHAPE to the OHWI filter [O, 1, k, C], one CONV_2D (ReLU) with that
@@ -232,8 +232,8 @@ def _kdna(b: _Builder, x: int, layer: LayerSpec, c: int) -> int:
     if key not in b.shared:  # one parent per shape: the converter stores it once, so do we
         b.shared[key] = b.weights((layer.out, 1, layer.kernel, c), True)
     xin = b.conv_input(x, layer.kernel, layer.stride)
-    y = b.as_nwc(b.conv(xin, layer.out, layer.kernel, layer.stride, NONE, filter_tensor=b.shared[key]))
-    return b.elementwise("MUL", y, att, RELU)
+    y = b.as_nwc(b.conv(xin, layer.out, layer.kernel, layer.stride, RELU, filter_tensor=b.shared[key]))
+    return b.elementwise("MUL", y, att, NONE)
 
 
 def _layer(b: _Builder, x: int, layer: LayerSpec, c: int) -> int:

@@ -217,9 +217,15 @@ class KernelDNABlock(nn.Module):
     (it folds into the int8 per-channel requantisation, so the int8 weights are the parent's,
     stored once). An input-dependent filter attention rescales the outputs per sample:
 
-        att(x) = sigmoid(FC2(ReLU(FC1(mean_t(x))))),  y = ReLU(att(x) * conv(x, a * P) + b)
+        att(x) = sigmoid(FC2(ReLU(FC1(mean_t(x))))),  y = att(x) * ReLU(conv(x, a * P) + b)
 
-    Exports to CONV_2D (+PAD when strided), AVERAGE_POOL_2D, FULLY_CONNECTED x 2, LOGISTIC, MUL.
+    The same function as ReLU(att(x) * conv(...)), since the attention is positive, but the ReLU
+    comes first so that the int8 conv output holds only what survives it: with the ReLU after
+    the MUL the conv output was quantised over its negative values too (on the watch data
+    -10.4..2.9, leaving 55 of 256 steps to the positive part).
+
+    Exports to CONV_2D with ReLU (+PAD when strided), AVERAGE_POOL_2D, FULLY_CONNECTED x 2,
+    LOGISTIC, MUL.
     There is no batch norm: its scale could be negative, and a negative filter scale would give
     the child the parent's int8 values negated, i.e. another buffer.
     """
@@ -260,12 +266,12 @@ class KernelDNABlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.folded_weight if self.folded else self.weight()
         y = F.conv1d(x, w, self.bias, self.stride, self.pad)  # (B, out, T')
-        return F.relu(y * self.attention(x).unsqueeze(2))
+        return F.relu(y) * self.attention(x).unsqueeze(2)
 
     def forward_sub(self, x: torch.Tensor, kernel: int, experts: None = None) -> torch.Tensor:
         """The block with the centre `kernel` taps of its (parent's) kernel."""
         y = F.conv1d(x, centre_taps(self.weight(), kernel), self.bias, self.stride, kernel // 2)
-        return F.relu(y * self.attention(x).unsqueeze(2))
+        return F.relu(y) * self.attention(x).unsqueeze(2)
 
 
 class DyAggBlock(nn.Module):

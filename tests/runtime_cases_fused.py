@@ -24,13 +24,16 @@ def _reshape(b: ModelBuilder, x: int, shape, scale: float, zp: int) -> int:
 
 def chain_model(in_len: int, in_ch: int, out_ch: int, kernel: int, experts: int, stride: int = 1,
                 padding: int = SAME, kdna: bool = False, swap: bool = False, conv_act: int = NONE,
-                seed: int = 0) -> bytes:
+                mul_act: int | None = None, seed: int = 0) -> bytes:
     """A DY-Conv (or, kdna=True, KernelDNA) layer in split form over a [1, in_len, in_ch] input.
 
     Args:
         swap: Put the attention first in every MUL and the new branch first in every ADD (the
             running sum second), so the fused kernel must take each operand's own constants.
-        conv_act: The experts' fused activation (exported DY-Convs have none).
+        conv_act: The experts' fused activation (exported DY-Convs have none; a KernelDNA's conv
+            has ReLU, and its output zero point is then -128).
+        mul_act: The MUL's fused activation (None: ReLU for KernelDNA as it exported before the
+            ReLU moved onto its conv, none for DY-Conv).
     """
     rng = np.random.default_rng(seed)
     b = ModelBuilder()
@@ -60,6 +63,8 @@ def chain_model(in_len: int, in_ch: int, out_ch: int, kernel: int, experts: int,
     for e in range(1 if kdna else experts):
         w, ws = per_channel_weights(rng, (out_ch, 1, kernel, in_ch))
         s_conv, z_conv = _out_scale(s_in, float(ws.mean()), kernel * in_ch), int(rng.integers(-20, 20))
+        if kdna and conv_act == RELU:
+            z_conv = -128
         y4 = b.tensor([1, 1, out_len, out_ch], scale=s_conv, zero_point=z_conv)
         b.op("CONV_2D", [x4, b.tensor(w.shape, data=w, scale=ws, zero_point=np.zeros(out_ch, int)),
                          b.tensor([out_ch], np.int32, scale=s_in * ws, zero_point=np.zeros(out_ch, int),
@@ -77,7 +82,8 @@ def chain_model(in_len: int, in_ch: int, out_ch: int, kernel: int, experts: int,
         s_m = s_conv * float(rng.uniform(0.3, 0.7)) * (0.5 if kdna else 1.0)
         z_m = -128 if kdna else int(rng.integers(-20, 20))
         m = b.tensor([1, out_len, out_ch], scale=s_m, zero_point=z_m)
-        b.op("MUL", [a, y] if swap else [y, a], [m], fusedActivationFunction=RELU if kdna else NONE)
+        b.op("MUL", [a, y] if swap else [y, a], [m],
+             fusedActivationFunction=(RELU if kdna else NONE) if mul_act is None else mul_act)
         if total is None:
             total, s_total, z_total = m, s_m, z_m
             continue
@@ -104,6 +110,8 @@ for _name, _args in [
     ("dyconv_k2_conv_relu_odd_channels", dict(in_len=29, in_ch=5, out_ch=9, kernel=5, experts=2, conv_act=RELU,
                                               seed=3)),
     ("kdna_32x32_k5", dict(in_len=64, in_ch=32, out_ch=32, kernel=5, experts=1, kdna=True, seed=4)),
+    ("kdna_relu_conv_k7", dict(in_len=64, in_ch=24, out_ch=48, kernel=7, experts=1, kdna=True, conv_act=RELU,
+                               mul_act=NONE, seed=6)),
     ("kdna_swapped_k3_s2", dict(in_len=41, in_ch=8, out_ch=12, kernel=3, experts=1, kdna=True, stride=2, swap=True,
                                 seed=5)),
 ]:

@@ -163,6 +163,33 @@ def test_lowering_equals_the_exported_model_op_by_op(index, tmp_path):
         assert len(w) - len(set(w)) == 1
 
 
+def test_kdna_exports_its_relu_on_the_conv_so_the_int8_conv_output_has_no_negative_range(tmp_path):
+    """KernelDNA computes att * ReLU(conv) (the same function as ReLU(att * conv), the attention
+    being positive): the exported CONV_2D carries the ReLU, so its int8 output spans only what
+    survives it (zero point -128), and the MUL needs none; the lowering says the same."""
+    import torch
+
+    from firmware_export.tflite_graph import read
+    from latency_tables.lowering import lower
+    from search_space import network
+
+    arch = _arch({"stem": {"op": "conv", "out": 8, "kernel": 3, "stride": 1},
+                  "cells": [{"op": "kdna", "out": 12, "kernel": 5, "stride": 2}]})
+    for g in (read(_export_tflite(arch, tmp_path)), lower(arch)):
+        mul = next(op for op in g.ops if op.name == "MUL")
+        conv = [op for op in g.ops if op.name == "CONV_2D"][-1]
+        assert conv.options["fusedActivationFunction"] == 1 and mul.options["fusedActivationFunction"] == 0
+    g = read((tmp_path / "m.tflite").read_bytes())
+    conv = [op for op in g.ops if op.name == "CONV_2D"][-1]
+    assert int(g.tensors[conv.outputs[0]].zero_points[0]) == -128
+    # and the float function is the one it replaced
+    torch.manual_seed(1)
+    block = network.build(arch).blocks[1]
+    x = torch.randn(4, 8, 32)
+    y = torch.nn.functional.conv1d(x, block.weight(), block.bias, block.stride, block.pad)
+    torch.testing.assert_close(block(x), torch.relu(y * block.attention(x).unsqueeze(2)), rtol=0, atol=1e-6)
+
+
 # ---- table files ---------------------------------------------------------------------------
 
 def _table_dict(**changes) -> dict:
