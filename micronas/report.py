@@ -25,6 +25,7 @@ from typing import Any
 
 from micronas_base.errors import ConfigError
 from micronas.budgets import kib, ms
+from micronas.data.split import CLIP_PERCENT
 from micronas.results import ExportResult, ProfileResult, ReportResult, SearchRecord
 from micronas.rundir import TEACHER_DIR, RunDir, atomic_write_bytes, atomic_write_text
 from micronas.units import Budgets, format_size
@@ -372,7 +373,7 @@ def _document(run, config, metrics, profile, search, arch, train_log, budgets, p
     if clip and metrics.input:
         acc.append(["int8 input", f"step {metrics.input['scale']:.3g}",
                     f"standardised values clipped to {clip[0]:.2f}..{clip[1]:.2f} in training, calibration and "
-                    "evaluation (0.01 % of training values at each end); the board's input saturates there"])
+                    f"evaluation ({CLIP_PERCENT:g} % of training values at each end); the board's input saturates there"])
     q = metrics.qat
     if q:
         acc.append(["QAT", "ran, kept " + q["kept"] if q.get("ran") else "not needed",
