@@ -378,7 +378,9 @@ def _document(run, config, metrics, profile, search, arch, train_log, budgets, p
     if q:
         acc.append(["QAT", "ran, kept " + q["kept"] if q.get("ran") else "not needed",
                     f"validation fp32 {100 * q['validation_accuracy_fp32']:.1f} %, int8 (PTQ) "
-                    f"{100 * q['validation_accuracy_int8_ptq']:.1f} %; rule: {q['trigger']}"])
+                    f"{100 * q['validation_accuracy_int8_ptq']:.1f} %"
+                    + (f", int8 after fine-tuning {100 * q['validation_accuracy_int8_qat']:.1f} %"
+                       if q.get("ran") else "") + f"; rule: {q['trigger']}"])
     err = {r["layer"]: f"{100 * r['relative_error']:.1f} % ({r['rms_error_lsb']:.1f} LSB)"
            for r in (metrics.layer_int8_error or {}).get("layers", [])}
     layers = [[str(i), "stem" if i == 0 else f"cell {i}", _layer_text(la), err.get(i, "-")]

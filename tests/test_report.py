@@ -56,3 +56,19 @@ def test_the_training_line_names_the_teacher_of_a_distilled_run(tmp_path):
     assert report._training_text(run, t) == (
         "40 epochs; batches of 32; Adam 0.001, cosine; label smoothing 0.1; augmentation jitter, scale, shift; "
         "kept: last epoch; distilled at 0.5 from a x1.5-wide teacher, teacher validation accuracy 81.2 %")
+
+
+def test_the_qat_row_gives_the_fine_tuned_validation_accuracy_when_it_ran(run_copy):
+    m = json.loads((run_copy / "metrics.json").read_text())
+    m["qat"] = {"validation_accuracy_fp32": 0.8162, "validation_accuracy_int8_ptq": 0.812, "ran": True,
+                "validation_accuracy_int8_qat": 0.8718, "kept": "qat", "trigger": "T"}
+    (run_copy / "metrics.json").write_text(json.dumps(m))
+    report.build(run_copy)
+    md = (run_copy / "report" / "report.md").read_text()
+    assert ("| QAT | ran, kept qat | validation fp32 81.6 %, int8 (PTQ) 81.2 %, int8 after fine-tuning 87.2 %; "
+            "rule: T |") in md
+    m["qat"] = {"validation_accuracy_fp32": 0.9, "validation_accuracy_int8_ptq": 0.9, "ran": False, "trigger": "T"}
+    (run_copy / "metrics.json").write_text(json.dumps(m))
+    report.build(run_copy)
+    assert "| QAT | not needed | validation fp32 90.0 %, int8 (PTQ) 90.0 %; rule: T |" in \
+        (run_copy / "report" / "report.md").read_text()
