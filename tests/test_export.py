@@ -67,7 +67,7 @@ def test_int8_input_range_is_the_training_clip(exported_run):
     std = Standardizer.from_json(json.loads((exported_run / "normalization.json").read_text()))
     assert std.clip is not None
     qin, _ = verify.io_params(exported_run / "model_int8.tflite")
-    low, high = (-128 - qin.zero_point) * qin.scale, (127 - qin.zero_point) * qin.scale
+    low, high = qin.dequantize(np.array([-128, 127]))
     assert abs(low - std.clip[0]) <= qin.scale / 2 + 1e-6
     assert abs(high - std.clip[1]) <= qin.scale / 2 + 1e-6
 

@@ -175,13 +175,13 @@ def test_kdna_exports_its_relu_on_the_conv_so_the_int8_conv_output_has_no_negati
 
     arch = _arch({"stem": {"op": "conv", "out": 8, "kernel": 3, "stride": 1},
                   "cells": [{"op": "kdna", "out": 12, "kernel": 5, "stride": 2}]})
-    for g in (read(_export_tflite(arch, tmp_path)), lower(arch)):
+    exported = read(_export_tflite(arch, tmp_path))
+    for g in (exported, lower(arch)):
         mul = next(op for op in g.ops if op.name == "MUL")
         conv = [op for op in g.ops if op.name == "CONV_2D"][-1]
         assert conv.options["fusedActivationFunction"] == 1 and mul.options["fusedActivationFunction"] == 0
-    g = read((tmp_path / "m.tflite").read_bytes())
-    conv = [op for op in g.ops if op.name == "CONV_2D"][-1]
-    assert int(g.tensors[conv.outputs[0]].zero_points[0]) == -128
+    conv = [op for op in exported.ops if op.name == "CONV_2D"][-1]
+    assert int(exported.tensors[conv.outputs[0]].zero_points[0]) == -128
     # and the float function is the one it replaced
     torch.manual_seed(1)
     block = network.build(arch).blocks[1]

@@ -386,7 +386,7 @@ class Standardizer:
         mean32, std32 = mean.astype(np.float32), std.astype(np.float32)
         clip = None
         if clip_percent is not None:
-            z = (X.astype(np.float32, copy=False) - mean32[:, None]) / std32[:, None]
+            z = cls(mean=mean32, std=std32).apply(X)  # standardised, not yet clipped
             low, high = (float(np.float32(v)) for v in np.percentile(z, [clip_percent, 100.0 - clip_percent]))
             clip = (low, high) if low < high else None  # every value the same: nothing to clip
         return cls(mean=mean32, std=std32, clip=clip)
