@@ -3,7 +3,8 @@
 Per dataset and seed, side by side in one run, every network trained by the same code and
 recipe (`api.train_export_profile`: the default TrainConfig, 40 epochs or `--epochs`, last-epoch
 rule, distilled from a wider teacher as the search's final training is, QAT when int8 loses on
-validation), exported to int8 and profiled on the emulated core:
+validation, each window's mean kept or removed as the search decided for that seed's split),
+exported to int8 and profiled on the emulated core:
 
 (a) `micronas search` (DNAS, derivation, final training), its wall time;
 (b) random search at equal compute: architectures drawn uniformly from the default space,
@@ -149,13 +150,13 @@ def random_pool(n: int, seed: int, shape, table, budgets, space) -> list[dict]:
     return out
 
 
-def splits(data: str, seed: int, val: tuple[str, ...]):
+def splits(data: str, seed: int, val: tuple[str, ...], remove_window_mean: bool = False):
     """The standardised train/val/test arrays exactly as search and train make them."""
     from micronas.data import Standardizer, arrays_for, load_dataset, make_split
 
     ds = load_dataset(data)
     split = make_split(ds, seed=seed, val_subjects=val)
-    std = Standardizer.fit(ds.X[split.train])
+    std = Standardizer.fit(ds.X[split.train], remove_window_mean=remove_window_mean)
     return {k: (std.apply(X), y.astype(np.int64)) for k, (X, y) in arrays_for(ds, split).items()}
 
 
@@ -273,10 +274,6 @@ def run_dataset(name: str, spec: dict, args, work: Path, results: dict) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {name}: {msg}", flush=True)
 
     for seed in args.seeds:
-        # the search's final-training recipe, its distillation rule included, for every arm
-        data = splits(spec["data"], seed, spec["val"])
-        tcfg = TrainConfig(epochs=args.epochs, seed=seed, val_subjects=spec["val"], checkpoint_rule="last",
-                           distill=final_distill(len(data["train"][1]), args.epochs)[0])
         # (a) the search
         key = f"{name}/search/seed{seed}"
         if key not in results:
@@ -288,14 +285,21 @@ def run_dataset(name: str, spec: dict, args, work: Path, results: dict) -> None:
                            resume=(out / "search_checkpoint.pt").exists(), threads=1)
             rec = json.loads((out / "search.json").read_text())
             results[key] = {**figures(r), "arch": arch_summary(r.arch), "wall_seconds": round(time.monotonic() - t0, 1),
-                            "search_seconds": rec.get("search_seconds"), "derivation": rec.get("candidates")}
+                            "search_seconds": rec.get("search_seconds"), "derivation": rec.get("candidates"),
+                            "window_mean_removed": bool((rec.get("window_mean") or {}).get("remove"))}
             save(work / "results.json", results)
             log(f"search: {results[key]['arch']}: int8 {r.metrics.accuracy_int8:.3f}, {results[key]['wall_seconds']:.0f} s")
         if set(args.arms) == {"search"}:  # the search alone (e.g. comparing two versions of the space)
             continue
+        rec = json.loads((base / f"search-seed{seed}" / "search.json").read_text())
         if "derivation_seconds" not in results[key]:
-            rec = json.loads((base / f"search-seed{seed}" / "search.json").read_text())
             results[key]["derivation_seconds"] = rec.get("derivation_seconds") or 0.0
+        # the search's final-training recipe for every arm: its distillation rule, and the window
+        # mean as the search decided it for this data (a preprocessing choice, not an architecture)
+        remove = bool((rec.get("window_mean") or {}).get("remove"))
+        data = splits(spec["data"], seed, spec["val"], remove)
+        tcfg = TrainConfig(epochs=args.epochs, seed=seed, val_subjects=spec["val"], checkpoint_rule="last",
+                           distill=final_distill(len(data["train"][1]), args.epochs)[0], remove_window_mean=remove)
         # the search's compute before its final training (which random search spends as one more network)
         search_s = (results[key]["search_seconds"] or 0.0) + results[key]["derivation_seconds"]
 
@@ -358,6 +362,9 @@ def report(results: dict, names: list[str], seeds: list[int]) -> None:
             nets = "; ".join(r["arch"] for r in rs)
             print(f"| {label}{extra} | {pm(acc)} ({', '.join(f'{100 * a:.1f}' for a in acc)}) | {loss} | {lat} "
                   f"| {wall} | {nets} |")
+        removed = [s for s in seeds if results.get(f"{name}/search/seed{s}", {}).get("window_mean_removed")]
+        print(f"\nwindow mean (the search's decision on validation, used by every arm of the seed): removed on "
+              f"{len(removed)} of {len(seeds)} seeds")
         for arm, margin in (("random", 0.5), ("cnn", 1.0), ("cnnb", 1.0)):
             line = margin_resolution(results, name, seeds, arm, margin)
             if line:

@@ -34,6 +34,7 @@ class ModelInfo:
     source_name: str = "model_int8.tflite"  # the flatbuffer's file name, for the banner
     labels_given: bool = True  # False: class_labels are the output indices as text (none were given)
     normalisation_given: bool = True  # False: input_mean/std are 0/1 (none were given)
+    remove_window_mean: bool = False  # True: each window's per-channel mean is removed before standardising
 
 
 def c_float(x: float) -> str:
@@ -98,6 +99,9 @@ def render(flatbuffer: bytes, info: ModelInfo) -> tuple[str, str]:
         output_zero_point=info.output_zero_point,
         labels_note=("the argmax indexes micronas_class_labels." if info.labels_given else
                      "no class names were given, so micronas_class_labels[i] is the index i as text."),
+        removes_window_mean=int(info.remove_window_mean),
+        window_mean_note=("Remove each channel's mean over the window first (as in training).\n *         "
+                          if info.remove_window_mean else ""),
         stats_note=("Per-channel statistics of the training split (standardisation before quantisation)."
                     if info.normalisation_given else
                     "No mean/std were given: 0 and 1, so micronas_quantize_input applies only the input scale."),

@@ -160,6 +160,9 @@ THREADS_HELP = ("torch's intra-op threads. Default: MICRONAS_THREADS or OMP_NUM_
                 "min(4, CPUs available); lower it on a shared machine.")
 AUGMENT_HELP = ("Training augmentation: a comma-separated list of jitter, scale, shift, rotate (3-axis groups: only "
                 "when the channels are x, y, z of sensors), mixup; or none. Default: jitter,scale,shift.")
+WINDOW_MEAN_HELP = ("Each window's per-channel mean: keep it, or remove it before standardising (an accelerometer's "
+                    "mean is mostly gravity, i.e. how the sensor sits); the board removes it too "
+                    "(micronas_model_quantize_window).")
 DISTILL_HELP = ("Knowledge distillation: the weight (0-1) of a teacher's soft outputs in the training loss; the "
                 "teacher is the same network with every width x1.5, trained first with the same recipe (about 3x "
                 "the training time). 0 turns it off.")
@@ -214,6 +217,7 @@ def train(
              "'best-val' (best validation accuracy).")] = "best-val",
     force: Annotated[bool, typer.Option(help="Retrain even if the run already holds a model.")] = False,
     augment: Annotated[Optional[str], typer.Option(help=AUGMENT_HELP)] = None,
+    window_mean: Annotated[str, typer.Option(help=WINDOW_MEAN_HELP + " keep (default) or remove.")] = "keep",
     distill: Annotated[float, typer.Option(help=DISTILL_HELP + " Default: 0 (off).")] = 0.0,
     threads: Annotated[Optional[int], typer.Option(min=1, help=THREADS_HELP)] = None,
     device: DEVICE = "cpu",
@@ -228,6 +232,7 @@ def train(
     if checkpoint not in rules:
         raise UsageError(f"--checkpoint {checkpoint!r} is not a checkpoint rule", "use last or best-val")
     cfg = TrainConfig(epochs=epochs, seed=seed, val_subjects=_subjects(val_subjects), checkpoint_rule=rules[checkpoint],
+                      remove_window_mean=_window_mean(window_mean, ("keep", "remove")) == "remove",
                       **_distill(distill), **_augment(augment))
     show = Progress.for_cli(quiet)
     show.line(f"training on {data} into {out_dir}")
@@ -529,6 +534,14 @@ def data(
               + (" by subject" if split.by_subject else ", stratified by class"), markup=False)
 
 
+def _window_mean(text: str, allowed: tuple[str, ...] = ("auto", "keep", "remove")) -> str:
+    """--window-mean checked up front: a bad value is a usage error before anything runs."""
+    value = text.strip().lower()
+    if value not in allowed:
+        raise UsageError(f"--window-mean {text!r} is not a setting", f"use one of {', '.join(allowed)}")
+    return value
+
+
 def _scale(text: str) -> str:
     """--scale checked up front: a bad value is a usage error before anything runs."""
     from micronas import space_scale
@@ -562,6 +575,9 @@ def search(
         "Width multiplier of the search space, optionally +N extra cells (e.g. 2, 0.5, 4+1); 'auto' sizes "
         "it to the latency budget on the board (see docs/search.md)."))] = "auto",
     augment: Annotated[Optional[str], typer.Option(help=AUGMENT_HELP)] = None,
+    window_mean: Annotated[str, typer.Option(help=WINDOW_MEAN_HELP + (
+        " Default 'auto': decided on the validation split (micronas train's default network trained both "
+        "ways); or keep, remove."))] = "auto",
     distill: Annotated[str, typer.Option(help=DISTILL_HELP + (
         " Default 'auto': 0.5 when the final training is short (training windows x --final-epochs up to "
         "250,000), else 0 (see docs/search.md)."))] = "auto",
@@ -610,7 +626,7 @@ def search(
         r = api.search(data, run, plan.budgets, target=plan.board, port=port,
                        cfg=dnas.SearchConfig(epochs=epochs, seed=seed,
                                              val_subjects=_subjects(val_subjects), candidates=candidates,
-                                             scale=scale),
+                                             scale=scale, window_mean=_window_mean(window_mean)),
                        final_epochs=final_epochs,
                        train_overrides={**_augment(augment), **_distill(None if distill == "auto" else distill)},
                        on_stage=show.stage,

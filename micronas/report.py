@@ -357,6 +357,9 @@ def _document(run, config, metrics, profile, search, arch, train_log, budgets, p
         facts.append(("search", f"{len(search.trajectory)} epochs, {search.search_seconds} s"))
         if search.space:
             facts.append(("search space", f"{search.space['name']}: {search.space['reason']}"))
+        if search.window_mean:
+            wm = search.window_mean
+            facts.append(("window mean", f"{'removed' if wm['remove'] else 'kept'} ({wm['why']})"))
     if config.get("train"):
         facts.append(("training", _training_text(run, config["train"])))
     acc = [["fp32", f"{100 * metrics.accuracy_fp32:.1f} %", "torch, folded network"],
@@ -369,10 +372,12 @@ def _document(run, config, metrics, profile, search, arch, train_log, budgets, p
                     f"for comparison: max {lc['max_lsb_diff']} LSB from TFLite Micro "
                     f"({'within' if lc['ok'] else 'more than'} the {lc['allowed_max_lsb_diff']} LSB expected), "
                     f"argmax agreement {100 * lc['argmax_agreement']:.1f} %"])
-    clip = run.read_json("normalization.json").get("clip") if run.has("normalization.json") else None
+    norm = run.read_json("normalization.json") if run.has("normalization.json") else {}
+    clip = norm.get("clip")
     if clip and metrics.input:
         acc.append(["int8 input", f"step {metrics.input['scale']:.3g}",
-                    f"standardised values clipped to {clip[0]:.2f}..{clip[1]:.2f} in training, calibration and "
+                    ("each window's per-channel mean removed, then " if norm.get("remove_window_mean") else "")
+                    + f"standardised values clipped to {clip[0]:.2f}..{clip[1]:.2f} in training, calibration and "
                     f"evaluation ({CLIP_PERCENT:g} % of training values at each end); the board's input saturates there"])
     q = metrics.qat
     if q:

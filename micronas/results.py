@@ -335,10 +335,13 @@ class SearchRecord(Record):
     space: dict[str, Any] | None = None
     # where each part ran: {"search", "candidates", "final_training"} -> "cpu" | "cuda"; None in older files
     device: dict[str, str] | None = None
+    # whether each window's mean is removed and why (`micronas.stages.search.choose_window_mean`);
+    # None in older files (kept)
+    window_mean: dict[str, Any] | None = None
 
     _nested: ClassVar[dict[str, Any]] = {"budgets": Budgets, "minimum_costs": MinimumCosts,
                                          "predicted": PredictionRecord}
-    _omit_none: ClassVar[tuple[str, ...]] = ("candidates", "derivation_seconds", "space", "device")
+    _omit_none: ClassVar[tuple[str, ...]] = ("candidates", "derivation_seconds", "space", "device", "window_mean")
 
 
 @dataclass(frozen=True)

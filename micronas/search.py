@@ -97,6 +97,10 @@ class SearchConfig:
     finetune_epochs: float = 1.0
     # the space's widths (and depth) for the budget: "auto" (`micronas.space_scale`) or "M" / "M+E"
     scale: str = "auto"
+    # remove each window's per-channel mean: "auto" (decided on validation by
+    # `micronas.stages.search.choose_window_mean`), "keep" or "remove"; the decision, not this
+    # setting, enters the digest (so runs from before the option resume)
+    window_mean: str = "auto"
 
     def for_data(self, train_windows: int) -> SearchConfig:
         """The settings with the epochs resolved for a training split of `train_windows` windows."""
@@ -108,7 +112,9 @@ class SearchConfig:
         return replace(self, epochs=epochs, warmup_epochs=warmup)
 
     def digest(self, extra: dict[str, Any]) -> str:
-        blob = json.dumps({"search": asdict(self), **extra}, sort_keys=True).encode()
+        settings = asdict(self)
+        del settings["window_mean"]
+        blob = json.dumps({"search": settings, **extra}, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 

@@ -48,11 +48,16 @@ class TrainConfig:
     # KL divergence from the teacher's softened outputs on the same augmented batch (T = 4)
     distill: float = 0.0
     teacher_width: float = 1.5  # x2 gave the same gain at ~2x the teacher time (benchmarks/README.md)
+    # remove each window's per-channel mean before standardising (micronas.data.Standardizer); the
+    # search decides it on validation data (micronas.stages.search.choose_window_mean)
+    remove_window_mean: bool = False
 
     def digest(self, extra: dict[str, Any]) -> str:
         settings = asdict(self)
         if not self.distill:  # runs from before distillation keep their digest (and resume)
             del settings["distill"], settings["teacher_width"]
+        if not self.remove_window_mean:  # and so do runs from before the option
+            del settings["remove_window_mean"]
         blob = json.dumps({"train": settings, **extra}, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

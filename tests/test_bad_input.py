@@ -338,6 +338,12 @@ CASES = [
     pytest.param(Case([*SEARCH, "--latency", "50ms", "--scale", "7"], 2,
                       ("--scale '7'", "width multiplier from 0.25, 0.375", "auto sizes the space")),
                  id="search-scale-not-on-the-ladder"),
+    pytest.param(Case([*SEARCH, "--latency", "50ms", "--window-mean", "sometimes"], 2,
+                      ("--window-mean 'sometimes'", "use one of auto, keep, remove")),
+                 id="search-window-mean-not-a-setting"),
+    pytest.param(Case(["train", "--out", "t", "--window-mean", "auto"], 2,
+                      ("--window-mean 'auto'", "use one of keep, remove")),
+                 id="train-window-mean-auto-is-for-search"),
     # -- boards -------------------------------------------------------------------------------
     pytest.param(Case([*SEARCH, "--target", "nucleo-f44re", "--latency", "50ms"], 2,
                       ("unknown board 'nucleo-f44re'", DID_YOU_MEAN)), id="search-unknown-board"),

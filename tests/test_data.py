@@ -671,6 +671,35 @@ def test_standardizer_clip_json_exact_and_older_runs_without_it():
             Standardizer.from_json({**d, "clip": bad})
 
 
+def test_standardizer_removes_each_windows_mean_when_asked():
+    """With remove_window_mean, a window and the same window shifted by a per-channel constant
+    (the sensor tilted: gravity on other axes) standardise to the same values; the statistics are
+    those of the mean-free windows; JSON round trip; files from before the option keep the mean."""
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(20, 3, 50)).astype(np.float32)
+    offset = np.array([9.8, -4.0, 0.5], np.float32)[None, :, None]
+    st = Standardizer.fit(np.concatenate([X, X + offset]), remove_window_mean=True)
+    assert st.remove_window_mean
+    np.testing.assert_allclose(st.apply(X), st.apply(X + offset), atol=2e-6)
+    free = X - X.mean(axis=2, keepdims=True)
+    np.testing.assert_allclose(st.mean, 0.0, atol=1e-6)
+    np.testing.assert_allclose(st.std, free.std(axis=(0, 2)), rtol=1e-4)
+    z = st.apply(X[:1])
+    expected = ((X[:1] - X[:1].astype(np.float64).mean(axis=2, keepdims=True).astype(np.float32))
+                - st.mean[:, None]) / st.std[:, None]
+    np.testing.assert_array_equal(z, np.clip(expected, np.float32(st.clip[0]), np.float32(st.clip[1])))
+    kept = Standardizer.fit(np.concatenate([X, X + offset]))
+    assert not kept.remove_window_mean and np.abs(kept.apply(X) - kept.apply(X + offset)).max() > 0.1
+    d = json.loads(json.dumps(st.to_json()))
+    assert d["remove_window_mean"] is True and "remove_window_mean" not in kept.to_json()
+    back = Standardizer.from_json(d)
+    assert back == st and back != Standardizer.from_json({**d, "remove_window_mean": False})
+    assert Standardizer.from_json({k: v for k, v in d.items() if k != "remove_window_mean"}).remove_window_mean is False
+    for bad in ("yes", 1, None):
+        with pytest.raises(ConfigError, match="remove_window_mean"):
+            Standardizer.from_json({**d, "remove_window_mean": bad})
+
+
 def test_standardizer_rejects_wrong_shape():
     st = Standardizer.fit(np.ones((2, 3, 4), np.float32))
     with pytest.raises(DataError):

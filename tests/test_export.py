@@ -93,11 +93,16 @@ def test_quantize_rounds_half_away_from_zero():
     assert q.quantize(x).tolist() == [4, 2, 5, 127, -128]
 
 
-def _compile_shared(tmp_path, c_dir):
+def _compile_shared(tmp_path, c_dir, extra: str | None = None):
+    """model_data.c (and `extra`, C source beside it) as a shared library."""
     gcc = toolchain("gcc")
     lib = tmp_path / "libmodel.so"
-    subprocess.run([gcc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-shared", "-fPIC",
-                    str(c_dir / "model_data.c"), "-o", str(lib)], check=True)
+    sources = [str(c_dir / "model_data.c")]
+    if extra is not None:
+        (tmp_path / "extra.c").write_text(extra)
+        sources.append(str(tmp_path / "extra.c"))
+    subprocess.run([gcc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-shared", "-fPIC", "-I", str(c_dir),
+                    *sources, "-o", str(lib)], check=True)
     return ctypes.CDLL(str(lib))
 
 
@@ -127,8 +132,11 @@ def test_header_compiles(exported_run, tmp_path, compiler, flags):
     user = tmp_path / "user.c"
     user.write_text('#include "model_data.h"\n'
                     "int probe(void);\n"
+                    "static float raw[MICRONAS_INPUT_LENGTH * MICRONAS_INPUT_CHANNELS];\n"
+                    "static signed char window[MICRONAS_INPUT_LENGTH * MICRONAS_INPUT_CHANNELS];\n"
                     "int probe(void) {\n"
-                    "  return micronas_model_data[0] + (int)MICRONAS_TFLM_ARENA_BYTES\n"
+                    "  micronas_quantize_window(raw, window);\n"
+                    "  return micronas_model_data[0] + (int)MICRONAS_TFLM_ARENA_BYTES + window[0]\n"
                     "    + micronas_class_labels[0][0] + micronas_quantize_input(1.0f, 0)\n"
                     "    + (int)micronas_input_std[0] + MICRONAS_OUTPUT_ZERO_POINT;\n"
                     "}\n")
@@ -538,3 +546,36 @@ def test_conversion_leaves_no_temp_files_behind(exported_run, tmp_path):
                    timeout=600)
     assert (tmp_path / "m.tflite").stat().st_size > 0
     assert sorted(p.name for p in system_tmp.iterdir()) == []
+
+
+def test_a_run_without_the_window_mean_quantises_windows_on_the_board_as_in_training(tmp_path, tiny_npz, tiny_arch):
+    """Trained with each window's mean removed, the export's C helpers remove it too:
+    micronas_quantize_window (model_data.h) gives the int8 input the host computed for every test
+    window (mean in double, then standardise, then quantise), and micronas_model.h says so."""
+    from firmware_export import verify
+    from micronas.data import Standardizer, arrays_for, load_dataset
+    from micronas.data.split import Split
+    from micronas.train import TrainConfig
+
+    run = tmp_path / "run"
+    api.train(tiny_npz, run, arch=tiny_arch, cfg=TrainConfig(epochs=3, seed=0, remove_window_mean=True))
+    api.export(run)
+    std = Standardizer.from_json(json.loads((run / "normalization.json").read_text()))
+    assert std.remove_window_mean
+    assert "#define MICRONAS_MODEL_REMOVES_WINDOW_MEAN 1" in (run / "c" / "micronas_model.h").read_text()
+    assert "#define MICRONAS_REMOVES_WINDOW_MEAN 1" in (run / "c" / "model_data.h").read_text()
+    ds = load_dataset(tiny_npz)
+    X, _ = arrays_for(ds, Split.from_json(json.loads((run / "split.json").read_text())))["test"]
+    qin, _ = verify.io_params(run / "model_int8.tflite")
+    host = qin.quantize(std.apply(X).transpose(0, 2, 1))  # (N, T, C), as the board's input
+    lib = _compile_shared(tmp_path, run / "c", extra='#include "model_data.h"\n'
+                          "void quantize_window(const float *raw, signed char *input) {\n"
+                          "  micronas_quantize_window(raw, input);\n}\n")
+    raw = np.ascontiguousarray(X.transpose(0, 2, 1), dtype=np.float32)  # time-major, as a sensor delivers
+    board = np.zeros(host.shape, np.int8)  # C order: one window after another, time-major
+    for i in range(len(raw)):
+        lib.quantize_window(raw[i].ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+                            board[i].ctypes.data_as(ctypes.POINTER(ctypes.c_byte)))
+    inside = (host > -128) & (host < 127)  # past the clip the host clips and the board saturates: both at the ends
+    np.testing.assert_array_equal(board[inside], host[inside])
+    assert np.abs(board.astype(int) - host.astype(int)).max() <= 1 and inside.mean() > 0.99

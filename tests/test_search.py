@@ -14,7 +14,7 @@ from latency_tables import predict as predictor
 from micronas import api
 from micronas import budgets as budget_mod
 from micronas import search as dnas
-from micronas_base.errors import BudgetError
+from micronas_base.errors import BudgetError, ConfigError
 from micronas.rundir import RunDir
 from micronas.units import Budgets
 from search_space.registry import SEARCH_OPS
@@ -164,6 +164,17 @@ def test_tiny_search_end_to_end(tiny_npz, tmp_path, monkeypatch):
     page = (rep / "report.html").read_text()
     assert page.count("data:image/png;base64,") == len(names) and "src=\"http" not in page
     assert f"{prof.measured_latency_ms:.3f} ms" in page and "20 ms" in page
+    # the window mean, decided on validation (auto), journaled, and the same everywhere after
+    wm = s["window_mean"]
+    assert wm["setting"] == "auto" and wm["remove"] is (wm["removed"]["val_acc"] > wm["kept"]["val_acc"])
+    assert json.loads((tmp_path / "run" / "window_mean.json").read_text())["decision"] == wm
+    norm = json.loads((tmp_path / "run" / "normalization.json").read_text())
+    assert norm.get("remove_window_mean", False) is wm["remove"]
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["remove_window_mean"] is wm["remove"]
+    header = (tmp_path / "run" / "c" / "micronas_model.h").read_text()
+    assert f"#define MICRONAS_MODEL_REMOVES_WINDOW_MEAN {int(wm['remove'])}" in header
+    md = (rep / "report.md").read_text()
+    assert f"- **window mean**: {'removed' if wm['remove'] else 'kept'} ({wm['why']})" in md
 
 
 def test_resume_with_other_settings_is_refused(tmp_path, basicmotions, cost_model):
@@ -459,3 +470,51 @@ def test_the_final_training_distils_by_default_only_when_it_is_short():
     assert final_distill(DISTILL_MAX_WINDOW_EPOCHS // 100, 100)[0] == FINAL_DISTILL
     weight, why = final_distill(7100, 120)  # issue 13's 7k-window data: 852,000
     assert weight == 0.0 and "852,000 window-epochs" in why and "--distill 0.5" in why
+
+
+def _window_mean_data(path: Path, level_is_class: bool) -> Path:
+    """120 windows of 3 channels x 32 in 3 classes: either the class is the windows' level (a
+    constant per class, plus noise) or their shape (a sine per class) under a random level per
+    window and channel (a sensor that sits differently every time)."""
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 40)
+    t = np.arange(32)
+    if level_is_class:
+        X = y[:, None, None] * 1.0 + rng.normal(0, 0.3, size=(120, 3, 32))
+    else:
+        X = np.sin(2 * np.pi * (y[:, None, None] + 1) * t / 32) + rng.normal(0, 4.0, size=(120, 3, 1))
+        X = X + rng.normal(0, 0.1, size=(120, 3, 32))
+    np.savez(path, X=X.astype(np.float32), y=np.array(["a", "b", "c"])[y])
+    return path
+
+
+@pytest.mark.parametrize("level_is_class, removed", [(True, False), (False, True)])
+def test_the_window_mean_is_removed_only_when_validation_says_it_helps(tmp_path, monkeypatch, level_is_class, removed):
+    """`--window-mean auto` trains the default network both ways and removes the mean only when
+    validation accuracy rises: kept where the level is the class, removed where a random level
+    hides the class. The decision is journaled and reused; the test split is never read."""
+    from micronas.data import load_dataset, make_split
+    from micronas.stages import search as search_stage
+
+    monkeypatch.setattr(search_stage, "WINDOW_MEAN_PROXY_STEPS", 200)
+    ds = load_dataset(_window_mean_data(tmp_path / "d.npz", level_is_class))
+    split = make_split(ds, seed=0)
+    run = RunDir.create(tmp_path / "run")
+    lines: list[str] = []
+    d = search_stage.choose_window_mean(run, ds, split, "auto", 0, 32, lines.append)
+    assert d["remove"] is removed and d["setting"] == "auto" and len(lines) == 1
+    assert (d["removed"]["val_acc"] > d["kept"]["val_acc"]) is removed
+    assert f"{100 * d['removed']['val_acc']:.1f} %" in d["why"]
+    assert (tmp_path / "run" / "window_mean" / "kept" / "model.pt").exists()
+    monkeypatch.setattr("micronas.train.train", lambda *a, **k: pytest.fail("trained again"))
+    assert search_stage.choose_window_mean(run, ds, split, "auto", 0, 32, lines.append) == d and len(lines) == 1
+    for setting in ("keep", "remove"):  # given: nothing trained
+        assert search_stage.choose_window_mean(run, ds, split, setting, 0, 32, lines.append)["remove"] is (
+            setting == "remove")
+    with pytest.raises(ConfigError, match="--window-mean 'maybe'"):
+        search_stage.choose_window_mean(run, ds, split, "maybe", 0, 32, lines.append)
+    # a search checkpointed by a micronas from before the option resumes as it began: kept
+    old = RunDir.create(tmp_path / "old")
+    old.file("search_checkpoint.pt").write_bytes(b"")
+    d = search_stage.choose_window_mean(old, ds, split, "auto", 0, 32, lines.append)
+    assert d["remove"] is False and "started before" in d["why"] and len(lines) == 1

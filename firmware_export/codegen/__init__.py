@@ -78,7 +78,7 @@ def plan(tflite: Path | bytes | Graph, fuse: bool = True) -> ModelPlan:
 
 def generate(tflite: Path | bytes | Graph, labels: tuple[str, ...] | None, input_mean: tuple[float, ...] | None,
              input_std: tuple[float, ...] | None, source_name: str = "model_int8.tflite",
-             fuse: bool = True) -> Generated:
+             fuse: bool = True, remove_window_mean: bool = False) -> Generated:
     """Generate the C model for a TFLite flatbuffer: `plan`, then render it.
 
     Args:
@@ -90,6 +90,8 @@ def generate(tflite: Path | bytes | Graph, labels: tuple[str, ...] | None, input
         input_std: Per-channel std.
         source_name: The flatbuffer's file name, named in the provenance banner.
         fuse: Fuse conv -> MUL -> ADD chains (False: only to measure what fusion saves).
+        remove_window_mean: The model was trained on windows whose per-channel mean was removed
+            (the generated quantize_window removes it too).
 
     Returns:
         The header and source text and the measured figures.
@@ -98,7 +100,7 @@ def generate(tflite: Path | bytes | Graph, labels: tuple[str, ...] | None, input
         ExportError: an op without an emitter, or a shape the runtime does not support.
     """
     p = plan(tflite, fuse=fuse)
-    header, source, calls = render(p, labels, input_mean, input_std, source_name)
+    header, source, calls = render(p, labels, input_mean, input_std, source_name, remove_window_mean)
     layers = [Layer(la.index, la.op, call, la.macs, la.key_fields) for la, call in zip(p.layers, calls)]
     return Generated(header, source, p.arena_bytes, p.arena_naive_bytes, p.flash_bytes_weights,
                      p.const_bytes_before_sharing, layers, p.arena, p.buffers, p.timeline)

@@ -106,7 +106,8 @@ def _invoke(plan: ModelPlan, body: list[str]) -> str:
 
 
 def render(plan: ModelPlan, labels: tuple[str, ...] | None, input_mean: tuple[float, ...] | None,
-           input_std: tuple[float, ...] | None, source_name: str = "model_int8.tflite") -> tuple[str, str, list[str]]:
+           input_std: tuple[float, ...] | None, source_name: str = "model_int8.tflite",
+           remove_window_mean: bool = False) -> tuple[str, str, list[str]]:
     """The header, the source and each layer's kernel call of a planned model.
 
     Args:
@@ -117,6 +118,8 @@ def render(plan: ModelPlan, labels: tuple[str, ...] | None, input_mean: tuple[fl
             None with `input_std`: not known: mean 0, std 1, and the header says so.
         input_std: Per-channel std.
         source_name: The flatbuffer's file name, for the provenance banner.
+        remove_window_mean: Whether the model was trained on windows whose per-channel mean
+            was removed (`micronas_model_quantize_window` then removes it too).
 
     Returns:
         (micronas_model.h text, micronas_model.c text, the C call of every layer).
@@ -167,7 +170,8 @@ def render(plan: ModelPlan, labels: tuple[str, ...] | None, input_mean: tuple[fl
         labels_note=("the argmax indexes micronas_model_class_labels." if has_labels else
                      "no class names were given (micronas compile --labels), so\n"
                      " *         micronas_model_class_labels[i] is the index i as text."),
-        normalisation_note=("standardisation by the training\n"
+        normalisation_note=(("each channel's mean over the window removed,\n *         then " if remove_window_mean
+                             else "") + "standardisation by the training\n"
                             " *         split's per-channel mean and std, then the input scale and zero point;\n"
                             " *         values past the int8 input range saturate (micronas trains on values\n"
                             " *         clipped the same way: normalization.json \"clip\")."
@@ -177,6 +181,7 @@ def render(plan: ModelPlan, labels: tuple[str, ...] | None, input_mean: tuple[fl
                             " *         zero point: pass values already normalised as in training."),
         has_labels=int(has_labels),
         has_normalisation=int(has_norm),
+        removes_window_mean=int(remove_window_mean),
     )
     source = template("micronas_model.c.tmpl").substitute(
         banner=banner,

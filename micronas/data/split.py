@@ -337,33 +337,47 @@ class Standardizer:
     `micronas_model_quantize_input`). Training, validation, calibration and evaluation all see
     the clipped values.
 
+    Optionally (`remove_window_mean`) each window's own per-channel mean over time is removed
+    first: an accelerometer's mean is mostly gravity, i.e. how the sensor sits on this person's
+    wrist, and removing it makes networks generalise better to other people on the watch data
+    (benchmarks/window_mean.py, figures in benchmarks/README.md). Whether a dataset gains is decided on its
+    validation data (`micronas.stages.search.choose_window_mean`); the board does the same
+    (the generated `micronas_model_quantize_window`).
+
     Attributes:
-        mean: (C,) float32 channel means over windows and time.
+        mean: (C,) float32 channel means over windows and time (after the window mean's removal
+            with `remove_window_mean`: then about zero).
         std: (C,) float32 channel standard deviations. A constant channel (std zero, or
             below 1e-10 of its magnitude, i.e. only float rounding) gets std 1.0, so it maps
             to zeros instead of dividing by zero and producing NaN/inf.
         clip: (low, high) in standardised units, or None (runs made before the clip: none).
+        remove_window_mean: Whether each window's per-channel mean is removed before
+            standardising (False for runs made before the option).
     """
 
     mean: np.ndarray
     std: np.ndarray
     clip: tuple[float, float] | None = None
+    remove_window_mean: bool = False
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Standardizer):
             return NotImplemented
-        return np.array_equal(self.mean, other.mean) and np.array_equal(self.std, other.std) and self.clip == other.clip
+        return (np.array_equal(self.mean, other.mean) and np.array_equal(self.std, other.std)
+                and self.clip == other.clip and self.remove_window_mean == other.remove_window_mean)
 
     __hash__ = None  # type: ignore[assignment]
 
     @classmethod
-    def fit(cls, X_train: np.ndarray, clip_percent: float | None = CLIP_PERCENT) -> Standardizer:
+    def fit(cls, X_train: np.ndarray, clip_percent: float | None = CLIP_PERCENT,
+            remove_window_mean: bool = False) -> Standardizer:
         """Fit channel statistics over N and T, computed in float64, and the clip range.
 
         Args:
             X_train: Training windows (N, C, T), N >= 1.
             clip_percent: The share (percent) of standardised training values clipped at each
                 end, over all channels together; None: no clip.
+            remove_window_mean: Remove each window's per-channel mean first (see the class).
 
         Returns:
             The fitted standardizer.
@@ -379,6 +393,8 @@ class Standardizer:
         if not np.all(np.isfinite(X64)):
             raise DataError("cannot fit a standardizer on data with NaN/inf values",
                             "load the data with micronas.data.load_dataset, which rejects them")
+        if remove_window_mean:
+            X64 = X64 - X64.mean(axis=2, keepdims=True)
         mean = X64.mean(axis=(0, 2))
         std = X64.std(axis=(0, 2))
         constant = (std == 0) | (std <= 1e-10 * np.abs(mean))
@@ -386,13 +402,14 @@ class Standardizer:
         mean32, std32 = mean.astype(np.float32), std.astype(np.float32)
         clip = None
         if clip_percent is not None:
-            z = cls(mean=mean32, std=std32).apply(X)  # standardised, not yet clipped
+            z = cls(mean=mean32, std=std32, remove_window_mean=remove_window_mean).apply(X)  # standardised, not yet clipped
             low, high = (float(np.float32(v)) for v in np.percentile(z, [clip_percent, 100.0 - clip_percent]))
             clip = (low, high) if low < high else None  # every value the same: nothing to clip
-        return cls(mean=mean32, std=std32, clip=clip)
+        return cls(mean=mean32, std=std32, clip=clip, remove_window_mean=remove_window_mean)
 
     def apply(self, X: np.ndarray) -> np.ndarray:
-        """Standardise windows: (X - mean[:, None]) / std[:, None], then clip.
+        """Standardise windows: (X - mean[:, None]) / std[:, None], then clip; with
+        `remove_window_mean`, each window's per-channel mean over time is removed first.
 
         Args:
             X: Windows (N, C, T) with the fitted C.
@@ -408,7 +425,10 @@ class Standardizer:
             raise DataError(
                 f"cannot standardise an array of shape {X.shape}: expected (N, "
                 f"{self.mean.shape[0]}, T)", "pass windows with the channels it was fitted on")
-        out = (X.astype(np.float32, copy=False) - self.mean[:, None]) / self.std[:, None]
+        X = X.astype(np.float32, copy=False)
+        if self.remove_window_mean:  # the mean in float64, rounded once: what the generated C computes in double
+            X = X - X.mean(axis=2, keepdims=True, dtype=np.float64).astype(np.float32)
+        out = (X - self.mean[:, None]) / self.std[:, None]
         if self.clip is not None:
             np.clip(out, np.float32(self.clip[0]), np.float32(self.clip[1]), out=out)
         return out.astype(np.float32, copy=False)
@@ -417,11 +437,14 @@ class Standardizer:
         """Serialise to a JSON-compatible dict (exact: float32 values round-trip through JSON).
 
         Returns:
-            {"mean": [...], "std": [...]} and, when there is one, "clip": [low, high].
+            {"mean": [...], "std": [...]}, "clip": [low, high] when there is one, and
+            "remove_window_mean": true when each window's mean is removed.
         """
         d: dict[str, Any] = {"mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]}
         if self.clip is not None:
             d["clip"] = [self.clip[0], self.clip[1]]
+        if self.remove_window_mean:
+            d["remove_window_mean"] = True
         return d
 
     @classmethod
@@ -461,4 +484,8 @@ class Standardizer:
                 raise ConfigError(f"invalid standardizer JSON: 'clip' is {clip!r}; expected [low, high], two finite "
                                   "numbers with low < high", "re-create it with Standardizer.fit")
             clip = (low, high)
-        return cls(mean=mean, std=std, clip=clip)
+        remove = d.get("remove_window_mean", False)
+        if not isinstance(remove, bool):
+            raise ConfigError(f"invalid standardizer JSON: 'remove_window_mean' is {remove!r}; expected true or false",
+                              "re-create it with Standardizer.fit")
+        return cls(mean=mean, std=std, clip=clip, remove_window_mean=remove)

@@ -164,14 +164,15 @@ def _export(run: RunDir, budgets: Budgets, stage: StageCallback, board: Any) -> 
         output_scale=qout.scale, output_zero_point=qout.zero_point,
         class_labels=tuple(config["classes"]),
         input_mean=tuple(float(v) for v in std.mean), input_std=tuple(float(v) for v in std.std),
-        tflm_arena_bytes=arena,
+        tflm_arena_bytes=arena, remove_window_mean=std.remove_window_mean,
     )
     header, source = carrays.render(flatbuffer, info)
     atomic_write_text(run.file("c/model_data.h"), header)
     atomic_write_text(run.file("c/model_data.c"), source)
 
     stage("C runtime (micronas_model.h / .c), host builds checked against TFLite Micro")
-    gen = codegen.generate(flatbuffer, info.class_labels, info.input_mean, info.input_std)
+    gen = codegen.generate(flatbuffer, info.class_labels, info.input_mean, info.input_std,
+                           remove_window_mean=info.remove_window_mean)
     codegen.write(gen, run.file("c"))
     runtime_out = hostbuild.build_and_run(run.file("c"), x_q, the_arch.num_classes)
     sanitized_out = hostbuild.build_and_run(run.file("c"), x_q, the_arch.num_classes, sanitize=True)

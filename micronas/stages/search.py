@@ -49,6 +49,15 @@ def final_distill(train_windows: int, final_epochs: int) -> tuple[float, str]:
     return 0.0, (f"not distilled: {work:,} window-epochs is a long training already (over "
                  f"{DISTILL_MAX_WINDOW_EPOCHS:,}); --distill 0.5 distils anyway, at about 3x its time")
 
+# Whether to remove each window's per-channel mean (`Standardizer`): decided per dataset on its
+# validation split by training a proxy network (micronas train's default network) both ways for
+# about this many weight steps with the final recipe. On the watch data removing it makes the
+# searched network better on held-out pool subjects, on JapaneseVowels it loses, and the proxy
+# decides both right (benchmarks/window_mean.py; figures in benchmarks/README.md).
+WINDOW_MEAN_PROXY_STEPS = 1_500
+WINDOW_MEAN_JOURNAL = "window_mean.json"
+WINDOW_MEAN_SETTINGS = ("auto", "keep", "remove")
+
 log = logging.getLogger(__name__)
 
 
@@ -90,6 +99,63 @@ def minimum_costs(cm: Any, table: Any) -> MinimumCosts:
     preds = [predictor.predict(a, table) for a in cands]
     return MinimumCosts(min(p.latency_ms for p in preds), min(p.arena_bytes for p in preds),
                         min(p.flash_bytes for p in preds), [a.to_json() for a in cands])
+
+
+def choose_window_mean(run: RunDir, ds: Any, split: Any, setting: str, seed: int, batch_size: int,
+                       stage: StageCallback) -> dict[str, Any]:
+    """Whether the search and its final training remove each window's per-channel mean.
+
+    "keep" / "remove": as given. "auto": the proxy network (micronas train's default network,
+    shaped to the data) is trained with the final recipe for about WINDOW_MEAN_PROXY_STEPS steps
+    on the windows as they are and with their mean removed (same seed, same batches); the mean is
+    removed only when that gives strictly higher validation accuracy. The test split is never read. The decision is journaled in RUN/window_mean.json (with the proxy runs
+    in RUN/window_mean/), so a resumed search reuses it.
+
+    Returns:
+        {"remove": bool, "setting": str, "why": str, and for "auto" the two validation scores}.
+    """
+    import hashlib
+    import json
+
+    from micronas.search import steps_per_epoch
+    from micronas.stages.common import resolve_arch
+    from micronas.train import train as train_loop
+    from search_space.network import build
+
+    if setting not in WINDOW_MEAN_SETTINGS:
+        raise ConfigError(f"--window-mean {setting!r} is not a setting", f"use one of {', '.join(WINDOW_MEAN_SETTINGS)}")
+    if setting != "auto":
+        return {"remove": setting == "remove", "setting": setting, "why": f"--window-mean {setting}"}
+    if run.has("search_checkpoint.pt") and not run.has(WINDOW_MEAN_JOURNAL):  # journaled before any checkpoint
+        return {"remove": False, "setting": setting,
+                "why": "kept: this run's search started before micronas decided the window mean, and resumes as it began"}
+    proxy = resolve_arch(None, ds)
+    parts = arrays_for(ds, split)
+    epochs = max(1, -(-WINDOW_MEAN_PROXY_STEPS // steps_per_epoch(len(split.train), batch_size)))
+    cfg = TrainConfig(epochs=epochs, seed=seed, checkpoint_rule="last")
+    key = hashlib.sha256(json.dumps({"data": data_fingerprint(ds), "split": split.to_json(), "arch": proxy.to_json(),
+                                     "train": asdict(cfg)}, sort_keys=True).encode()).hexdigest()[:16]
+    if run.has(WINDOW_MEAN_JOURNAL):
+        done = run.read_json(WINDOW_MEAN_JOURNAL)
+        if done.get("key") == key:
+            return done["decision"]
+    stage(f"window mean: keep or remove? the default network trained both ways ({epochs} epochs), "
+          "scored on validation")
+    scores = {}
+    for remove in (False, True):
+        std = Standardizer.fit(ds.X[split.train], remove_window_mean=remove)
+        data = {k: (std.apply(parts[k][0]), parts[k][1].astype(np.int64)) for k in ("train", "val")}
+        name = "removed" if remove else "kept"
+        digest = cfg.digest({"arch": proxy.to_json(), "data": data_fingerprint(ds), "remove_window_mean": remove})
+        out = train_loop(RunDir.create(run.file("window_mean") / name), lambda: build(proxy), data, cfg, digest)
+        scores[name] = {"val_acc": out["best"]["val_acc"], "val_loss": out["best"]["val_loss"]}
+    kept, removed = scores["kept"], scores["removed"]
+    remove = removed["val_acc"] > kept["val_acc"]  # a tie keeps the windows as they are
+    why = (f"validation accuracy of the default network {100 * removed['val_acc']:.1f} % with each window's mean "
+           f"removed, {100 * kept['val_acc']:.1f} % with it kept")
+    decision = {"remove": remove, "setting": "auto", "why": why, "proxy_epochs": epochs, **scores}
+    run.write_json(WINDOW_MEAN_JOURNAL, {"key": key, "decision": decision})
+    return decision
 
 
 def check_feasible(budgets: Budgets, mins: MinimumCosts, board: Any) -> None:
@@ -167,10 +233,8 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
     shape = (ds.n_channels, ds.length, ds.n_classes)
     tables.check_data_shape(*shape, source=f"the data {data}")
     split = make_split(ds, seed=cfg.seed, val_subjects=cfg.val_subjects)
-    std = Standardizer.fit(ds.X[split.train])
     parts = arrays_for(ds, split)
-    scaled = {k: (std.apply(parts[k][0]), parts[k][1].astype(np.int64)) for k in ("train", "val")}  # not test
-    cfg = cfg.for_data(len(scaled["train"][1]))  # the epochs, resolved before they enter the digest
+    cfg = cfg.for_data(len(split.train))  # the epochs, resolved before they enter the digest
 
     stage(f"latency table for {board.name}, {shape[0]}ch x {shape[1]}, {shape[2]} classes")
     try:
@@ -186,6 +250,10 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
     space, scale, cm, mins = _sized_space(table, budgets, board, cfg, measure, stage)
     run = RunDir.create(out)  # only now: an infeasible budget leaves nothing behind
     with run.locked("search"):
+        window_mean = choose_window_mean(run, ds, split, cfg.window_mean, cfg.seed, cfg.batch_size, stage)
+        stage(f"window mean: {'removed' if window_mean['remove'] else 'kept'} ({window_mean['why']})")
+        std = Standardizer.fit(ds.X[split.train], remove_window_mean=window_mean["remove"])
+        scaled = {k: (std.apply(parts[k][0]), parts[k][1].astype(np.int64)) for k in ("train", "val")}  # not test
 
         choices = [position_choices(space, i) for i in range(len(space.positions))]
 
@@ -194,7 +262,8 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
 
         digest = cfg.digest({"data": data_fingerprint(ds), "budgets": budgets.to_json(), "board": board.name,
                              "table": table.metadata["runtime_hash"], "space": space.name,
-                             "supernet": SuperNet.layout()})
+                             "supernet": SuperNet.layout(),
+                             **({"remove_window_mean": True} if window_mean["remove"] else {})})
         stage(f"DNAS over the {space.name} space ({cfg.epochs} epochs; supernet checkpointed every epoch)")
         trajectory = dnas.search(run, factory, cm, scaled, budgets, cfg, digest, on_epoch, must_resume=resume)
         net = dnas.load_supernet(run, factory)
@@ -211,7 +280,8 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
                               derivation_seconds=d["derivation_seconds"],
                               space={"name": space.name, "widths": [list(p.widths) for p in space.positions],
                                      **scale.to_json()},
-                              device={"search": "cpu", "candidates": "cpu", "final_training": dev})
+                              device={"search": "cpu", "candidates": "cpu", "final_training": dev},
+                              window_mean=window_mean)
         run.write_json("search.json", record.to_json())
         arch_path = run.file("searched_arch.json")
         atomic_write_text(arch_path, the_arch.dumps())
@@ -223,7 +293,7 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
         else:
             overrides["distill"], taught = final_distill(len(scaled["train"][1]), final_epochs)
         train_cfg = TrainConfig(epochs=final_epochs, seed=cfg.seed, val_subjects=cfg.val_subjects,
-                                checkpoint_rule="last", **overrides)
+                                checkpoint_rule="last", remove_window_mean=window_mean["remove"], **overrides)
         stage(f"final training of the derived network from scratch ({final_epochs} epochs, {taught})")
         from micronas import report
 

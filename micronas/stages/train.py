@@ -72,7 +72,7 @@ def train(data: str | os.PathLike[str], out: str | os.PathLike[str], arch: str |
                 run.file(name).unlink(missing_ok=True)
             shutil.rmtree(run.file(TEACHER_DIR), ignore_errors=True)
 
-        std = Standardizer.fit(ds.X[split.train])
+        std = Standardizer.fit(ds.X[split.train], remove_window_mean=cfg.remove_window_mean)
         run.write_json("arch.json", the_arch.to_json())
         run.write_json("split.json", split.to_json())
         run.write_json("normalization.json", std.to_json())

@@ -6,8 +6,8 @@
  * MICRONAS_ARENA_BYTES bytes (planned at export time), weights are const arrays in flash.
  *
  * Input:  int8 [1, 1, 16, 3], time-major with the channels of one sample interleaved:
- *         input[t * MICRONAS_MODEL_INPUT_CHANNELS + c]. Quantise raw samples with
- *         micronas_model_quantize_input(): standardisation by the training
+ *         input[t * MICRONAS_MODEL_INPUT_CHANNELS + c]. Quantise a window of raw samples
+ *         with micronas_model_quantize_window(): standardisation by the training
  *         split's per-channel mean and std, then the input scale and zero point;
  *         values past the int8 input range saturate (micronas trains on values
  *         clipped the same way: normalization.json "clip").
@@ -53,6 +53,8 @@ extern "C" {
 #define MICRONAS_MODEL_HAS_LABELS 1
 /* 1: per-channel mean/std were given; 0: mean 0 and std 1 (quantize_input applies only the input scale) */
 #define MICRONAS_MODEL_HAS_NORMALISATION 1
+/* 1: each window's per-channel mean is removed before standardising (quantize_window does it) */
+#define MICRONAS_MODEL_REMOVES_WINDOW_MEAN 0
 
 /* Run the model on one window (MICRONAS_INPUT_BYTES int8 values) and write the
  * MICRONAS_OUTPUT_BYTES int8 logits. Not reentrant (one static arena). Returns 0. */
@@ -72,6 +74,24 @@ static inline int8_t micronas_model_quantize_input(float raw, int c) {
     float v = (raw - micronas_model_input_mean[c]) / micronas_model_input_std[c] / MICRONAS_MODEL_INPUT_SCALE;
     long q = (long)(v >= 0.0f ? v + 0.5f : v - 0.5f) + MICRONAS_MODEL_INPUT_ZERO_POINT;
     return (int8_t)(q < -128 ? -128 : (q > 127 ? 127 : q));
+}
+
+/* One window of raw samples (raw[t * MICRONAS_MODEL_INPUT_CHANNELS + c]) -> the model's int8
+ * input (same layout): with MICRONAS_MODEL_REMOVES_WINDOW_MEAN, each channel's mean over the
+ * window (summed in double, as in training) is subtracted first; then quantize_input. */
+static inline void micronas_model_quantize_window(const float *raw, int8_t *input) {
+    for (int c = 0; c < MICRONAS_MODEL_INPUT_CHANNELS; ++c) {
+        float m = 0.0f;
+#if MICRONAS_MODEL_REMOVES_WINDOW_MEAN
+        double sum = 0.0;
+        for (int t = 0; t < MICRONAS_MODEL_INPUT_LENGTH; ++t) sum += (double)raw[t * MICRONAS_MODEL_INPUT_CHANNELS + c];
+        m = (float)(sum / MICRONAS_MODEL_INPUT_LENGTH);
+#endif
+        for (int t = 0; t < MICRONAS_MODEL_INPUT_LENGTH; ++t) {
+            const int i = t * MICRONAS_MODEL_INPUT_CHANNELS + c;
+            input[i] = micronas_model_quantize_input(raw[i] - m, c);
+        }
+    }
 }
 
 #ifdef MICRONAS_PROFILE
