@@ -80,10 +80,7 @@ def main() -> int:
     from micronas.train import TrainConfig
 
     work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    data = work / "watch.npz"
-    if not data.exists():
-        watch_data.write(data)
+    data = watch_data.in_work(work)
     with np.load(data) as z:
         shape = (z["X"].shape[1], z["X"].shape[2], len(set(z["y"].tolist())))
     arch_path = Path(args.arch) if args.arch else work / "cnn64.json"

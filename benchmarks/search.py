@@ -72,10 +72,7 @@ def datasets(work: Path) -> dict[str, dict]:
     """name -> {data, val (subjects), latency, cnn widths}; datasets whose package is missing left out."""
     out = {}
     if watch_data.watch_file() is not None:
-        data = work / "watch.npz"
-        if not data.exists():
-            watch_data.write(data)
-        out["watch"] = {"data": str(data), "val": (watch_data.VAL_SUBJECT,), "latency": "50ms", "cnn": (64, 64, 64)}
+        out["watch"] = {"data": str(watch_data.in_work(work)), "val": (watch_data.VAL_SUBJECT,), "latency": "50ms", "cnn": (64, 64, 64)}
     vf = vowels_file()
     if vf is not None:
         out["vowels"] = {"data": str(vf), "val": (), "latency": "5ms", "cnn": (32, 32, 32)}

@@ -70,10 +70,7 @@ def main() -> int:
     from micronas.train import TrainConfig
 
     work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    full = work / "watch.npz"
-    if not full.exists():
-        watch_data.write(full)
+    full = watch_data.in_work(work)
     arch = Path(args.arch)
     results_path = work / f"results-{arch.stem}.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}

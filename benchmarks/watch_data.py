@@ -51,6 +51,14 @@ def windows(path: Path) -> dict[str, np.ndarray]:
             "X_test": np.stack(test["X"]), "y_test": np.array(test["y"]), "subjects_test": np.array(test["s"])}
 
 
+def in_work(work: Path) -> Path:
+    """WORK/watch.npz, written on first use (WORK created); seglearn must be installed."""
+    out = work / "watch.npz"
+    if not out.exists():
+        write(out)
+    return out
+
+
 def write(out: Path) -> Path:
     src = watch_file()
     if src is None:

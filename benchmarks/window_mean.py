@@ -47,10 +47,7 @@ def datasets(work: Path) -> dict[str, dict]:
     """name -> {data, arch (None: the default network), folds: validation subjects per run ((): seeded)}."""
     out = {}
     if watch_data.watch_file() is not None:
-        data = work / "watch.npz"
-        if not data.exists():
-            watch_data.write(data)
-        out["watch"] = {"data": str(data), "arch": ARCHS / "watch_search_seed0.json", "folds": [("3",), ("4",), ("6",)]}
+        out["watch"] = {"data": str(watch_data.in_work(work)), "arch": ARCHS / "watch_search_seed0.json", "folds": [("3",), ("4",), ("6",)]}
     vf = vowels_file()
     if vf is not None:
         out["vowels"] = {"data": str(vf), "arch": ARCHS / "vowels_search_seed0.json", "folds": [()]}
