@@ -30,11 +30,13 @@ def assert_clean_failure(p: subprocess.CompletedProcess, code: int, *fragments: 
 @pytest.mark.parametrize("args", [[], ["train"], ["export"], ["data"]])
 def test_help_answers_in_under_a_second(args):
     run_cli(*args, "--help")  # warm the file cache so the figure is the import cost
-    t0 = time.perf_counter()
-    p = run_cli(*args, "--help")
-    elapsed = time.perf_counter() - t0
-    assert p.returncode == 0 and "Usage" in p.stdout
-    assert elapsed < 1.0, f"`micronas {' '.join(args)} --help` took {elapsed:.2f} s"
+    times = []
+    for _ in range(3):  # the best of three: other jobs on a shared machine only ever add time
+        t0 = time.perf_counter()
+        p = run_cli(*args, "--help")
+        times.append(time.perf_counter() - t0)
+        assert p.returncode == 0 and "Usage" in p.stdout
+    assert min(times) < 1.0, f"`micronas {' '.join(args)} --help` took {min(times):.2f} s at best of 3"
 
 
 def test_help_states_size_units():
