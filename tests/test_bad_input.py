@@ -684,8 +684,10 @@ def test_ctrl_c_during_train_exits_130_and_the_same_command_resumes(tmp_path, ti
 
 def test_ctrl_c_during_search_exits_130_and_the_same_command_resumes(tmp_path):
     toolchain(GCC)
-    # the embedded BasicMotions data: its latency table ships (the tiny data's would be measured first)
-    args = ["search", "--latency", "20ms", "--ram", "64k", "--epochs", "200", "--final-epochs", "2", "--out", "s"]
+    # the embedded BasicMotions data: its latency table ships (the tiny data's would be measured first);
+    # the window mean is given, so the first checkpoint is the DNAS's (the decision is tested in test_search)
+    args = ["search", "--latency", "20ms", "--ram", "64k", "--epochs", "200", "--final-epochs", "2", "--out", "s",
+            "--window-mean", "keep"]
     run = tmp_path / "s"
 
     def trajectory() -> list[dict]:
@@ -711,7 +713,7 @@ def test_ctrl_c_during_search_exits_130_and_the_same_command_resumes(tmp_path):
     # --resume with other budgets is refused and leaves the checkpoint alone
     before = snapshot(run)
     other = run_cli(["search", "--resume", "s", "--latency", "30ms", "--ram", "64k", "--epochs", "200",
-                     "--final-epochs", "2"], tmp_path)
+                     "--final-epochs", "2", "--window-mean", "keep"], tmp_path)
     assert_user_message(other, EXIT_USAGE, ("the search in s was started with other settings", "--resume"), "hint")
     assert_nothing_left(before, snapshot(run))
 
