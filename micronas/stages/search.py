@@ -108,8 +108,10 @@ def choose_window_mean(run: RunDir, ds: Any, split: Any, setting: str, seed: int
     "keep" / "remove": as given. "auto": the proxy network (micronas train's default network,
     shaped to the data) is trained with the final recipe for about WINDOW_MEAN_PROXY_STEPS steps
     on the windows as they are and with their mean removed (same seed, same batches); the mean is
-    removed only when that gives strictly higher validation accuracy. The test split is never read. The decision is journaled in RUN/window_mean.json (with the proxy runs
-    in RUN/window_mean/), so a resumed search reuses it.
+    removed only when that gives strictly higher validation accuracy. The test split is never
+    read. The decision is journaled in RUN/window_mean.json (with the proxy runs in
+    RUN/window_mean/), so a resumed search reuses it; a search checkpointed before the option
+    existed (no journal) resumes with the mean kept, as it began.
 
     Returns:
         {"remove": bool, "setting": str, "why": str, and for "auto" the two validation scores}.
