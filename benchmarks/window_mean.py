@@ -47,7 +47,8 @@ def datasets(work: Path) -> dict[str, dict]:
     """name -> {data, arch (None: the default network), folds: validation subjects per run ((): seeded)}."""
     out = {}
     if watch_data.watch_file() is not None:
-        out["watch"] = {"data": str(watch_data.in_work(work)), "arch": ARCHS / "watch_search_seed0.json", "folds": [("3",), ("4",), ("6",)]}
+        out["watch"] = {"data": str(watch_data.in_work(work)), "arch": ARCHS / "watch_search_seed0.json",
+                        "folds": [("3",), ("4",), ("6",)]}
     vf = vowels_file()
     if vf is not None:
         out["vowels"] = {"data": str(vf), "arch": ARCHS / "vowels_search_seed0.json", "folds": [()]}
@@ -66,7 +67,7 @@ def main() -> int:
     os.chdir(ROOT)
 
     from micronas import api
-    from micronas.data import load_dataset, make_split
+    from micronas.data import arrays_for, load_dataset, make_split
     from micronas.rundir import RunDir
     from micronas.stages.search import choose_window_mean
     from micronas.train import TrainConfig
@@ -99,8 +100,8 @@ def main() -> int:
             fold = d["folds"][0]
             split = make_split(ds, seed=seeds[0], val_subjects=fold)
             t0 = time.monotonic()
-            dec = choose_window_mean(RunDir.create(work / name / "decision"), ds, split, "auto", seeds[0], 32,
-                                     lambda _: None)
+            dec = choose_window_mean(RunDir.create(work / name / "decision"), ds, split, arrays_for(ds, split),
+                                     "auto", seeds[0], 32, lambda _: None)
             results[decision_key] = {**dec, "seconds": round(time.monotonic() - t0, 1),
                                      "validation": "-".join(fold) or "seeded"}
             save(results_path, results)

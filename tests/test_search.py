@@ -493,28 +493,29 @@ def test_the_window_mean_is_removed_only_when_validation_says_it_helps(tmp_path,
     """`--window-mean auto` trains the default network both ways and removes the mean only when
     validation accuracy rises: kept where the level is the class, removed where a random level
     hides the class. The decision is journaled and reused; the test split is never read."""
-    from micronas.data import load_dataset, make_split
+    from micronas.data import arrays_for, load_dataset, make_split
     from micronas.stages import search as search_stage
 
     monkeypatch.setattr(search_stage, "WINDOW_MEAN_PROXY_STEPS", 200)
     ds = load_dataset(_window_mean_data(tmp_path / "d.npz", level_is_class))
     split = make_split(ds, seed=0)
+    parts = arrays_for(ds, split)
     run = RunDir.create(tmp_path / "run")
     lines: list[str] = []
-    d = search_stage.choose_window_mean(run, ds, split, "auto", 0, 32, lines.append)
+    d = search_stage.choose_window_mean(run, ds, split, parts, "auto", 0, 32, lines.append)
     assert d["remove"] is removed and d["setting"] == "auto" and len(lines) == 1
     assert (d["removed"]["val_acc"] > d["kept"]["val_acc"]) is removed
     assert f"{100 * d['removed']['val_acc']:.1f} %" in d["why"]
     assert (tmp_path / "run" / "window_mean" / "kept" / "model.pt").exists()
     monkeypatch.setattr("micronas.train.train", lambda *a, **k: pytest.fail("trained again"))
-    assert search_stage.choose_window_mean(run, ds, split, "auto", 0, 32, lines.append) == d and len(lines) == 1
+    assert search_stage.choose_window_mean(run, ds, split, parts, "auto", 0, 32, lines.append) == d and len(lines) == 1
     for setting in ("keep", "remove"):  # given: nothing trained
-        assert search_stage.choose_window_mean(run, ds, split, setting, 0, 32, lines.append)["remove"] is (
+        assert search_stage.choose_window_mean(run, ds, split, parts, setting, 0, 32, lines.append)["remove"] is (
             setting == "remove")
     with pytest.raises(ConfigError, match="--window-mean 'maybe'"):
-        search_stage.choose_window_mean(run, ds, split, "maybe", 0, 32, lines.append)
+        search_stage.choose_window_mean(run, ds, split, parts, "maybe", 0, 32, lines.append)
     # a search checkpointed by a micronas from before the option resumes as it began: kept
     old = RunDir.create(tmp_path / "old")
     old.file("search_checkpoint.pt").write_bytes(b"")
-    d = search_stage.choose_window_mean(old, ds, split, "auto", 0, 32, lines.append)
+    d = search_stage.choose_window_mean(old, ds, split, parts, "auto", 0, 32, lines.append)
     assert d["remove"] is False and "started before" in d["why"] and len(lines) == 1

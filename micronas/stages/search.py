@@ -101,8 +101,24 @@ def minimum_costs(cm: Any, table: Any) -> MinimumCosts:
                         min(p.flash_bytes for p in preds), [a.to_json() for a in cands])
 
 
-def choose_window_mean(run: RunDir, ds: Any, split: Any, setting: str, seed: int, batch_size: int,
-                       stage: StageCallback) -> dict[str, Any]:
+def standardized(ds: Any, split: Any, parts: dict[str, Any], remove_window_mean: bool) -> tuple[Any, dict[str, Any]]:
+    """The Standardizer fitted on the training windows, and the training and validation arrays it gives.
+
+    Args:
+        ds: The dataset.
+        split: Its split.
+        parts: `arrays_for(ds, split)`.
+        remove_window_mean: Whether each window's per-channel mean is removed first.
+
+    Returns:
+        (standardizer, {"train": (X, y), "val": (X, y)}): labels as int64; the test split is not read.
+    """
+    std = Standardizer.fit(ds.X[split.train], remove_window_mean=remove_window_mean)
+    return std, {k: (std.apply(parts[k][0]), parts[k][1].astype(np.int64)) for k in ("train", "val")}
+
+
+def choose_window_mean(run: RunDir, ds: Any, split: Any, parts: dict[str, Any], setting: str, seed: int,
+                       batch_size: int, stage: StageCallback) -> dict[str, Any]:
     """Whether the search and its final training remove each window's per-channel mean.
 
     "keep" / "remove": as given. "auto": the proxy network (micronas train's default network,
@@ -132,7 +148,6 @@ def choose_window_mean(run: RunDir, ds: Any, split: Any, setting: str, seed: int
         return {"remove": False, "setting": setting,
                 "why": "kept: this run's search started before micronas decided the window mean, and resumes as it began"}
     proxy = resolve_arch(None, ds)
-    parts = arrays_for(ds, split)
     epochs = max(1, -(-WINDOW_MEAN_PROXY_STEPS // steps_per_epoch(len(split.train), batch_size)))
     cfg = TrainConfig(epochs=epochs, seed=seed, checkpoint_rule="last")
     key = hashlib.sha256(json.dumps({"data": data_fingerprint(ds), "split": split.to_json(), "arch": proxy.to_json(),
@@ -145,8 +160,7 @@ def choose_window_mean(run: RunDir, ds: Any, split: Any, setting: str, seed: int
           "scored on validation")
     scores = {}
     for remove in (False, True):
-        std = Standardizer.fit(ds.X[split.train], remove_window_mean=remove)
-        data = {k: (std.apply(parts[k][0]), parts[k][1].astype(np.int64)) for k in ("train", "val")}
+        _, data = standardized(ds, split, parts, remove)
         name = "removed" if remove else "kept"
         digest = cfg.digest({"arch": proxy.to_json(), "data": data_fingerprint(ds), "remove_window_mean": remove})
         out = train_loop(RunDir.create(run.file("window_mean") / name), lambda: build(proxy), data, cfg, digest)
@@ -252,10 +266,9 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
     space, scale, cm, mins = _sized_space(table, budgets, board, cfg, measure, stage)
     run = RunDir.create(out)  # only now: an infeasible budget leaves nothing behind
     with run.locked("search"):
-        window_mean = choose_window_mean(run, ds, split, cfg.window_mean, cfg.seed, cfg.batch_size, stage)
+        window_mean = choose_window_mean(run, ds, split, parts, cfg.window_mean, cfg.seed, cfg.batch_size, stage)
         stage(f"window mean: {'removed' if window_mean['remove'] else 'kept'} ({window_mean['why']})")
-        std = Standardizer.fit(ds.X[split.train], remove_window_mean=window_mean["remove"])
-        scaled = {k: (std.apply(parts[k][0]), parts[k][1].astype(np.int64)) for k in ("train", "val")}  # not test
+        std, scaled = standardized(ds, split, parts, window_mean["remove"])
 
         choices = [position_choices(space, i) for i in range(len(space.positions))]
 
