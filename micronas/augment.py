@@ -13,6 +13,9 @@ Transforms (names as in `--augment`):
   another wrist; only when the channel count is a multiple of 3;
 * ``shift``: the window moved by up to 1/8 of its length either way, edges repeated — the
   segmentation's phase;
+* ``warp``: the window stretched or squeezed in time about its centre by a factor drawn
+  log-uniformly from [1/1.25, 1.25] (linear interpolation, edges repeated) — the same movement
+  done faster or slower by another person;
 * ``mixup``: pairs of windows blended with a weight from Beta(0.2, 0.2), labels blended alike
   (handled by the loss, see `mix`).
 """
@@ -23,11 +26,12 @@ import math
 
 from micronas_base.errors import UsageError
 
-TRANSFORMS = ("jitter", "scale", "rotate", "shift", "mixup")
+TRANSFORMS = ("jitter", "scale", "rotate", "shift", "warp", "mixup")
 JITTER_SIGMA = 0.05
 SCALE_SIGMA = 0.1
 MAX_ROTATION_DEG = 15.0
 MAX_SHIFT_FRACTION = 1 / 8
+MAX_WARP = 1.25
 MIXUP_ALPHA = 0.2
 
 
@@ -65,6 +69,20 @@ def _rotations(n: int, gen, dtype):
     return eye + s * k + (1 - c) * (k @ k)  # Rodrigues
 
 
+def _warp(x, gen):
+    """Each window resampled at centre + (t - centre) * f, f log-uniform in [1/MAX_WARP, MAX_WARP]."""
+    import torch
+
+    b, c, t = x.shape
+    f = torch.exp((torch.rand(b, 1, 1, generator=gen, dtype=x.dtype) * 2 - 1) * math.log(MAX_WARP))
+    centre = (t - 1) / 2
+    pos = ((torch.arange(t, dtype=x.dtype).reshape(1, 1, t) - centre) * f + centre).clamp(0, t - 1)
+    lo = pos.floor().long()
+    hi = (lo + 1).clamp(max=t - 1)
+    w = pos - lo.to(x.dtype)
+    return x.gather(2, lo.expand(b, c, t)) * (1 - w) + x.gather(2, hi.expand(b, c, t)) * w
+
+
 def apply(x, transforms: tuple[str, ...], gen):
     """The per-window transforms of `transforms` (all but mixup) applied to a batch.
 
@@ -84,6 +102,8 @@ def apply(x, transforms: tuple[str, ...], gen):
         x = torch.einsum("bgij,bgjt->bgit", r, x.reshape(b, c // 3, 3, t)).reshape(b, c, t)
     if "scale" in transforms:
         x = x * (1 + SCALE_SIGMA * torch.randn(b, c, 1, generator=gen, dtype=x.dtype))
+    if "warp" in transforms:
+        x = _warp(x, gen)
     if "shift" in transforms:
         m = max(1, int(t * MAX_SHIFT_FRACTION))
         s = torch.randint(-m, m + 1, (b, 1, 1), generator=gen)

@@ -159,7 +159,8 @@ def _version(value: bool) -> None:
 THREADS_HELP = ("torch's intra-op threads. Default: MICRONAS_THREADS or OMP_NUM_THREADS if set, else "
                 "min(4, CPUs available); lower it on a shared machine.")
 AUGMENT_HELP = ("Training augmentation: a comma-separated list of jitter, scale, shift, rotate (3-axis groups: only "
-                "when the channels are x, y, z of sensors), mixup; or none. Default: jitter,scale,shift.")
+                "when the channels are x, y, z of sensors), warp (time stretch), mixup; or none. "
+                "Default: jitter,scale,shift.")
 WINDOW_MEAN_HELP = ("Each window's per-channel mean: keep it, or remove it before standardising (an accelerometer's "
                     "mean is mostly gravity, i.e. how the sensor sits); the board removes it too "
                     "(micronas_model_quantize_window).")

@@ -22,7 +22,7 @@ def test_parse_orders_names_and_refuses_unknown_ones():
     assert "'flip'" in str(e.value) and "rotate" in e.value.hint
 
 
-@pytest.mark.parametrize("names", [("jitter",), ("scale",), ("rotate",), ("shift",), augment.TRANSFORMS[:4]])
+@pytest.mark.parametrize("names", [("jitter",), ("scale",), ("rotate",), ("shift",), ("warp",), augment.TRANSFORMS[:5]])
 def test_same_seed_same_draws_other_seed_other_draws(names):
     x = _batch()
     a = augment.apply(x, names, torch.Generator().manual_seed(5))
@@ -61,6 +61,22 @@ def test_shift_moves_the_window_and_repeats_its_edge():
             assert torch.all(row[:moved + 1] == 0)
         elif moved < 0:
             assert torch.all(row[moved - 1:] == 63)
+
+
+def test_warp_stretches_time_about_the_centre_by_at_most_1_25_and_repeats_the_edges():
+    t = 65
+    x = torch.arange(t, dtype=torch.float64).reshape(1, 1, t).expand(32, 2, t).contiguous()
+    w = augment.apply(x, ("warp",), torch.Generator().manual_seed(0))
+    factors = []
+    for row in w[:, 0]:
+        assert row[32] == 32  # the centre stays
+        inner = (row > 0) & (row < t - 1)  # away from the repeated edges a ramp of slope f
+        f = (row[inner][-1] - row[inner][0]) / (int(inner.nonzero()[-1]) - int(inner.nonzero()[0]))
+        assert torch.allclose(row[inner][1:] - row[inner][:-1], f.expand(int(inner.sum()) - 1), atol=1e-9)
+        factors.append(float(f))
+        assert float(row.min()) >= 0 and float(row.max()) <= t - 1
+    assert 1 / 1.25 - 1e-9 <= min(factors) < 0.95 and 1.05 < max(factors) <= 1.25 + 1e-9
+    assert torch.equal(w[:, 0], w[:, 1])  # one factor per window, every channel alike
 
 
 def test_scale_multiplies_each_channel_of_a_window_by_one_factor():
