@@ -52,6 +52,11 @@ VARIANTS = {
                "augment": ("jitter", "scale", "rotate", "shift"), "ema_decay": 0.998},
     "distill2": {"distill": 0.5, "teacher_width": 2.0},
     "distill": {"distill": 0.5},  # the default + a x1.5-wide teacher (the search's final training)
+    "wm": {"remove_window_mean": True},  # the default with each window's mean removed
+    "wmrot": {"remove_window_mean": True, "augment": ("jitter", "scale", "rotate", "shift")},
+    "wmmix": {"remove_window_mean": True, "augment": ("jitter", "scale", "shift", "mixup")},
+    "wmwarp": {"remove_window_mean": True, "augment": ("jitter", "scale", "shift", "warp")},
+    "wmwd": {"remove_window_mean": True, "weight_decay": 1e-3},  # 10x the default L2
 }
 
 

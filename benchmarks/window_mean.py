@@ -15,7 +15,7 @@ trained both ways for about 1,500 steps) on each dataset's first split.
 - BasicMotions (embedded): micronas train's default network, a seeded 20 % validation split.
 
     .venv/bin/python benchmarks/window_mean.py [--datasets watch,vowels,basicmotions]
-        [--seeds 0,1] [--epochs 40] [--work DIR]
+        [--seeds 0,1] [--epochs 40] [--decision-seeds 0,1,2] [--decisions-only] [--work DIR]
 
 Resumable (WORK/results.json). A dataset whose package is missing is skipped
 (pip install --no-deps seglearn aeon).
@@ -61,9 +61,12 @@ def main() -> int:
     ap.add_argument("--datasets", default="watch,vowels,basicmotions")
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--decision-seeds", default=None, help="seeds of the proxy decision (default: the first of --seeds)")
+    ap.add_argument("--decisions-only", action="store_true", help="only the proxy decisions, not the 40-epoch trainings")
     ap.add_argument("--work", default=str(ROOT / "runs" / "bench-window-mean"))
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
+    decision_seeds = [int(s) for s in (args.decision_seeds or args.seeds.split(",")[0]).split(",")]
     os.chdir(ROOT)
 
     from micronas import api
@@ -80,7 +83,7 @@ def main() -> int:
     names = [n.strip() for n in args.datasets.split(",") if n.strip() in known]
     for name in names:
         d = known[name]
-        for fold in d["folds"]:
+        for fold in d["folds"] if not args.decisions_only else []:
             for seed in seeds:
                 for remove in (False, True):
                     key = f"{name}/val{'-'.join(fold) or 'seeded'}/seed{seed}/{'removed' if remove else 'kept'}"
@@ -94,19 +97,29 @@ def main() -> int:
                     results[key] = {"val_acc": r.best["val_acc"], "seconds": round(time.monotonic() - t0, 1)}
                     save(results_path, results)
                     print(f"[{time.strftime('%H:%M:%S')}] {key}: val acc {r.best['val_acc']:.3f}", flush=True)
-        decision_key = f"{name}/decision/seed{seeds[0]}"
-        if decision_key not in results:
-            ds = load_dataset(d["data"])
-            fold = d["folds"][0]
-            split = make_split(ds, seed=seeds[0], val_subjects=fold)
+        ds = load_dataset(d["data"])
+        fold = d["folds"][0]
+        for seed in decision_seeds:
+            decision_key = f"{name}/decision/seed{seed}"
+            if decision_key in results:
+                continue
+            split = make_split(ds, seed=seed, val_subjects=fold)
             t0 = time.monotonic()
-            dec = choose_window_mean(RunDir.create(work / name / "decision"), ds, split, arrays_for(ds, split),
-                                     "auto", seeds[0], 32, lambda _: None)
+            dec = choose_window_mean(RunDir.create(work / name / f"decision-seed{seed}"), ds, split,
+                                     arrays_for(ds, split), "auto", seed, 32, lambda _: None)
             results[decision_key] = {**dec, "seconds": round(time.monotonic() - t0, 1),
                                      "validation": "-".join(fold) or "seeded"}
             save(results_path, results)
 
-    print(f"\nvalidation accuracy (%), {args.epochs} epochs, seeds {args.seeds}; test never read\n\n"
+    if not args.decisions_only:
+        print_training(names, known, results, seeds, args.epochs)
+    print_decisions(names, results, decision_seeds)
+    return 0
+
+
+def print_training(names: list[str], known: dict[str, dict], results: dict, seeds: list[int], epochs: int) -> None:
+    """The kept / removed table of the fixed networks' trainings."""
+    print(f"\nvalidation accuracy (%), {epochs} epochs, seeds {', '.join(map(str, seeds))}; test never read\n\n"
           "| dataset | validation | kept | removed | removed - kept (points) |\n|---|---|---|---|---|")
     for name in names:
         gains = []
@@ -119,13 +132,19 @@ def main() -> int:
                   f"{', '.join(f'{a:.1f}' for a in kept)} | {', '.join(f'{a:.1f}' for a in rem)} | "
                   f"{', '.join(f'{r - k:+.1f}' for r, k in zip(rem, kept))} |")
         print(f"| **{name}** | mean of {len(gains)} | | | **{np.mean(gains):+.1f}** |")
-    print("\n`micronas search`'s decision (--window-mean auto) on the first split:\n\n"
-          "| dataset | validation | proxy epochs | kept | removed | decision | seconds |\n|---|---|---|---|---|---|---|")
+
+
+def print_decisions(names: list[str], results: dict, seeds: list[int]) -> None:
+    """`choose_window_mean`'s decisions, with both validation scores of its proxy runs."""
+    print("\n`micronas search`'s decision (--window-mean auto) on each dataset's first split, per seed:\n\n"
+          "| dataset | validation | seed | proxy epochs | accuracy kept / removed | loss kept / removed | decision "
+          "| seconds |\n|---|---|---|---|---|---|---|---|")
     for name in names:
-        r = results[f"{name}/decision/seed{seeds[0]}"]
-        print(f"| {name} | {r['validation']} | {r['proxy_epochs']} | {100 * r['kept']['val_acc']:.1f} | "
-              f"{100 * r['removed']['val_acc']:.1f} | {'remove' if r['remove'] else 'keep'} | {r['seconds']:.0f} |")
-    return 0
+        for seed in seeds:
+            r = results[f"{name}/decision/seed{seed}"]
+            print(f"| {name} | {r['validation']} | {seed} | {r['proxy_epochs']} | {100 * r['kept']['val_acc']:.1f} / "
+                  f"{100 * r['removed']['val_acc']:.1f} | {r['kept']['val_loss']:.3f} / {r['removed']['val_loss']:.3f} "
+                  f"| {'remove' if r['remove'] else 'keep'} | {r['seconds']:.0f} |")
 
 
 if __name__ == "__main__":

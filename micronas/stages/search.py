@@ -124,8 +124,9 @@ def choose_window_mean(run: RunDir, ds: Any, split: Any, parts: dict[str, Any], 
     "keep" / "remove": as given. "auto": the proxy network (micronas train's default network,
     shaped to the data) is trained with the final recipe for about WINDOW_MEAN_PROXY_STEPS steps
     on the windows as they are and with their mean removed (same seed, same batches); the mean is
-    removed only when that gives strictly higher validation accuracy. The test split is never
-    read. The decision is journaled in RUN/window_mean.json (with the proxy runs in
+    removed only when that gives a strictly lower validation loss (cross-entropy: it scores every
+    window's confidence, where accuracy on a hundred windows moves in steps of about a point and
+    often ties; a tie keeps the windows as they are). The test split is never read. The decision is journaled in RUN/window_mean.json (with the proxy runs in
     RUN/window_mean/), so a resumed search reuses it; a search checkpointed before the option
     existed (no journal) resumes with the mean kept, as it began.
 
@@ -166,9 +167,10 @@ def choose_window_mean(run: RunDir, ds: Any, split: Any, parts: dict[str, Any], 
         out = train_loop(RunDir.create(run.file("window_mean") / name), lambda: build(proxy), data, cfg, digest)
         scores[name] = {"val_acc": out["best"]["val_acc"], "val_loss": out["best"]["val_loss"]}
     kept, removed = scores["kept"], scores["removed"]
-    remove = removed["val_acc"] > kept["val_acc"]  # a tie keeps the windows as they are
-    why = (f"validation accuracy of the default network {100 * removed['val_acc']:.1f} % with each window's mean "
-           f"removed, {100 * kept['val_acc']:.1f} % with it kept")
+    remove = removed["val_loss"] < kept["val_loss"]  # a tie keeps the windows as they are
+    why = (f"validation loss of the default network {removed['val_loss']:.3f} with each window's mean removed, "
+           f"{kept['val_loss']:.3f} with it kept; accuracy {100 * removed['val_acc']:.1f} and "
+           f"{100 * kept['val_acc']:.1f} %")
     decision = {"remove": remove, "setting": "auto", "why": why, "proxy_epochs": epochs, **scores}
     run.write_json(WINDOW_MEAN_JOURNAL, {"key": key, "decision": decision})
     return decision
