@@ -54,6 +54,10 @@ def test_export_int8_runs_qat_when_ptq_loses_and_keeps_the_better(run_copy, monk
     assert on_disk["qat"] == rec
     assert on_disk["runtime_vs_tflm"]["exact_match_rate"] == 1.0
     assert on_disk["weights"].startswith(api.QAT_MODEL if rec["kept"] == "qat" else "model.pt")
+    # the candidate's figures (converted aside) are the export's: the same weights, the same int8 model
+    assert m.accuracy_int8 == rec["test_accuracy_int8_" + rec["kept"]]
+    assert export_stage._val_accuracy(run, api._load_run(run))[1] == rec["validation_accuracy_int8_" + rec["kept"]]
+    assert not list(run.path.glob(".qat-candidate-*"))
 
 
 def test_export_int8_skips_qat_without_a_loss(run_copy, monkeypatch):
@@ -78,13 +82,19 @@ def test_qat_rule_runs_on_any_validation_loss_and_keeps_only_a_strict_gain():
 def _fake_val(monkeypatch, figures):
     """export_int8's validation figures, in call order: (fp32, PTQ int8), then (fp32, QAT int8)."""
     seq = iter(figures)
-    monkeypatch.setattr(export_stage, "_val_accuracy", lambda run, loaded: next(seq))
+    monkeypatch.setattr(export_stage, "_val_accuracy", lambda run, loaded, candidate=None: next(seq))
 
 
 def test_export_int8_fine_tunes_on_half_a_point_and_keeps_ptq_on_a_tie(run_copy, monkeypatch):
     _fake_val(monkeypatch, [(0.90, 0.895), (0.90, 0.895)])
     stages: list[str] = []
     m = api.export_int8(run_copy, qat_epochs=1, on_stage=stages.append)
+    ptq_model = (run_copy / "model_int8.tflite").read_bytes()
+    # the fine-tuned weights were converted aside and scored; the post-training export was never redone
+    assert sum(s.startswith("C runtime") for s in stages) == 1
+    assert any(s.startswith("int8 conversion of the fine-tuned weights") for s in stages)
+    assert not list(run_copy.glob(".qat-candidate-*"))
+    assert m.tflite_bytes == len(ptq_model)
     rec = m.qat
     assert rec["ran"] is True and rec["epochs"] == 1 and rec["kept"] == "ptq"
     assert rec["validation_accuracy_fp32"] == 0.90 and rec["validation_accuracy_int8_ptq"] == 0.895

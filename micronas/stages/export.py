@@ -403,11 +403,12 @@ def keep_qat(ptq_val: float, qat_val: float) -> bool:
     return qat_val > ptq_val
 
 
-def _val_accuracy(run: RunDir, loaded) -> tuple[float, float]:
+def _val_accuracy(run: RunDir, loaded, candidate: tuple[Any, Path] | None = None) -> tuple[float, float]:
     """(fp32, int8) accuracy on the validation split: the exported network and its int8 TFLite model
     run by TFLite Micro, the semantics the C runtime and the board compute.
 
-    `loaded`: `load_run(run)`, read once by the caller.
+    `loaded`: `load_run(run)`, read once by the caller. `candidate`: (folded network, int8
+    flatbuffer path) to score instead of the run's exported ones.
     """
     import torch
 
@@ -416,12 +417,37 @@ def _val_accuracy(run: RunDir, loaded) -> tuple[float, float]:
     config, the_arch, ds, split, std = loaded
     X, y = arrays_for(ds, split)["val"]
     X = std.apply(X)
+    model, tflite_path = candidate or (folded_model(run, the_arch), run.file("model_int8.tflite"))
     with torch.no_grad():
-        fp32 = folded_model(run, the_arch)(torch.from_numpy(X)).numpy().argmax(1)
-    tflite_path = run.file("model_int8.tflite")
+        fp32 = model(torch.from_numpy(X)).numpy().argmax(1)
     qin, _ = verify.io_params(tflite_path)
     int8 = verify.run_tflm(tflite_path.read_bytes(), qin.quantize(X.transpose(0, 2, 1))).argmax(1)
     return float(np.mean(fp32 == y)), float(np.mean(int8 == y))
+
+
+def _qat_candidate(run: RunDir, loaded, tuned: Any, stage: StageCallback) -> tuple[float, float]:
+    """(validation, test) int8 accuracy of fine-tuned weights under TFLite Micro, converted in a
+    temporary folder of the run (removed on every exit path): the run's own export is untouched,
+    so a fine-tuning that does not help costs no second export.
+    """
+    import tempfile
+
+    from firmware_export import convert, verify
+
+    config, the_arch, ds, split, std = loaded
+    parts = arrays_for(ds, split)
+    log_path = run.file("export.log")
+    with tempfile.TemporaryDirectory(dir=run.path, prefix=".qat-candidate-") as tmp:
+        onnx_path, tflite_path = Path(tmp) / "model.onnx", Path(tmp) / "model_int8.tflite"
+        stage("int8 conversion of the fine-tuned weights (scored on validation before anything is replaced)")
+        convert.export_onnx(tuned, (the_arch.input_channels, the_arch.input_length), onnx_path, log_path)
+        calib = np.ascontiguousarray(std.apply(parts["train"][0]).transpose(0, 2, 1))
+        convert.onnx_to_int8_tflite(onnx_path, calib, tflite_path, log_path)
+        _, val = _val_accuracy(run, loaded, (tuned, tflite_path))
+        X, y = parts["test"]
+        qin, _ = verify.io_params(tflite_path)
+        pred = verify.run_tflm(tflite_path.read_bytes(), qin.quantize(std.apply(X).transpose(0, 2, 1))).argmax(1)
+        return val, float(np.mean(pred == y))
 
 
 def export_int8(run_path: str | os.PathLike[str], budgets: Budgets = Budgets(), qat_epochs: int = 10,
@@ -472,17 +498,17 @@ def export_int8(run_path: str | os.PathLike[str], budgets: Budgets = Budgets(), 
             X, y = arrays_for(ds, split)["train"]
             tuned = qat.fine_tune(folded_model(run, the_arch), (std.apply(X), y.astype(np.int64)), epochs=qat_epochs,
                                   seed=int(config["train"]["seed"]))
-            atomic_torch_save(run.file(QAT_MODEL), tuned.state_dict())
-            ptq_test = metrics.accuracy_int8
-            metrics, over = _export(run, budgets, stage, board)
-            _, qat_val = _val_accuracy(run, loaded)
+            qat_val, qat_test = _qat_candidate(run, loaded, tuned, stage)
             record.update(ran=True, epochs=qat_epochs, validation_accuracy_int8_qat=qat_val,
-                          test_accuracy_int8_ptq=ptq_test, test_accuracy_int8_qat=metrics.accuracy_int8)
-            if not keep_qat(ptq, qat_val):
-                stage(f"fine-tuning did not help on the validation split ({100 * qat_val:.1f} % vs "
-                      f"{100 * ptq:.1f} %): back to post-training quantisation")
-                run.file(QAT_MODEL).unlink()
+                          test_accuracy_int8_ptq=metrics.accuracy_int8, test_accuracy_int8_qat=qat_test)
+            if keep_qat(ptq, qat_val):
+                stage(f"fine-tuning helped on the validation split ({100 * qat_val:.1f} % vs {100 * ptq:.1f} %): "
+                      "exporting the fine-tuned weights")
+                atomic_torch_save(run.file(QAT_MODEL), tuned.state_dict())
                 metrics, over = _export(run, budgets, stage, board)
+            else:
+                stage(f"fine-tuning did not help on the validation split ({100 * qat_val:.1f} % vs "
+                      f"{100 * ptq:.1f} %): the post-training quantised export stays")
             record["kept"] = "qat" if keep_qat(ptq, qat_val) else "ptq"
         metrics = replace(metrics, qat=record)
         run.write_json("metrics.json", metrics.to_json())
