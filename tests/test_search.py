@@ -546,3 +546,25 @@ def test_the_window_mean_decision_follows_the_validation_loss(tmp_path, monkeypa
     assert d["remove"] is remove
     assert d["kept"] == {"val_acc": kept[0], "val_loss": kept[1]}
     assert d["removed"] == {"val_acc": removed[0], "val_loss": removed[1]}
+
+
+def test_a_single_candidate_says_why_and_is_not_called_a_choice(monkeypatch):
+    """When no draw from the learned distribution fits at 90 % of the latency budget, the user is
+    told that the most likely network (repaired or filled) is the result, not that one of one won."""
+    from types import SimpleNamespace
+
+    from micronas import search as dnas
+    from micronas.stages import search as search_stage
+
+    arch = SimpleNamespace(to_json=lambda: {"a": 1})
+    monkeypatch.setattr(dnas, "derive_candidates", lambda *a, **k: [(arch, SimpleNamespace(latency_ms=21.0), [])])
+    monkeypatch.setattr(search_stage, "map_tasks", lambda f, xs: [0.75 for _ in xs])
+    lines: list[str] = []
+    cfg = SimpleNamespace(candidates=8, seed=0, finetune_epochs=1)
+    chosen, _, _, record = search_stage._derive(None, None, None, cfg, None, lines.append)
+    assert chosen is arch and record == [{"arch": {"a": 1}, "predicted_latency_ms": 21.0, "validation_score": 0.75,
+                                          "chosen": True}]
+    assert any(s.startswith("only the most likely network is a candidate") and "90 %" in s for s in lines)
+    assert "scoring 1 candidate on validation" in " ".join(lines)
+    assert lines[-1] == "the candidate scores 75.0 % on validation"
+    assert not any("chose candidate" in s for s in lines)

@@ -402,8 +402,12 @@ def _derive(net: Any, table: Any, budgets: Budgets, cfg: Any, scaled: dict, stag
     stage(f"derivation: up to {cfg.candidates} candidates (the most likely, then drawn from the learned "
           "distribution), each repaired and filled to the budgets")
     cands = dnas.derive_candidates(net, table, budgets, cfg.candidates, cfg.seed)
-    stage(f"scoring {len(cands)} candidates on validation (supernet weights, {cfg.finetune_epochs:g}-epoch "
-          "fine-tune, batch norm recalibrated)")
+    if len(cands) == 1 and cfg.candidates > 1:
+        stage(f"only the most likely network is a candidate: no network drawn from the learned distribution both "
+              f"fits the budgets and uses {100 * dnas.FILLED:.0f} % of the latency budget, so the result is the "
+              "most likely network, repaired or filled to the budgets")
+    stage(f"scoring {len(cands)} candidate{'s' if len(cands) != 1 else ''} on validation (supernet weights, "
+          f"{cfg.finetune_epochs:g}-epoch fine-tune, batch norm recalibrated)")
     # independent fine-tunes: Ray tasks when a sweep (or the user) initialised Ray, else here; same scores
     scores = map_tasks(functools.partial(_score, net, scaled, cfg), [a for a, _, _ in cands])
     best = max(range(len(cands)), key=lambda i: (scores[i], -i))  # ties: the more likely (earlier) one
@@ -411,7 +415,8 @@ def _derive(net: Any, table: Any, budgets: Budgets, cfg: Any, scaled: dict, stag
               for i, ((a, p, _), s) in enumerate(zip(cands, scores))]
     arch, pred, steps = cands[best]
     stage(f"chose candidate {best + 1} of {len(cands)}: validation {100 * scores[best]:.1f} % "
-          f"(the most likely network: {100 * scores[0]:.1f} %)")
+          f"(the most likely network: {100 * scores[0]:.1f} %)" if len(cands) > 1 else
+          f"the candidate scores {100 * scores[0]:.1f} % on validation")
     return arch, pred, steps, record
 
 
