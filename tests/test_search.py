@@ -505,7 +505,7 @@ def test_the_window_mean_is_removed_only_when_validation_says_it_helps(tmp_path,
     d = search_stage.choose_window_mean(run, ds, split, parts, "auto", 0, 32, lines.append)
     assert d["remove"] is removed and d["setting"] == "auto" and len(lines) == 1
     assert (d["removed"]["val_loss"] < d["kept"]["val_loss"]) is removed
-    assert f"{d['removed']['val_loss']:.3f} with each window's mean removed" in d["why"]
+    assert f"{d['removed']['val_loss']:.4f} with each window's mean removed" in d["why"]
     assert (tmp_path / "run" / "window_mean" / "kept" / "model.pt").exists()
     monkeypatch.setattr("micronas.train.train", lambda *a, **k: pytest.fail("trained again"))
     assert search_stage.choose_window_mean(run, ds, split, parts, "auto", 0, 32, lines.append) == d and len(lines) == 1

@@ -168,8 +168,8 @@ def choose_window_mean(run: RunDir, ds: Any, split: Any, parts: dict[str, Any], 
         scores[name] = {"val_acc": out["best"]["val_acc"], "val_loss": out["best"]["val_loss"]}
     kept, removed = scores["kept"], scores["removed"]
     remove = removed["val_loss"] < kept["val_loss"]  # a tie keeps the windows as they are
-    why = (f"validation loss of the default network {removed['val_loss']:.3f} with each window's mean removed, "
-           f"{kept['val_loss']:.3f} with it kept; accuracy {100 * removed['val_acc']:.1f} and "
+    why = (f"validation loss of the default network {removed['val_loss']:.4f} with each window's mean removed, "
+           f"{kept['val_loss']:.4f} with it kept; accuracy {100 * removed['val_acc']:.1f} and "
            f"{100 * kept['val_acc']:.1f} %")
     decision = {"remove": remove, "setting": "auto", "why": why, "proxy_epochs": epochs, **scores}
     run.write_json(WINDOW_MEAN_JOURNAL, {"key": key, "decision": decision})
