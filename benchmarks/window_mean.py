@@ -61,8 +61,10 @@ def main() -> int:
     ap.add_argument("--datasets", default="watch,vowels,basicmotions")
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--epochs", type=int, default=40)
-    ap.add_argument("--decision-seeds", default=None, help="seeds of the proxy decision (default: the first of --seeds)")
-    ap.add_argument("--decisions-only", action="store_true", help="only the proxy decisions, not the 40-epoch trainings")
+    ap.add_argument("--decision-seeds", default=None,
+                    help="seeds of the proxy decision (default: the first of --seeds)")
+    ap.add_argument("--decisions-only", action="store_true",
+                    help="only the proxy decisions, not the 40-epoch trainings")
     ap.add_argument("--work", default=str(ROOT / "runs" / "bench-window-mean"))
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]

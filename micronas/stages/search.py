@@ -126,9 +126,10 @@ def choose_window_mean(run: RunDir, ds: Any, split: Any, parts: dict[str, Any], 
     on the windows as they are and with their mean removed (same seed, same batches); the mean is
     removed only when that gives a strictly lower validation loss (cross-entropy: it scores every
     window's confidence, where accuracy on a hundred windows moves in steps of about a point and
-    often ties; a tie keeps the windows as they are). The test split is never read. The decision is journaled in RUN/window_mean.json (with the proxy runs in
-    RUN/window_mean/), so a resumed search reuses it; a search checkpointed before the option
-    existed (no journal) resumes with the mean kept, as it began.
+    often ties; a tie keeps the windows as they are). The test split is never read. The decision
+    is journaled in RUN/window_mean.json (with the proxy runs in RUN/window_mean/), so a resumed
+    search reuses it; a search checkpointed before the option existed (no journal) resumes with
+    the mean kept, as it began.
 
     Returns:
         {"remove": bool, "setting": str, "why": str, and for "auto" the two validation scores}.
