@@ -437,6 +437,10 @@ def _qat_candidate(run: RunDir, loaded, tuned: Any, stage: StageCallback) -> tup
     config, the_arch, ds, split, std = loaded
     parts = arrays_for(ds, split)
     log_path = run.file("export.log")
+    # built and loaded as `folded_model` builds the exported network, so the candidate converts as it would
+    model = folded_model(run, the_arch)
+    model.load_state_dict(tuned.state_dict())
+    tuned = model.eval()
     with tempfile.TemporaryDirectory(dir=run.path, prefix=".qat-candidate-") as tmp:
         onnx_path, tflite_path = Path(tmp) / "model.onnx", Path(tmp) / "model_int8.tflite"
         stage("int8 conversion of the fine-tuned weights (scored on validation before anything is replaced)")
