@@ -80,9 +80,14 @@ def test_qat_rule_runs_on_any_validation_loss_and_keeps_only_a_strict_gain():
 
 
 def _fake_val(monkeypatch, figures):
-    """export_int8's validation figures, in call order: (fp32, PTQ int8), then (fp32, QAT int8)."""
-    seq = iter(figures)
-    monkeypatch.setattr(export_stage, "_val_accuracy", lambda run, loaded, candidate=None: next(seq))
+    """export_int8's validation figures, in call order: (fp32, PTQ int8), then (fp32, QAT int8); the
+    test split is scored for real."""
+    seq, real = iter(figures), export_stage._val_accuracy
+
+    def fake(run, loaded, candidate=None, split_name="val"):
+        return next(seq) if split_name == "val" else real(run, loaded, candidate, split_name)
+
+    monkeypatch.setattr(export_stage, "_val_accuracy", fake)
 
 
 def test_export_int8_fine_tunes_on_half_a_point_and_keeps_ptq_on_a_tie(run_copy, monkeypatch):
@@ -153,3 +158,6 @@ def test_val_accuracy_is_tflite_micros(run_copy):
     qin, _ = verify.io_params(path)
     tflm = verify.run_tflm(path.read_bytes(), qin.quantize(std.apply(X).transpose(0, 2, 1))).argmax(1)
     assert export_stage._val_accuracy(run, loaded)[1] == float(np.mean(tflm == y))
+    # the test split the same way: the export's own int8 test figure
+    exported = json.loads((run_copy / "metrics.json").read_text())
+    assert export_stage._val_accuracy(run, loaded, split_name="test")[1] == exported["accuracy_int8"]

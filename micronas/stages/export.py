@@ -403,9 +403,10 @@ def keep_qat(ptq_val: float, qat_val: float) -> bool:
     return qat_val > ptq_val
 
 
-def _val_accuracy(run: RunDir, loaded, candidate: tuple[Any, Path] | None = None) -> tuple[float, float]:
-    """(fp32, int8) accuracy on the validation split: the exported network and its int8 TFLite model
-    run by TFLite Micro, the semantics the C runtime and the board compute.
+def _val_accuracy(run: RunDir, loaded, candidate: tuple[Any, Path] | None = None,
+                  split_name: str = "val") -> tuple[float, float]:
+    """(fp32, int8) accuracy on a split (validation unless told): the exported network and its int8
+    TFLite model run by TFLite Micro, the semantics the C runtime and the board compute.
 
     `loaded`: `load_run(run)`, read once by the caller. `candidate`: (folded network, int8
     flatbuffer path) to score instead of the run's exported ones.
@@ -415,7 +416,7 @@ def _val_accuracy(run: RunDir, loaded, candidate: tuple[Any, Path] | None = None
     from firmware_export import verify
 
     config, the_arch, ds, split, std = loaded
-    X, y = arrays_for(ds, split)["val"]
+    X, y = arrays_for(ds, split)[split_name]
     X = std.apply(X)
     model, tflite_path = candidate or (folded_model(run, the_arch), run.file("model_int8.tflite"))
     with torch.no_grad():
@@ -425,17 +426,17 @@ def _val_accuracy(run: RunDir, loaded, candidate: tuple[Any, Path] | None = None
     return float(np.mean(fp32 == y)), float(np.mean(int8 == y))
 
 
-def _qat_candidate(run: RunDir, loaded, tuned: Any, stage: StageCallback) -> tuple[float, float]:
+def _qat_candidate(run: RunDir, loaded, tuned: Any, train_X: np.ndarray, stage: StageCallback) -> tuple[float, float]:
     """(validation, test) int8 accuracy of fine-tuned weights under TFLite Micro, converted in a
     temporary folder of the run (removed on every exit path): the run's own export is untouched,
-    so a fine-tuning that does not help costs no second export.
+    so a fine-tuning that does not help costs no second export. `train_X`: the standardised
+    training windows (the calibration set).
     """
     import tempfile
 
-    from firmware_export import convert, verify
+    from firmware_export import convert
 
     config, the_arch, ds, split, std = loaded
-    parts = arrays_for(ds, split)
     log_path = run.file("export.log")
     # built and loaded as `folded_model` builds the exported network, so the candidate converts as it would
     model = folded_model(run, the_arch)
@@ -445,13 +446,10 @@ def _qat_candidate(run: RunDir, loaded, tuned: Any, stage: StageCallback) -> tup
         onnx_path, tflite_path = Path(tmp) / "model.onnx", Path(tmp) / "model_int8.tflite"
         stage("int8 conversion of the fine-tuned weights (scored on validation before anything is replaced)")
         convert.export_onnx(tuned, (the_arch.input_channels, the_arch.input_length), onnx_path, log_path)
-        calib = np.ascontiguousarray(std.apply(parts["train"][0]).transpose(0, 2, 1))
-        convert.onnx_to_int8_tflite(onnx_path, calib, tflite_path, log_path)
+        convert.onnx_to_int8_tflite(onnx_path, np.ascontiguousarray(train_X.transpose(0, 2, 1)), tflite_path, log_path)
         _, val = _val_accuracy(run, loaded, (tuned, tflite_path))
-        X, y = parts["test"]
-        qin, _ = verify.io_params(tflite_path)
-        pred = verify.run_tflm(tflite_path.read_bytes(), qin.quantize(std.apply(X).transpose(0, 2, 1))).argmax(1)
-        return val, float(np.mean(pred == y))
+        _, test = _val_accuracy(run, loaded, (tuned, tflite_path), "test")
+        return val, test
 
 
 def export_int8(run_path: str | os.PathLike[str], budgets: Budgets = Budgets(), qat_epochs: int = 10,
@@ -500,9 +498,10 @@ def export_int8(run_path: str | os.PathLike[str], budgets: Budgets = Budgets(), 
                   f"fine-tuning ({qat_epochs} epochs)")
             config, the_arch, ds, split, std = loaded
             X, y = arrays_for(ds, split)["train"]
-            tuned = qat.fine_tune(folded_model(run, the_arch), (std.apply(X), y.astype(np.int64)), epochs=qat_epochs,
+            X = std.apply(X)
+            tuned = qat.fine_tune(folded_model(run, the_arch), (X, y.astype(np.int64)), epochs=qat_epochs,
                                   seed=int(config["train"]["seed"]))
-            qat_val, qat_test = _qat_candidate(run, loaded, tuned, stage)
+            qat_val, qat_test = _qat_candidate(run, loaded, tuned, X, stage)
             record.update(ran=True, epochs=qat_epochs, validation_accuracy_int8_qat=qat_val,
                           test_accuracy_int8_ptq=metrics.accuracy_int8, test_accuracy_int8_qat=qat_test)
             if keep_qat(ptq, qat_val):
