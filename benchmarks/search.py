@@ -33,6 +33,13 @@ Resumable: finished runs are kept in WORK.
 
     .venv/bin/python benchmarks/search.py [--datasets watch,vowels] [--seeds 0,1,2] [--pool 20]
         [--work DIR] [--arms search,random,cnn,cnnb,tau] [--search-only] [--epochs 40] [--search-epochs N]
+        [--scale auto] [--space default|wide]
+
+`--space wide` (an experiment, not a product option): the default space with wider early
+positions (stem 8-48 and the first two cells 16-48 channels before scaling, instead of 8-24
+and 16-32), so the search and random search can reach the shallow, wide shape of the CNN at
+the budget (a 72-wide stem, a 72-wide stride-2 cell, skips). It replaces the default space
+in this process only; table entries it needs are measured on demand into ./micronas-tables/.
 """
 
 from __future__ import annotations
@@ -145,6 +152,25 @@ def random_pool(n: int, seed: int, shape, table, budgets, space) -> list[dict]:
     if len(out) < n:
         raise SystemExit(f"only {len(out)} random architectures within 80-99 % of the budget in {tries} draws")
     return out
+
+
+def wide_space():
+    """The `--space wide` variant of the default space (same name, so scaled names resolve to it)."""
+    from dataclasses import replace
+
+    from search_space.space import DEFAULT_SPACE
+
+    wider = (16, 24, 32, 48)
+    return replace(DEFAULT_SPACE, stem=replace(DEFAULT_SPACE.stem, widths=(8, 16, 24, 32, 48)),
+                   cells=tuple(replace(c, widths=wider) if i < 2 else c for i, c in enumerate(DEFAULT_SPACE.cells)))
+
+
+def use_space(name: str) -> None:
+    """Make `name` the default space of this process (every stage imports it at call time)."""
+    import search_space.space as space_mod
+
+    if name == "wide":
+        space_mod.DEFAULT_SPACE = space_mod.SPACES["default"] = wide_space()
 
 
 def splits(data: str, seed: int, val: tuple[str, ...], remove_window_mean: bool = False):
@@ -277,7 +303,7 @@ def run_dataset(name: str, spec: dict, args, work: Path, results: dict) -> None:
             out = base / f"search-seed{seed}"
             log(f"search seed {seed} -> {out}")
             t0 = time.monotonic()
-            cfg = dnas.SearchConfig(seed=seed, val_subjects=spec["val"], epochs=args.search_epochs)
+            cfg = dnas.SearchConfig(seed=seed, val_subjects=spec["val"], epochs=args.search_epochs, scale=args.scale)
             r = api.search(spec["data"], out, budgets, target=board.name, cfg=cfg, final_epochs=args.epochs,
                            resume=(out / "search_checkpoint.pt").exists(), threads=1)
             rec = json.loads((out / "search.json").read_text())
@@ -355,7 +381,8 @@ def report(results: dict, names: list[str], seeds: list[int]) -> None:
             loss = ", ".join(f"{100 * r['int8_loss']:+.1f}" for r in rs)
             lat = ", ".join(f"{r['measured_latency_ms']:.2f}" for r in rs)
             wall = ", ".join(f"{r['wall_seconds']:.0f}" for r in rs)
-            extra = "".join(f" (k={r['k']})" if "k" in r else "" for r in rs[:1])
+            ks = [str(r["k"]) for r in rs if "k" in r]
+            extra = f" (k = {', '.join(ks)})" if ks else ""
             nets = "; ".join(r["arch"] for r in rs)
             print(f"| {label}{extra} | {pm(acc)} ({', '.join(f'{100 * a:.1f}' for a in acc)}) | {loss} | {lat} "
                   f"| {wall} | {nets} |")
@@ -393,6 +420,11 @@ def main() -> int:
                          "keeps the value it was started with")
     ap.add_argument("--search-epochs", type=int, default=None,
                     help="DNAS epochs, a quarter of them warm-up (default: the search's own rule)")
+    ap.add_argument("--scale", default="auto",
+                    help="the search's --scale (auto: sized to the budget; M or M+E: that width multiplier and "
+                         "extra cells); random search draws from the space the search ran over")
+    ap.add_argument("--space", default="default", choices=("default", "wide"),
+                    help="the space searched and sampled (wide: an experiment, see the module docstring)")
     ap.add_argument("--ray", type=int, default=0, metavar="N",
                     help="train the random networks (and score the candidates) as tasks of a local Ray of N CPUs "
                          "(the scale extra); 0: in this process")
@@ -418,11 +450,17 @@ def main() -> int:
     results_path = work / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     settings = {"final_epochs": args.epochs, "search_epochs": args.search_epochs}
+    if args.scale != "auto":  # (folders from before these options searched the default space at auto)
+        settings["scale"] = args.scale
+    if args.space != "default":
+        settings["space"] = args.space
+    use_space(args.space)
     kept = results.setdefault("settings", settings if results == {} else {"final_epochs": EPOCHS, "search_epochs": None})
     if kept != settings:  # (folders from before these options ran the defaults)
-        raise SystemExit(f"--epochs {args.epochs} --search-epochs {args.search_epochs}: {work} holds runs of "
-                         f"{kept['final_epochs']} final epochs and --search-epochs {kept['search_epochs']}; "
-                         "use another --work")
+        raise SystemExit(f"--epochs {args.epochs} --search-epochs {args.search_epochs} --scale {args.scale} "
+                         f"--space {args.space}: {work} holds runs of {kept['final_epochs']} final epochs, "
+                         f"--search-epochs {kept['search_epochs']}, --scale {kept.get('scale', 'auto')} and "
+                         f"--space {kept.get('space', 'default')}; use another --work")
     for n in names:
         run_dataset(n, available[n], args, work, results)
     report(results, names, args.seeds)
