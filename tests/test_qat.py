@@ -56,7 +56,7 @@ def test_export_int8_runs_qat_when_ptq_loses_and_keeps_the_better(run_copy, monk
     assert on_disk["weights"].startswith(api.QAT_MODEL if rec["kept"] == "qat" else "model.pt")
     # the candidate's figures (converted aside) are the export's: the same weights, the same int8 model
     assert m.accuracy_int8 == rec["test_accuracy_int8_" + rec["kept"]]
-    assert export_stage._val_accuracy(run, api._load_run(run))[1] == rec["validation_accuracy_int8_" + rec["kept"]]
+    assert export_stage._split_accuracy(run, api._load_run(run))[1] == rec["validation_accuracy_int8_" + rec["kept"]]
     assert not list(run.path.glob(".qat-candidate-*"))
 
 
@@ -82,12 +82,12 @@ def test_qat_rule_runs_on_any_validation_loss_and_keeps_only_a_strict_gain():
 def _fake_val(monkeypatch, figures):
     """export_int8's validation figures, in call order: (fp32, PTQ int8), then (fp32, QAT int8); the
     test split is scored for real."""
-    seq, real = iter(figures), export_stage._val_accuracy
+    seq, real = iter(figures), export_stage._split_accuracy
 
     def fake(run, loaded, candidate=None, split_name="val"):
         return next(seq) if split_name == "val" else real(run, loaded, candidate, split_name)
 
-    monkeypatch.setattr(export_stage, "_val_accuracy", fake)
+    monkeypatch.setattr(export_stage, "_split_accuracy", fake)
 
 
 def test_export_int8_fine_tunes_on_half_a_point_and_keeps_ptq_on_a_tie(run_copy, monkeypatch):
@@ -146,7 +146,7 @@ def test_export_int8_skips_qat_when_int8_loses_nothing(run_copy, monkeypatch):
     assert not RunDir.open(run_copy).has(api.QAT_MODEL)
 
 
-def test_val_accuracy_is_tflite_micros(run_copy):
+def test_split_accuracy_is_tflite_micros(run_copy):
     """The decision uses what the board computes: TFLite Micro's int8 outputs on the validation split."""
     from firmware_export import verify
 
@@ -157,7 +157,7 @@ def test_val_accuracy_is_tflite_micros(run_copy):
     path = run.file("model_int8.tflite")
     qin, _ = verify.io_params(path)
     tflm = verify.run_tflm(path.read_bytes(), qin.quantize(std.apply(X).transpose(0, 2, 1))).argmax(1)
-    assert export_stage._val_accuracy(run, loaded)[1] == float(np.mean(tflm == y))
+    assert export_stage._split_accuracy(run, loaded)[1] == float(np.mean(tflm == y))
     # the test split the same way: the export's own int8 test figure
     exported = json.loads((run_copy / "metrics.json").read_text())
-    assert export_stage._val_accuracy(run, loaded, split_name="test")[1] == exported["accuracy_int8"]
+    assert export_stage._split_accuracy(run, loaded, split_name="test")[1] == exported["accuracy_int8"]

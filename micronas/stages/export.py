@@ -403,7 +403,7 @@ def keep_qat(ptq_val: float, qat_val: float) -> bool:
     return qat_val > ptq_val
 
 
-def _val_accuracy(run: RunDir, loaded, candidate: tuple[Any, Path] | None = None,
+def _split_accuracy(run: RunDir, loaded, candidate: tuple[Any, Path] | None = None,
                   split_name: str = "val") -> tuple[float, float]:
     """(fp32, int8) accuracy on a split (validation unless told): the exported network and its int8
     TFLite model run by TFLite Micro, the semantics the C runtime and the board compute.
@@ -447,8 +447,8 @@ def _qat_candidate(run: RunDir, loaded, tuned: Any, train_X: np.ndarray, stage: 
         stage("int8 conversion of the fine-tuned weights (scored on validation before anything is replaced)")
         convert.export_onnx(tuned, (the_arch.input_channels, the_arch.input_length), onnx_path, log_path)
         convert.onnx_to_int8_tflite(onnx_path, np.ascontiguousarray(train_X.transpose(0, 2, 1)), tflite_path, log_path)
-        _, val = _val_accuracy(run, loaded, (tuned, tflite_path))
-        _, test = _val_accuracy(run, loaded, (tuned, tflite_path), "test")
+        _, val = _split_accuracy(run, loaded, (tuned, tflite_path))
+        _, test = _split_accuracy(run, loaded, (tuned, tflite_path), "test")
         return val, test
 
 
@@ -488,7 +488,7 @@ def export_int8(run_path: str | os.PathLike[str], budgets: Budgets = Budgets(), 
         run.file(QAT_MODEL).unlink(missing_ok=True)  # a fine-tuning of an earlier model.pt
         metrics, over = _export(run, budgets, stage, board)
         loaded = load_run(run)
-        fp32, ptq = _val_accuracy(run, loaded)
+        fp32, ptq = _split_accuracy(run, loaded)
         record: dict[str, Any] = {"validation_accuracy_fp32": fp32, "validation_accuracy_int8_ptq": ptq,
                                   "trigger": f"fp32 - int8 > {QAT_TRIGGER:g} on the validation split (any loss); "
                                              "kept when its int8 validation accuracy is strictly higher",
