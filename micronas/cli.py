@@ -276,12 +276,14 @@ def export(
     show = Progress.for_cli(quiet)
     _echo_budgets(budgets, show)
     from micronas import api
+    from micronas.report import interval_text
 
     m = api.export(run, budgets, on_stage=show.stage)
     a, rt, p = m.litert_vs_tflm, m.runtime_vs_tflm, m.prediction
     lines = [
         f"accuracy (test, {m.test_windows} windows): fp32 {m.accuracy_fp32:.3f}, "
-        f"int8 {m.accuracy_int8:.3f} (drop {m.int8_accuracy_drop * 100:+.1f} points)",
+        f"int8 {m.accuracy_int8:.3f} (drop {m.int8_accuracy_drop * 100:+.1f} points; int8 "
+        f"{interval_text(m.accuracy_int8, m.test_windows)})",
         f"int8 vs fp32 argmax agreement: {m.argmax_agreement_int8_vs_fp32:.3f}" + _layer_error_note(m),
         f"LiteRT vs TFLite Micro: {a['exact_match_rate'] * 100:.1f}% of windows bit-exact, "
         f"max difference {a['max_lsb_diff']} LSB" + _litert_note(m),
@@ -638,13 +640,14 @@ def search(
         print(json.dumps(r.to_json(), indent=1))
         return
     p, m, pr = r.predicted, r.metrics, r.profile
-    from micronas.report import arch_summary
+    from micronas.report import arch_summary, interval_text
 
     show.line(f"found: {arch_summary(r.arch)}")
     for step in r.repairs:
         show.line(f"  derivation: {step}")
     q = m.qat or {}
-    show.line(f"accuracy (test): fp32 {m.accuracy_fp32:.3f}, int8 {m.accuracy_int8:.3f}"
+    show.line(f"accuracy (test): fp32 {m.accuracy_fp32:.3f}, int8 {m.accuracy_int8:.3f} "
+              f"({interval_text(m.accuracy_int8, m.test_windows)})"
               + (f" (quantisation-aware fine-tuning ran, kept {q['kept']})" if q.get("ran") else ""))
     if _litert_note(m):
         show.line(f"LiteRT vs TFLite Micro: max difference {m.litert_vs_tflm['max_lsb_diff']} LSB" + _litert_note(m))

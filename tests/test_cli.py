@@ -70,6 +70,10 @@ def test_export_success_reports_figures(run_copy):
     assert f"TFLM arena: {m['tflm_arena_bytes']:,} bytes" in p.stdout
     assert f"arena {m['arena_bytes_planned']:,} bytes" in p.stdout and "bit-exact" in p.stdout
     assert f"model: {m['tflite_bytes']:,} bytes" in p.stdout
+    from micronas import report
+
+    lo, hi = report.accuracy_interval(m["accuracy_int8"], m["test_windows"])
+    assert f"int8 95 % interval {lo:.3f}-{hi:.3f} over {m['test_windows']:,} windows" in p.stdout
     assert "c/model_data.h" in p.stdout
 
 

@@ -18,6 +18,7 @@ def test_report_of_an_exported_run_has_its_parts(run_copy):
     md = (run_copy / "report" / "report.md").read_text()
     m = json.loads((run_copy / "metrics.json").read_text())
     assert f"{100 * m['accuracy_int8']:.1f} %" in md
+    assert report.interval_text(m["accuracy_int8"], m["test_windows"]) in md  # how far the figure can be trusted
     assert f"{m['arena_bytes_planned']:,} B" in md
     assert "Not profiled on a device yet" in md
     clip = json.loads((run_copy / "normalization.json").read_text())["clip"]
@@ -72,3 +73,14 @@ def test_the_qat_row_gives_the_fine_tuned_validation_accuracy_when_it_ran(run_co
     report.build(run_copy)
     assert "| QAT | not needed | validation fp32 90.0 %, int8 (PTQ) 90.0 %; rule: T |" in \
         (run_copy / "report" / "report.md").read_text()
+
+
+def test_accuracy_interval_is_the_wilson_score_interval():
+    """95 % Wilson intervals, computed by hand: 50 of 100 right, 80 of 80 right (never above 1)."""
+    lo, hi = report.accuracy_interval(0.5, 100)
+    assert lo == pytest.approx(0.40383, abs=1e-5) and hi == pytest.approx(0.59617, abs=1e-5)
+    lo, hi = report.accuracy_interval(1.0, 80)
+    assert lo == pytest.approx(0.95418, abs=1e-5) and hi == 1.0
+    assert report.accuracy_interval(0.9, 1145)[1] - report.accuracy_interval(0.9, 1145)[0] < 0.04
+    assert report.accuracy_interval(0.0, 0) == (0.0, 1.0)  # no windows: nothing is known
+    assert report.interval_text(0.5, 1000) == "95 % interval 0.469-0.531 over 1,000 windows"
