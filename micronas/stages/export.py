@@ -404,7 +404,7 @@ def keep_qat(ptq_val: float, qat_val: float) -> bool:
 
 
 def _split_accuracy(run: RunDir, loaded, candidate: tuple[Any, Path] | None = None,
-                  split_name: str = "val") -> tuple[float, float]:
+                    split_name: str = "val") -> tuple[float, float]:
     """(fp32, int8) accuracy on a split (validation unless told): the exported network and its int8
     TFLite model run by TFLite Micro, the semantics the C runtime and the board compute.
 
