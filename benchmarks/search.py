@@ -282,7 +282,7 @@ def run_dataset(name: str, spec: dict, args, work: Path, results: dict) -> None:
     from micronas import search as dnas
     from micronas.report import arch_summary
     from micronas.stages.search import final_distill
-    from micronas.train import TrainConfig
+    from micronas.train import TrainConfig, epochs_for
     from micronas.units import Budgets
     from targets import boards
 
@@ -321,8 +321,9 @@ def run_dataset(name: str, spec: dict, args, work: Path, results: dict) -> None:
         # mean as the search decided it for this data (a preprocessing choice, not an architecture)
         remove = bool((rec.get("window_mean") or {}).get("remove"))
         data = splits(spec["data"], seed, spec["val"], remove)
-        tcfg = TrainConfig(epochs=args.epochs, seed=seed, val_subjects=spec["val"], checkpoint_rule="last",
-                           distill=final_distill(len(data["train"][1]), args.epochs)[0], remove_window_mean=remove)
+        epochs = args.epochs or epochs_for(len(data["train"][1]), TrainConfig.batch_size)  # auto: the CLI's rule
+        tcfg = TrainConfig(epochs=epochs, seed=seed, val_subjects=spec["val"], checkpoint_rule="last",
+                           distill=final_distill(len(data["train"][1]), epochs)[0], remove_window_mean=remove)
         # the search's compute before its final training (which random search spends as one more network)
         search_s = (results[key]["search_seconds"] or 0.0) + results[key]["derivation_seconds"]
 
@@ -415,9 +416,9 @@ def main() -> int:
                     help="which arms to run (search, random, cnn, cnnb: the CNN at the budget, tau: the ranking "
                          "pool); random, cnn, cnnb and tau need the search arm's runs")
     ap.add_argument("--search-only", action="store_true", help="--arms search")
-    ap.add_argument("--epochs", type=int, default=EPOCHS,
-                    help=f"final-training epochs of every arm ({EPOCHS}; the CLI's default is 120); a work folder "
-                         "keeps the value it was started with")
+    ap.add_argument("--epochs", type=lambda t: None if t == "auto" else int(t), default=EPOCHS,
+                    help=f"final-training epochs of every arm ({EPOCHS}; auto: the CLI's default, 120 or more on "
+                         "small data); a work folder keeps the value it was started with")
     ap.add_argument("--search-epochs", type=int, default=None,
                     help="DNAS epochs, a quarter of them warm-up (default: the search's own rule)")
     ap.add_argument("--scale", default="auto",
@@ -449,7 +450,7 @@ def main() -> int:
     names = [n for n in names if n in available]
     results_path = work / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    settings = {"final_epochs": args.epochs, "search_epochs": args.search_epochs}
+    settings = {"final_epochs": args.epochs or "auto", "search_epochs": args.search_epochs}
     if args.scale != "auto":  # (folders from before these options searched the default space at auto)
         settings["scale"] = args.scale
     if args.space != "default":

@@ -164,6 +164,8 @@ AUGMENT_HELP = ("Training augmentation: a comma-separated list of jitter, scale,
 WINDOW_MEAN_HELP = ("Each window's per-channel mean: keep it, or remove it before standardising (an accelerometer's "
                     "mean is mostly gravity, i.e. how the sensor sits); the board removes it too "
                     "(micronas_model_quantize_window).")
+FINAL_EPOCHS_HELP = ("Epochs of the final training. Default: 120, or more on small data, so that the network takes at "
+                     "least 1,000 weight steps.")
 DISTILL_HELP = ("Knowledge distillation: the weight (0-1) of a teacher's soft outputs in the training loss; the "
                 "teacher is the same network with every width x1.5, trained first with the same recipe (about 3x "
                 "the training time). 0 turns it off.")
@@ -210,7 +212,9 @@ def train(
     = "basicmotions",
     arch: Annotated[Optional[str], typer.Option(
         help="arch.json path or a shipped arch name; default: 'default' adapted to the data's shape.")] = None,
-    epochs: Annotated[int, typer.Option(min=1, max=100000, help="Training epochs (fixed schedule).")] = 120,
+    epochs: Annotated[Optional[int], typer.Option(min=1, max=100000, help=(
+        "Training epochs (fixed schedule). Default: 120, or more on small data, so that the network takes at "
+        "least 1,000 weight steps."))] = None,
     seed: Annotated[int, typer.Option(min=0, help="Seed for the split, the weights and the batch order.")] = 0,
     val_subjects: Annotated[Optional[str], typer.Option(help=VAL_SUBJECTS_HELP)] = None,
     checkpoint: Annotated[str, typer.Option(
@@ -568,7 +572,7 @@ def search(
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory; default runs/search.")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue a killed search in this run directory.")] = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, max=10000, help=SEARCH_EPOCHS_HELP)] = None,
-    final_epochs: Annotated[int, typer.Option(min=1, max=10000, help="Epochs of the final training.")] = 120,
+    final_epochs: Annotated[Optional[int], typer.Option(min=1, max=10000, help=FINAL_EPOCHS_HELP)] = None,
     seed: Annotated[int, typer.Option(min=0, help="Seeds the split, the supernet and the search.")] = 0,
     val_subjects: Annotated[Optional[str], typer.Option(help=VAL_SUBJECTS_HELP)] = None,
     candidates: Annotated[int, typer.Option(min=1, max=64, help=(
@@ -671,7 +675,7 @@ def sweep(
     seeds: Annotated[str, typer.Option(help="Seeds, comma-separated, e.g. 0,1,2.")] = "0",
     data: Annotated[str, typer.Option(help="'basicmotions' (embedded) or a .npz, .ts or .csv file.")] = "basicmotions",
     epochs: Annotated[Optional[int], typer.Option(min=1, max=10000, help=SEARCH_EPOCHS_HELP)] = None,
-    final_epochs: Annotated[int, typer.Option(min=1, max=10000, help="Final-training epochs of every job.")] = 120,
+    final_epochs: Annotated[Optional[int], typer.Option(min=1, max=10000, help=FINAL_EPOCHS_HELP)] = None,
     candidates: Annotated[int, typer.Option(min=1, max=64, help="Candidates scored at derivation (as search).")] = 8,
     val_subjects: Annotated[Optional[str], typer.Option(help=VAL_SUBJECTS_HELP)] = None,
     augment: Annotated[Optional[str], typer.Option(help=AUGMENT_HELP)] = None,

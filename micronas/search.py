@@ -47,7 +47,7 @@ from micronas import budgets as budget_mod
 from micronas.budgets import FLASH, LATENCY, RAM
 from micronas_base.errors import BudgetError, ConfigError
 from micronas.rundir import RunDir
-from micronas.train import batch_size_for, read_checkpoint, resume_from, save_checkpoint
+from micronas.train import batch_size_for, read_checkpoint, resume_from, save_checkpoint, steps_per_epoch
 from micronas.units import Budgets
 
 log = logging.getLogger(__name__)
@@ -64,12 +64,6 @@ log = logging.getLogger(__name__)
 DEFAULT_EPOCHS = 40
 MIN_WEIGHT_STEPS = 1_500
 TRAJECTORY_RECALIBRATE = 8  # batch-norm batches before each epoch's most-likely network is scored
-
-
-def steps_per_epoch(train_windows: int, batch_size: int) -> int:
-    """Weight steps of one search epoch (a last batch of one window is skipped)."""
-    bs = batch_size_for(train_windows, batch_size)
-    return train_windows // bs + (train_windows % bs >= 2)
 
 
 @dataclass(frozen=True)

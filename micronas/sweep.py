@@ -77,7 +77,7 @@ class SweepConfig:
     seeds: tuple[int, ...] = (0,)
     data: str = "basicmotions"
     epochs: int | None = None  # search epochs, as `micronas search` (None: 40, more on small data)
-    final_epochs: int = 120
+    final_epochs: int | None = None  # as `micronas search` (None: 120, more on small data)
     candidates: int = 8
     val_subjects: tuple[str, ...] = ()
     augment: str | None = None  # `--augment` as given (None: the default recipe)
@@ -120,7 +120,7 @@ def describe(cfg: SweepConfig) -> list[str]:
     n = len(cfg.jobs())
     return [f"latency budgets: {lats}", f"RAM budgets: {rams}", f"boards: {boards}",
             f"seeds: {', '.join(map(str, cfg.seeds))}",
-            f"{n} search{'es' if n != 1 else ''} of {cfg.epochs or 'auto'} search + {cfg.final_epochs} "
+            f"{n} search{'es' if n != 1 else ''} of {cfg.epochs or 'auto'} search + {cfg.final_epochs or 'auto'} "
             f"final-training epochs on {cfg.data}, device {cfg.device}"]
 
 

@@ -108,8 +108,8 @@ def write(out: Path, journal: dict[str, Any]) -> dict[str, Any]:
         counts[rec["status"]] = counts.get(rec["status"], 0) + 1
     s = journal["settings"]
     facts = [("jobs", ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))),
-             ("data", s["data"]), ("search", f"{s['epochs']} epochs, {s['candidates']} candidates; final training "
-                                            f"{s['final_epochs']} epochs"),
+             ("data", s["data"]), ("search", f"{s['epochs'] or 'auto'} epochs, {s['candidates']} candidates; final training "
+                                            f"{s['final_epochs'] or 'auto'} epochs"),
              ("figures", "int8 accuracy on the test split (TFLite Micro arithmetic); latency and arena measured on "
                          "the emulated core (QEMU instruction count at the board's clock, not cycles)"),
              ("journal", str(out / "sweep.json"))]

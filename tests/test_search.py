@@ -375,6 +375,43 @@ def test_search_epochs_grow_on_small_data_to_the_minimum_weight_steps():
     assert dnas.SearchConfig(epochs=8, warmup_epochs=5).for_data(20).warmup_epochs == 5
 
 
+def test_training_epochs_grow_on_small_data_to_the_minimum_weight_steps():
+    from micronas.train import DEFAULT_EPOCHS, MIN_STEPS, epochs_for, steps_per_epoch
+
+    assert (DEFAULT_EPOCHS, MIN_STEPS) == (120, 1_000)
+    assert epochs_for(40, 32) == 250  # PickupGestureWiimoteZ's 40: batches of 10, 4 steps per epoch
+    assert epochs_for(216, 32) == 143  # JapaneseVowels: 7 steps per epoch
+    assert epochs_for(257, 32) == 125 and epochs_for(258, 32) == 120  # 8 and 9 steps per epoch
+    assert epochs_for(2226, 32) == 120  # the watch data keeps the default
+    assert all(epochs_for(n, 32) * steps_per_epoch(n, 32) >= MIN_STEPS for n in range(8, 600))
+
+
+def test_search_final_training_takes_the_minimum_weight_steps_unless_told(tmp_path, monkeypatch):
+    from micronas.data import load_dataset, make_split
+    from micronas.stages import search as search_stage
+    from micronas.train import epochs_for
+    from micronas_base.errors import ConfigError
+
+    seen = []
+
+    def stop(data, out, arch, cfg, *args, **kwargs):
+        seen.append(cfg)
+        raise ConfigError("stopped before the final training")
+
+    monkeypatch.setattr(search_stage, "train_export_profile", stop)
+    train_windows = len(make_split(load_dataset("basicmotions"), seed=0).train)
+    cfg = dnas.SearchConfig(epochs=1, warmup_epochs=0, window_mean="keep")
+    stages: list[str] = []
+    for final_epochs in (None, 7):
+        with pytest.raises(ConfigError, match="stopped before"):
+            api.search("basicmotions", tmp_path / "run", Budgets.parse(latency="20ms"), cfg=cfg, threads=1,
+                       final_epochs=final_epochs, resume=final_epochs is not None, on_stage=stages.append)
+    assert [c.epochs for c in seen] == [epochs_for(train_windows, 32), 7] and seen[0].epochs == 250
+    lines = [s for s in stages if s.startswith("final training")]
+    assert f"({seen[0].epochs} epochs: at least 1,000 weight steps on {train_windows} training windows;" in lines[0]
+    assert "(7 epochs;" in lines[1]
+
+
 def test_kendall_tau_values():
     assert dnas.kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
     assert dnas.kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0

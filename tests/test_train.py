@@ -241,3 +241,22 @@ def test_distillation_trains_a_wider_teacher_once_and_a_killed_student_resumes_t
     assert seen == [(False, 2), (False, 3)]  # the finished teacher is kept, the student goes on
     b = _state(tmp_path / "resumed")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_training_without_epochs_takes_the_minimum_weight_steps(tiny_npz, tiny_arch, tmp_path, monkeypatch):
+    """`micronas train` without --epochs: 120, more on small data (tiny.npz: 48 training windows,
+    batches of 12, 4 steps per epoch -> 250 epochs), recorded in config.json."""
+    from micronas import train as train_mod
+    from micronas.train import epochs_for
+
+    seen = []
+
+    def loop(run, build, data, cfg, digest, *args, **kwargs):
+        seen.append((cfg.epochs, len(data["train"][1])))
+        return {"best": {"epoch": cfg.epochs, "val_acc": 1.0, "val_loss": 0.0}}
+
+    monkeypatch.setattr(train_mod, "train", loop)
+    api.train(tiny_npz, tmp_path / "run", arch=tiny_arch, cfg=TrainConfig(epochs=None, seed=0))
+    (epochs, windows), = seen
+    assert epochs == epochs_for(windows, 32) == 250
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["epochs"] == 250

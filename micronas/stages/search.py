@@ -25,7 +25,7 @@ from micronas.stages.common import StageCallback, data_fingerprint, have_emulato
 from micronas.stages.export import export_int8
 from micronas.stages.profile import profile_run
 from micronas.stages.train import train
-from micronas.train import EpochCallback, TrainConfig
+from micronas.train import DEFAULT_EPOCHS, MIN_STEPS, EpochCallback, TrainConfig, epochs_for
 from micronas.units import Budgets
 from micronas_base.errors import BudgetError, ConfigError, MicronasError
 
@@ -137,8 +137,8 @@ def choose_window_mean(run: RunDir, ds: Any, split: Any, parts: dict[str, Any], 
     import hashlib
     import json
 
-    from micronas.search import steps_per_epoch
     from micronas.stages.common import resolve_arch
+    from micronas.train import steps_per_epoch
     from micronas.train import train as train_loop
     from search_space.network import build
 
@@ -193,7 +193,7 @@ def check_feasible(budgets: Budgets, mins: MinimumCosts, board: Any) -> None:
 
 
 def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: Budgets = Budgets(),
-           target: Any = None, port: str | None = None, cfg: Any = None, final_epochs: int = 120,
+           target: Any = None, port: str | None = None, cfg: Any = None, final_epochs: int | None = None,
            profile_windows: int = 20, on_stage: StageCallback | None = None,
            on_epoch: EpochCallback | None = None, resume: bool = False,
            on_train_epoch: EpochCallback | None = None,
@@ -211,7 +211,8 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
         target: Board name or Board (None: the default board).
         port: A real board for the final profile and missing table entries.
         cfg: `micronas.search.SearchConfig`.
-        final_epochs: Epochs of the final training.
+        final_epochs: Epochs of the final training (None: 120, or more on small data; see
+            `micronas.train.epochs_for`).
         profile_windows: Test windows profiled on the device.
         on_stage, on_epoch, on_train_epoch, on_window: Progress callbacks.
         resume: Continue a killed search (its settings must match).
@@ -305,14 +306,20 @@ def search(data: str | os.PathLike[str], out: str | os.PathLike[str], budgets: B
         atomic_write_text(arch_path, the_arch.dumps())
 
         overrides = dict(train_overrides or {})
+        train_windows = len(scaled["train"][1])
+        epochs_why = ""
+        if final_epochs is None:
+            final_epochs = epochs_for(train_windows, overrides.get("batch_size", TrainConfig.batch_size))
+            if final_epochs > DEFAULT_EPOCHS:
+                epochs_why = f": at least {MIN_STEPS:,} weight steps on {train_windows:,} training windows"
         if "distill" in overrides:
             taught = (f"distilled at {overrides['distill']:g} from a wider teacher trained first"
                       if overrides["distill"] else "not distilled")
         else:
-            overrides["distill"], taught = final_distill(len(scaled["train"][1]), final_epochs)
+            overrides["distill"], taught = final_distill(train_windows, final_epochs)
         train_cfg = TrainConfig(epochs=final_epochs, seed=cfg.seed, val_subjects=cfg.val_subjects,
                                 checkpoint_rule="last", remove_window_mean=window_mean["remove"], **overrides)
-        stage(f"final training of the derived network from scratch ({final_epochs} epochs, {taught})")
+        stage(f"final training of the derived network from scratch ({final_epochs} epochs{epochs_why}; {taught})")
         from micronas import report
 
         try:

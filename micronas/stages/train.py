@@ -13,7 +13,7 @@ from micronas.data import Standardizer, arrays_for, load_dataset, make_split
 from micronas.results import SplitSizes, TrainResult
 from micronas.rundir import TEACHER_DIR, RunDir
 from micronas.stages.common import QAT_MODEL, data_fingerprint, data_spec, resolve_arch, set_torch_threads, torch_device
-from micronas.train import EpochCallback, TrainConfig
+from micronas.train import EpochCallback, TrainConfig, epochs_for
 from micronas_base import __version__
 from micronas_base.errors import ConfigError
 
@@ -51,6 +51,8 @@ def train(data: str | os.PathLike[str], out: str | os.PathLike[str], arch: str |
     ds = load_dataset(data)
     the_arch = resolve_arch(arch, ds)
     split = make_split(ds, seed=cfg.seed, val_subjects=cfg.val_subjects)
+    if cfg.epochs is None:  # `micronas train` without --epochs: 120, more on small data
+        cfg = replace(cfg, epochs=epochs_for(len(split.train), cfg.batch_size))
     run = RunDir.create(out)  # only now: a bad split option leaves nothing behind
     with run.locked("train"):
         fingerprint = data_fingerprint(ds)
