@@ -533,7 +533,8 @@ def data(
     ds = load_dataset(path)
     split = make_split(ds, seed=seed, val_subjects=_subjects(val_subjects))
     counts = {name: int((ds.y == i).sum()) for i, name in enumerate(ds.class_names)}
-    out.print(f"{ds.source}: {len(ds.X)} windows of {ds.n_channels} channels x {ds.length} samples", markup=False)
+    channels = f"{ds.n_channels} channel{'s' if ds.n_channels != 1 else ''}"
+    out.print(f"{ds.source}: {len(ds.X)} windows of {channels} x {ds.length} samples", markup=False)
     if ds.X_test is not None:
         out.print(f"test set in the file: {len(ds.X_test)} windows", markup=False)
     out.print("classes: " + ", ".join(f"{k} ({v})" for k, v in counts.items()), markup=False)

@@ -417,6 +417,7 @@ def derive_and_repair(net, table, budgets: Budgets, max_steps: int = 50,
         BudgetError: no repair reaches the budgets.
     """
     from latency_tables import predict as predictor
+    from micronas.report import layer_short
 
     budgets = _with_margin(budgets)
     score = state_log_probability(net)
@@ -465,7 +466,7 @@ def derive_and_repair(net, table, budgets: Budgets, max_steps: int = 50,
         if best is None:
             break
         _, state, arch, new, i = best
-        steps.append(f"position {i}: {arch.layers[i].to_json()} ({', '.join(_over(pred, budgets))} -> "
+        steps.append(f"position {i}: {layer_short(arch.layers[i].to_json())} ({', '.join(_over(pred, budgets))} -> "
                      f"{', '.join(_over(new, budgets)) or 'fits'})")
         pred = new
     if _over(pred, budgets):
@@ -484,7 +485,7 @@ def derive_and_repair(net, table, budgets: Budgets, max_steps: int = 50,
         if best is None:
             break
         _, state, arch, new, i = best
-        steps.append(f"fill, position {i}: {arch.layers[i].to_json()} ({pred.latency_ms:.3f} -> "
+        steps.append(f"fill, position {i}: {layer_short(arch.layers[i].to_json())} ({pred.latency_ms:.3f} -> "
                      f"{new.latency_ms:.3f} ms)")
         pred = new
     return arch, pred, steps

@@ -106,6 +106,16 @@ def test_data_command_summarises_the_default():
     assert "32 train / 8 val / 40 test" in p.stdout
 
 
+def test_data_command_says_one_channel_in_the_singular(tmp_path):
+    import numpy as np
+
+    X = np.random.default_rng(0).standard_normal((12, 1, 20)).astype(np.float32)
+    np.savez(tmp_path / "mono.npz", X=X, y=np.array(["a", "b", "c"] * 4))
+    p = run_cli("data", str(tmp_path / "mono.npz"))
+    assert p.returncode == 0, p.stderr
+    assert "12 windows of 1 channel x 20 samples" in p.stdout
+
+
 def test_an_internal_error_writes_a_log_of_its_own_and_names_it(tmp_path, monkeypatch, capsys):
     """Two failing commands never share (or overwrite) one traceback file in $TMPDIR."""
     import tempfile

@@ -180,6 +180,19 @@ def test_ts_roundtrip_with_test_sibling(tmp_path):
     assert ds.y_test.tolist() == [order[n] for n in np.array(["walk", "run", "sit"])[y_t]]
 
 
+def test_a_test_sibling_is_announced_once_per_process(tmp_path, caplog):
+    """A search loads its data in every stage: the sibling is said once, not once per stage."""
+    import logging
+
+    X, y = synthetic(n=6, c=1, t=5)
+    train = write_ts(tmp_path / "Once_TRAIN.ts", X, [str(v) for v in y], declared=["0", "1", "2"])
+    write_ts(tmp_path / "Once_TEST.ts", X, [str(v) for v in y], declared=["0", "1", "2"])
+    with caplog.at_level(logging.INFO, logger="micronas.data.loaders"):
+        for _ in range(3):
+            assert load_dataset(train).X_test is not None
+    assert caplog.text.count("loading Once_TEST.ts as its test set") == 1
+
+
 def test_ts_single_file_has_no_test_set(tmp_path):
     X, y = synthetic(n=6, c=1, t=5)
     p = write_ts(tmp_path / "plain.ts", X, [str(v) for v in y], declared=["0", "1", "2"])

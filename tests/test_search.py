@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -209,6 +210,9 @@ def test_derivation_repairs_an_over_budget_network_then_fills_the_latency_budget
     assert exact.latency_ms == pred.latency_ms <= budget_ms * (1 - dnas.PREDICTION_MARGIN)  # exact, with a margin
     repairs = [s for s in steps if not s.startswith("fill")]
     assert repairs and all("-> " in s for s in repairs)
+    # each step names the layer it chose as the report does (`dyagg48k7x4/2`), not as a dict
+    shown = re.compile(r"^(fill, )?position \d: (skip|[a-z]+\d+k\d(x\d)?(/2)?) \(")
+    assert all(shown.match(s) for s in steps) and not any("{" in s for s in steps)
     # nothing was filled past the budget, and no single change could still add latency and fit
     _, unfilled, _ = dnas.derive_and_repair(net, table, budgets, fill=False)
     assert unfilled.latency_ms <= pred.latency_ms <= budget_ms

@@ -51,6 +51,7 @@ import numpy as np
 from micronas_base.errors import DataError
 
 logger = logging.getLogger(__name__)
+_TEST_SIBLINGS_SAID: set[tuple[Path, Path]] = set()  # (.ts, its _TEST.ts) already announced
 
 DEFAULT_DATASET = "basicmotions"
 """The spec of the embedded default dataset."""
@@ -746,7 +747,8 @@ def load_ts(path: str | os.PathLike[str]) -> Dataset:
     """
     path = Path(path)
     sibling = _ts_test_sibling(path)
-    if sibling is not None:
+    if sibling is not None and (path, sibling) not in _TEST_SIBLINGS_SAID:  # once per process, not per stage
+        _TEST_SIBLINGS_SAID.add((path, sibling))
         logger.info("%s: loading %s as its test set", path, sibling.name)
     return _ts_dataset(path, sibling, str(path))
 
