@@ -52,7 +52,7 @@ def epochs_for(train_windows: int, batch_size: int) -> int:
 class TrainConfig:
     """Settings of `micronas train`; recorded in config.json so a resume can check them."""
 
-    epochs: int = DEFAULT_EPOCHS  # `micronas train` passes None, resolved on the data (`epochs_for`)
+    epochs: int | None = DEFAULT_EPOCHS  # None: `epochs_for` the training windows (`micronas train`'s default)
     # The recipe (issue 13), each part chosen on validation subjects of the watch data only
     # (benchmarks/recipe.py; the figures are in benchmarks/README.md):
     batch_size: int = 32  # at most; a quarter of the training windows on small data (4+ steps per epoch)
