@@ -47,7 +47,7 @@ from micronas import budgets as budget_mod
 from micronas.budgets import FLASH, LATENCY, RAM
 from micronas_base.errors import BudgetError, ConfigError
 from micronas.rundir import RunDir
-from micronas.train import batch_size_for, read_checkpoint, resume_from, save_checkpoint, steps_per_epoch
+from micronas.train import batch_size_for, epochs_for, read_checkpoint, resume_from, save_checkpoint
 from micronas.units import Budgets
 
 log = logging.getLogger(__name__)
@@ -100,8 +100,7 @@ class SearchConfig:
         """The settings with the epochs resolved for a training split of `train_windows` windows."""
         epochs = self.epochs
         if epochs is None:
-            steps = steps_per_epoch(train_windows, self.batch_size)
-            epochs = max(DEFAULT_EPOCHS, math.ceil(MIN_WEIGHT_STEPS / steps))
+            epochs = epochs_for(train_windows, self.batch_size, MIN_WEIGHT_STEPS, at_least=DEFAULT_EPOCHS)
         warmup = epochs // 4 if self.warmup_epochs is None else self.warmup_epochs
         return replace(self, epochs=epochs, warmup_epochs=warmup)
 

@@ -30,9 +30,9 @@ log = logging.getLogger(__name__)
 # after 480 steps, 73 % after 1,000, 80 % after 1,500 and 70 % after 3,000 (validation loss 1.44,
 # 1.17, 1.10, 1.14); JapaneseVowels' searched network (840 steps at 120 epochs) ended with a lower
 # validation loss on 2 of 3 seeds after 1,000 and on all 3 after 1,500 (benchmarks/README.md,
-# "final training on small data"). 1,000 steps take most of the
-# gain at two thirds of 1,500's time, which keeps `make demo` (BasicMotions, distilled) under 3
-# minutes. Data of about 260 training windows or more keeps 120 epochs.
+# "final_steps.py"). 1,000 steps take most of the gain at two thirds of 1,500's time, which keeps
+# `make demo` (BasicMotions, distilled) under 3 minutes. Data of about 260 training windows or
+# more keeps 120 epochs.
 DEFAULT_EPOCHS = 120
 MIN_STEPS = 1_000
 
@@ -43,9 +43,11 @@ def steps_per_epoch(train_windows: int, batch_size: int) -> int:
     return train_windows // bs + (train_windows % bs >= 2)
 
 
-def epochs_for(train_windows: int, batch_size: int) -> int:
-    """The epochs of a training not told its epochs, on `train_windows` windows (see DEFAULT_EPOCHS)."""
-    return max(DEFAULT_EPOCHS, math.ceil(MIN_STEPS / steps_per_epoch(train_windows, batch_size)))
+def epochs_for(train_windows: int, batch_size: int, min_steps: int = MIN_STEPS, at_least: int = DEFAULT_EPOCHS) -> int:
+    """Epochs of at least `min_steps` weight steps on `train_windows` windows, and at least
+    `at_least` epochs. The defaults: a training not told its epochs (see DEFAULT_EPOCHS); the
+    search's supernet and its window-mean proxy pass their own."""
+    return max(at_least, math.ceil(min_steps / steps_per_epoch(train_windows, batch_size)))
 
 
 @dataclass(frozen=True)

@@ -367,13 +367,15 @@ def test_training_a_small_kernel_moves_only_the_centre_taps_of_its_family():
 
 
 def test_search_epochs_grow_on_small_data_to_the_minimum_weight_steps():
+    from micronas.train import steps_per_epoch
+
     cfg = dnas.SearchConfig()
     assert (cfg.epochs, cfg.warmup_epochs) == (None, None)
     # 216 windows: batches of 32, 7 steps per epoch (the last of 24 windows kept) -> 215 epochs
-    assert dnas.steps_per_epoch(216, 32) == 7
+    assert steps_per_epoch(216, 32) == 7
     assert (cfg.for_data(216).epochs, cfg.for_data(216).warmup_epochs) == (215, 53)
     assert cfg.for_data(6094).epochs == dnas.DEFAULT_EPOCHS  # large data: 191 steps per epoch
-    assert dnas.steps_per_epoch(33, 32) == 4  # small data: batches of 8, a last batch of one skipped
+    assert steps_per_epoch(33, 32) == 4  # small data: batches of 8, a last batch of one skipped
     given = dnas.SearchConfig(epochs=3)
     assert (given.for_data(20).epochs, given.for_data(20).warmup_epochs) == (3, 0)  # what the user asked
     assert dnas.SearchConfig(epochs=8, warmup_epochs=5).for_data(20).warmup_epochs == 5

@@ -138,7 +138,6 @@ def choose_window_mean(run: RunDir, ds: Any, split: Any, parts: dict[str, Any], 
     import json
 
     from micronas.stages.common import resolve_arch
-    from micronas.train import steps_per_epoch
     from micronas.train import train as train_loop
     from search_space.network import build
 
@@ -150,7 +149,7 @@ def choose_window_mean(run: RunDir, ds: Any, split: Any, parts: dict[str, Any], 
         return {"remove": False, "setting": setting,
                 "why": "kept: this run's search started before micronas decided the window mean, and resumes as it began"}
     proxy = resolve_arch(None, ds)
-    epochs = max(1, -(-WINDOW_MEAN_PROXY_STEPS // steps_per_epoch(len(split.train), batch_size)))
+    epochs = epochs_for(len(split.train), batch_size, WINDOW_MEAN_PROXY_STEPS, at_least=1)
     cfg = TrainConfig(epochs=epochs, seed=seed, checkpoint_rule="last")
     key = hashlib.sha256(json.dumps({"data": data_fingerprint(ds), "split": split.to_json(), "arch": proxy.to_json(),
                                      "train": asdict(cfg)}, sort_keys=True).encode()).hexdigest()[:16]
